@@ -1,0 +1,1 @@
+"""Analysis: provenance -> tables. Everything here reads from the AiiDA graph only."""

@@ -1,0 +1,55 @@
+"""Helpers shared by the CLI commands: one way to launch, one way to find a model or a code."""
+
+from __future__ import annotations
+
+import click
+from aiida import orm
+from aiida.cmdline.utils import echo
+from aiida.engine import ProcessBuilder
+
+from ..data.model import MliapModelData
+
+DEFAULT_CODE_LABEL = "aiida-mliap-run"
+
+
+def launch_process(builder: ProcessBuilder, daemon: bool) -> orm.ProcessNode:
+    """Submit to the daemon with ``daemon``, otherwise run in this interpreter until it finishes."""
+    from aiida.engine import run_get_node, submit
+
+    if daemon:
+        node = submit(builder)
+        echo.echo_success(f"submitted {node.process_label}<{node.pk}> to the daemon")
+        return node
+    _, node = run_get_node(builder)
+    status = f"[{node.exit_status}] {node.exit_message or ''}".strip()
+    if node.is_finished_ok:
+        echo.echo_success(f"{node.process_label}<{node.pk}> finished {status}")
+    else:
+        echo.echo_warning(f"{node.process_label}<{node.pk}> finished {status}")
+    return node
+
+
+def resolve_model(identifier: str) -> MliapModelData:
+    """A model by name, sha256, pk or uuid; a bundled CHGNet name is registered on first use."""
+    from aiida.orm import QueryBuilder
+
+    from ..frameworks.chgnet import BUNDLED
+
+    for key in ("name", "sha256"):
+        found = QueryBuilder().append(MliapModelData, filters={f"attributes.{key}": identifier}).all(flat=True)
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            choices = ", ".join(f"{m.pk} ({m.sha256[:12]})" for m in found)
+            raise click.BadParameter(f"several models are called `{identifier}`: {choices}; give a pk or sha256")
+    if identifier in BUNDLED:
+        node, _ = MliapModelData.from_bundled(identifier)
+        echo.echo_report(f"registered bundled model {identifier} as {node.pk}")
+        return node
+    try:
+        node = orm.load_node(identifier)
+    except Exception:
+        node = None
+    if isinstance(node, MliapModelData):
+        return node
+    raise click.BadParameter(f"no model `{identifier}`: register it with `aiida-mliap setup model`")

@@ -1,0 +1,125 @@
+"""A model checkpoint as a node: files in the repository, identity and energy scale as queryable attributes."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+from aiida.orm import Data, QueryBuilder
+
+from ..engine.hashing import model_files, sha256_of_model
+
+FRAMEWORKS = ("chgnet", "mace", "matgl")
+# Whether the model's energies already contain the MP2020 compatibility corrections (``mp2020_corrected``)
+# or are raw DFT-like energies that need them before any comparison with MP (``raw_dft``).
+ENERGY_SCALES = ("mp2020_corrected", "raw_dft")
+
+
+class MliapModelData(Data):
+    """An MLIAP checkpoint (a file or a folder of files) with its sha256; never a local path."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        framework: str,
+        name: str,
+        energy_scale: str,
+        default_dtype: str | None = None,
+        options: dict[str, Any] | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if framework not in FRAMEWORKS:
+            raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
+        if energy_scale not in ENERGY_SCALES:
+            raise ValueError(f"energy_scale must be one of {ENERGY_SCALES}, got {energy_scale!r}")
+        path = Path(path)
+        root = path if path.is_dir() else path.parent
+        names = []
+        for file in model_files(path):
+            relative = file.relative_to(root).as_posix()
+            self.base.repository.put_object_from_file(str(file), relative)
+            names.append(relative)
+        attributes = self.base.attributes
+        attributes.set("framework", framework)
+        attributes.set("name", name)
+        attributes.set("sha256", sha256_of_model(path))
+        attributes.set("framework_version", _installed_version(framework))
+        attributes.set("energy_scale", energy_scale)
+        attributes.set("default_dtype", default_dtype)
+        attributes.set("options", options or {})
+        attributes.set("filenames", names)
+
+    @classmethod
+    def get_or_create(cls, path: str | Path, **kwargs) -> tuple[MliapModelData, bool]:
+        """Return the stored node with the same sha256 as ``path`` (created=False), else store a new one."""
+        existing = cls.find(sha256_of_model(path))
+        if existing is not None:
+            return existing, False
+        return cls(path, **kwargs).store(), True
+
+    @classmethod
+    def find(cls, sha256: str) -> MliapModelData | None:
+        query = QueryBuilder().append(cls, filters={"attributes.sha256": sha256}).order_by({cls: {"id": "asc"}})
+        return query.first(flat=True)
+
+    @classmethod
+    def from_bundled(cls, name: str) -> tuple[MliapModelData, bool]:
+        """Register a checkpoint shipped with a framework's wheel (works offline), e.g. ``chgnet-0.3.0``."""
+        from ..frameworks.chgnet import bundled_checkpoint
+
+        path, options, energy_scale = bundled_checkpoint(name)
+        return cls.get_or_create(path, framework="chgnet", name=name, energy_scale=energy_scale, options=options)
+
+    @property
+    def framework(self) -> str:
+        return self.base.attributes.get("framework")
+
+    @property
+    def name(self) -> str:
+        return self.base.attributes.get("name")
+
+    @property
+    def sha256(self) -> str:
+        return self.base.attributes.get("sha256")
+
+    @property
+    def energy_scale(self) -> str:
+        return self.base.attributes.get("energy_scale")
+
+    @property
+    def framework_version(self) -> str | None:
+        return self.base.attributes.get("framework_version")
+
+    @property
+    def default_dtype(self) -> str | None:
+        return self.base.attributes.get("default_dtype")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.base.attributes.get("options", {})
+
+    @property
+    def filenames(self) -> list[str]:
+        return self.base.attributes.get("filenames")
+
+    def runner_spec(self) -> dict[str, Any]:
+        """What the runner needs to know about the model (written into its parameters file)."""
+        return {
+            "framework": self.framework,
+            "name": self.name,
+            "sha256": self.sha256,
+            "files": self.filenames,
+            "default_dtype": self.default_dtype,
+            "options": self.options,
+        }
+
+
+def _installed_version(framework: str) -> str | None:
+    from ..frameworks import get_framework
+
+    try:
+        return get_framework(framework).version()
+    except (ValueError, importlib.metadata.PackageNotFoundError):
+        return None

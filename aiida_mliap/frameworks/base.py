@@ -1,0 +1,47 @@
+"""The small interface every MLIAP framework implements: load a checkpoint, hand back an ASE calculator."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ase.calculators.calculator import Calculator
+
+from ..engine.status import Status
+
+
+@dataclass
+class LoadedModel:
+    calculator: Calculator
+    supported_numbers: frozenset[int] | None
+    dtype: str
+    device: str
+
+
+class MliapFramework(ABC):
+    """One module per framework, registered in the ``mliap.frameworks`` entry point group."""
+
+    name: str
+    distribution: str  # the PyPI distribution whose version is recorded
+    dtypes: tuple[str, ...] = ("float32",)
+    default_dtype: str = "float32"
+
+    def version(self) -> str:
+        return importlib.metadata.version(self.distribution)
+
+    @abstractmethod
+    def load(self, model_dir: Path, files: list[str], device: str, dtype: str, options: dict[str, Any]) -> LoadedModel:
+        """Load the checkpoint ``files`` (relative to ``model_dir``) as an ASE calculator on ``device``."""
+
+    def classify_error(self, exception: BaseException) -> tuple[Status, str] | None:
+        """Map a framework-specific exception to a per-structure status; None leaves it a generic error."""
+        return None
+
+    def resolve_dtype(self, requested: str | None) -> str:
+        dtype = requested or self.default_dtype
+        if dtype not in self.dtypes:
+            raise ValueError(f"{self.name} supports dtype {list(self.dtypes)}, not {dtype}")
+        return dtype

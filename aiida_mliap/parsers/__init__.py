@@ -1,0 +1,1 @@
+"""Parsers of aiida-mliap: pure reading helpers plus the AiiDA Parser classes."""
