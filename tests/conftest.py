@@ -11,77 +11,76 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import uuid
 from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["aiida.tools.pytest_fixtures"]
+pytest_plugins = ['aiida.tools.pytest_fixtures']
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("MLIAP_SHARED_DATA", REPO.parent / "shared" / "data"))
-STORAGE = os.environ.get("MLIAP_TEST_STORAGE", "sqlite")
+SHARED_DATA = Path(os.environ.get('MLIAP_SHARED_DATA', REPO.parent / 'shared' / 'data'))
+STORAGE = os.environ.get('MLIAP_TEST_STORAGE', 'sqlite')
 
 
 def _production_storage_config() -> dict:
     """A fresh database (and user) on the running PostgreSQL server."""
     from aiida.manage.external.postgres import Postgres
 
-    dbinfo = {"host": os.environ.get("MLIAP_PG_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
+    dbinfo = {'host': os.environ.get('MLIAP_PG_HOST', '127.0.0.1'), 'port': 5432, 'user': 'postgres'}
     postgres = Postgres(interactive=False, quiet=True, dbinfo=dbinfo)
-    user, password = "aiida_mliap_test", "aiida_mliap_test"
+    user, password = 'aiida_mliap_test', 'aiida_mliap_test'
     if not postgres.dbuser_exists(user):
-        postgres.create_dbuser(user, password, "CREATEDB")
-    name = f"aiida_mliap_test_{uuid.uuid4().hex[:12]}"
+        postgres.create_dbuser(user, password, 'CREATEDB')
+    name = f'aiida_mliap_test_{uuid.uuid4().hex[:12]}'
     postgres.create_db(user, name)
     return {
-        "database_engine": "postgresql_psycopg",
-        "database_hostname": dbinfo["host"],
-        "database_port": 5432,
-        "database_name": name,
-        "database_username": user,
-        "database_password": password,
+        'database_engine': 'postgresql_psycopg',
+        'database_hostname': dbinfo['host'],
+        'database_port': 5432,
+        'database_name': name,
+        'database_username': user,
+        'database_password': password,
     }
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope='session', autouse=True)
 def aiida_profile(aiida_config, aiida_profile_factory, tmp_path_factory, request):
     """The session's profile, on the storage that ``MLIAP_TEST_STORAGE`` names."""
-    if STORAGE == "sqlite":
-        kwargs = {"broker_backend": "core.zeromq"}
-    elif STORAGE == "pgtest":
-        config_psql_dos = request.getfixturevalue("config_psql_dos")
+    if STORAGE == 'sqlite':
+        kwargs = {'broker_backend': 'core.zeromq'}
+    elif STORAGE == 'pgtest':
+        config_psql_dos = request.getfixturevalue('config_psql_dos')
         kwargs = {
-            "storage_backend": "core.psql_dos",
-            "storage_config": config_psql_dos(),
-            "broker_backend": "core.zeromq",
+            'storage_backend': 'core.psql_dos',
+            'storage_config': config_psql_dos(),
+            'broker_backend': 'core.zeromq',
         }
-    elif STORAGE == "production":
+    elif STORAGE == 'production':
         storage = _production_storage_config()
-        storage["repository_uri"] = tmp_path_factory.mktemp("repository").as_uri()
-        kwargs = {"storage_backend": "core.psql_dos", "storage_config": storage, "broker_backend": "core.rabbitmq"}
+        storage['repository_uri'] = tmp_path_factory.mktemp('repository').as_uri()
+        kwargs = {'storage_backend': 'core.psql_dos', 'storage_config': storage, 'broker_backend': 'core.rabbitmq'}
     else:
-        raise ValueError(f"unknown MLIAP_TEST_STORAGE={STORAGE!r}")
+        raise ValueError(f'unknown MLIAP_TEST_STORAGE={STORAGE!r}')
     with aiida_profile_factory(aiida_config, **kwargs) as profile:
         yield profile
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope='session')
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.fail(f"the shared reference data are missing: expected them in {SHARED_DATA} (set MLIAP_SHARED_DATA)")
+        pytest.fail(f'the shared reference data are missing: expected them in {SHARED_DATA} (set MLIAP_SHARED_DATA)')
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope='session')
 def lifepo_entries(shared_data) -> list[dict]:
     """The Li-Fe-P-O entries of the Materials Project, as dicts, in file order."""
-    with gzip.open(shared_data / "mp" / "Li-Fe-P-O.json.gz", "rt") as handle:
+    with gzip.open(shared_data / 'mp' / 'Li-Fe-P-O.json.gz', 'rt') as handle:
         return json.load(handle)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope='session')
 def small_lifepo_atoms(lifepo_entries):
     """ASE Atoms of the first Li-Fe-P-O entries with at most 8 atoms, labelled by MP id (deterministic)."""
     from pymatgen.entries.computed_entries import ComputedStructureEntry
@@ -91,7 +90,7 @@ def small_lifepo_atoms(lifepo_entries):
     for entry in map(ComputedStructureEntry.from_dict, lifepo_entries):
         if len(entry.structure) <= 8:
             atoms = AseAtomsAdaptor.get_atoms(entry.structure)
-            atoms.info = {"mp_id": entry.entry_id, "energy_per_atom_dft": entry.energy_per_atom}
+            atoms.info = {'mp_id': entry.entry_id, 'energy_per_atom_dft': entry.energy_per_atom}
             chosen.append(atoms)
     return chosen
 
@@ -109,22 +108,25 @@ def make_structures(small_lifepo_atoms):
     """Stored StructureData of the first ``n`` small Li-Fe-P-O entries with MP ids as labels."""
 
     def factory(n: int, start: int = 0):
-        return [to_structure(a, a.info["mp_id"]) for a in small_lifepo_atoms[start : start + n]]
+        return [to_structure(a, a.info['mp_id']) for a in small_lifepo_atoms[start : start + n]]
 
     return factory
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope='session')
 def tiny_mace_file(tmp_path_factory) -> Path:
     """A real (untrained, seeded) ScaleShiftMACE over H, Li, O, P, Fe saved with torch.save."""
     import numpy as np
     import torch
-    from e3nn import o3
+
+    # isort: off
     from mace import modules  # first: mace lets e3nn 0.4.4 load its constants under torch >= 2.6
+    from e3nn import o3
+    # isort: on
 
     torch.manual_seed(0)
     numbers = [1, 3, 8, 15, 26]
-    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+    block = modules.interaction_classes['RealAgnosticResidualInteractionBlock']
     model = modules.ScaleShiftMACE(
         r_max=4.0,
         num_bessel=4,
@@ -134,8 +136,8 @@ def tiny_mace_file(tmp_path_factory) -> Path:
         interaction_cls_first=block,
         num_interactions=1,
         num_elements=len(numbers),
-        hidden_irreps=o3.Irreps("8x0e"),
-        MLP_irreps=o3.Irreps("8x0e"),
+        hidden_irreps=o3.Irreps('8x0e'),
+        MLP_irreps=o3.Irreps('8x0e'),
         atomic_energies=np.linspace(-3, -1, len(numbers)),
         avg_num_neighbors=8.0,
         atomic_numbers=numbers,
@@ -144,12 +146,12 @@ def tiny_mace_file(tmp_path_factory) -> Path:
         atomic_inter_scale=1.0,
         atomic_inter_shift=0.0,
     )
-    path = tmp_path_factory.mktemp("mace") / "tiny.model"
+    path = tmp_path_factory.mktemp('mace') / 'tiny.model'
     torch.save(model, path)
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope='session')
 def tiny_matgl_dir(tmp_path_factory) -> Path:
     """A real (untrained, seeded) M3GNet potential over Li, Fe, P, O saved with matgl's Potential.save."""
     import torch
@@ -158,7 +160,7 @@ def tiny_matgl_dir(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     model = M3GNet(
-        element_types=("Li", "Fe", "P", "O"),
+        element_types=('Li', 'Fe', 'P', 'O'),
         is_intensive=False,
         nblocks=1,
         dim_node_embedding=8,
@@ -167,7 +169,7 @@ def tiny_matgl_dir(tmp_path_factory) -> Path:
         max_n=2,
         max_l=2,
     )
-    path = tmp_path_factory.mktemp("matgl") / "tiny-m3gnet"
+    path = tmp_path_factory.mktemp('matgl') / 'tiny-m3gnet'
     Potential(model=model).save(path)
     return path
 
@@ -176,21 +178,21 @@ def tiny_matgl_dir(tmp_path_factory) -> Path:
 def chgnet_model():
     from aiida_mliap.data.model import MliapModelData
 
-    return MliapModelData.from_bundled("chgnet-0.3.0")[0]
+    return MliapModelData.from_bundled('chgnet-0.3.0')[0]
 
 
 @pytest.fixture
 def mace_model(tiny_mace_file):
     from aiida_mliap.data.model import MliapModelData
 
-    return MliapModelData.get_or_create(tiny_mace_file, framework="mace", name="tiny-mace", energy_scale="raw_dft")[0]
+    return MliapModelData.get_or_create(tiny_mace_file, framework='mace', name='tiny-mace', energy_scale='raw_dft')[0]
 
 
 @pytest.fixture
 def matgl_model(tiny_matgl_dir):
     from aiida_mliap.data.model import MliapModelData
 
-    return MliapModelData.get_or_create(tiny_matgl_dir, framework="matgl", name="tiny-m3gnet", energy_scale="raw_dft")[
+    return MliapModelData.get_or_create(tiny_matgl_dir, framework='matgl', name='tiny-m3gnet', energy_scale='raw_dft')[
         0
     ]
 
@@ -202,9 +204,11 @@ def runner_code(aiida_localhost):
     from aiida.common.exceptions import NotExistent
 
     try:
-        return orm.load_code(f"aiida-mliap-run@{aiida_localhost.label}")
+        return orm.load_code(f'aiida-mliap-run@{aiida_localhost.label}')
     except NotExistent:
-        executable = shutil.which("aiida-mliap-run")
-        assert executable, "aiida-mliap-run is not installed in this environment"
-        code = orm.InstalledCode(computer=aiida_localhost, filepath_executable=executable, label="aiida-mliap-run")
+        from aiida_mliap.cli.setup import runner_executable
+
+        code = orm.InstalledCode(
+            computer=aiida_localhost, filepath_executable=runner_executable(), label='aiida-mliap-run'
+        )
         return code.store()

@@ -26,14 +26,14 @@ def validate_parameters_port(value: orm.Dict | None, _) -> str | None:
 
 def validate_structures(value: dict, _) -> str | None:
     if not value:
-        return "give at least one structure in the `structures` namespace"
+        return 'give at least one structure in the `structures` namespace'
     problems = []
     for label, structure in value.items():
         if not structure.sites:
-            problems.append(f"`{label}` has no atoms")
+            problems.append(f'`{label}` has no atoms')
         elif not np.all(np.isfinite([site.position for site in structure.sites])):
-            problems.append(f"`{label}` has non-finite coordinates")
-    return "; ".join(problems) or None
+            problems.append(f'`{label}` has non-finite coordinates')
+    return '; '.join(problems) or None
 
 
 class MliapCalculation(MliapBaseCalculation):
@@ -44,74 +44,74 @@ class MliapCalculation(MliapBaseCalculation):
     @classmethod
     def define(cls, spec: CalcJobProcessSpec) -> None:
         super().define(spec)
-        spec.input("model", valid_type=MliapModelData, help="The MLIAP checkpoint (with its sha256).")
+        spec.input('model', valid_type=MliapModelData, help='The MLIAP checkpoint (with its sha256).')
         spec.input(
-            "remote_checkpoint",
+            'remote_checkpoint',
             valid_type=orm.RemoteData,
             required=False,
-            help="The same checkpoint pre-installed on the computer: linked instead of copied; the runner "
+            help='The same checkpoint pre-installed on the computer: linked instead of copied; the runner '
             "still refuses it unless its sha256 equals the model node's.",
         )
         spec.input_namespace(
-            "structures",
+            'structures',
             valid_type=orm.StructureData,
             dynamic=True,
             validator=validate_structures,
-            help="Structures to evaluate, keyed by a label that the outputs repeat.",
+            help='Structures to evaluate, keyed by a label that the outputs repeat.',
         )
         spec.input(
-            "parameters",
+            'parameters',
             valid_type=orm.Dict,
             required=False,
             validator=validate_parameters_port,
-            help="task, relax_cell, fmax, max_steps, optimizer, fix_symmetry, symprec, dtype, device.",
+            help='task, relax_cell, fmax, max_steps, optimizer, fix_symmetry, symprec, dtype, device.',
         )
-        spec.inputs["metadata"]["options"]["parser_name"].default = "mliap.calc"
-        spec.inputs["metadata"]["options"]["resources"].default = {"num_machines": 1, "num_mpiprocs_per_machine": 1}
-        spec.inputs["metadata"]["options"]["withmpi"].default = False
+        spec.inputs['metadata']['options']['parser_name'].default = 'mliap.calc'
+        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        spec.inputs['metadata']['options']['withmpi'].default = False
 
-        spec.output_namespace("results", valid_type=MliapResultData, dynamic=True, help="One result per structure.")
+        spec.output_namespace('results', valid_type=MliapResultData, dynamic=True, help='One result per structure.')
         spec.output_namespace(
-            "relaxed_structures", valid_type=orm.StructureData, dynamic=True, help="Final structures of relaxations."
+            'relaxed_structures', valid_type=orm.StructureData, dynamic=True, help='Final structures of relaxations.'
         )
-        spec.output("summary", valid_type=orm.Dict, help="Counts and labels by status, environment, timing.")
-        spec.default_output_node = "summary"
+        spec.output('summary', valid_type=orm.Dict, help='Counts and labels by status, environment, timing.')
+        spec.default_output_node = 'summary'
 
         add = cls.add_exit_code
-        add(spec, 301, "ERROR_MISSING_RESULTS", "The runner wrote no results file.")
-        add(spec, 302, "ERROR_UNREADABLE_RESULTS", "The results file could not be read: {message}")
-        add(spec, 303, "ERROR_UNREADABLE_STRUCTURES", "The final structures could not be read: {message}")
-        add(spec, 304, "ERROR_INCOMPLETE_RESULTS", "The runner stopped early: {missing} structures have no result.")
-        add(spec, 305, "ERROR_RUNNER_REFUSED_INPUT", "The runner refused its input: {message}")
-        add(spec, 400, "ERROR_SOME_STRUCTURES_FAILED", "Some structures failed: {counts}")
-        add(spec, 401, "ERROR_ALL_STRUCTURES_FAILED", "Every structure failed: {counts}")
-        add(spec, 402, "ERROR_MODEL_HASH_MISMATCH", "The model files do not match the model node: {message}")
-        add(spec, 403, "ERROR_OUT_OF_MEMORY", "Out of memory for some structures: {counts}")
-        add(spec, 404, "ERROR_UNSUPPORTED_ELEMENT", "The model does not cover some structures' elements: {counts}")
-        add(spec, 405, "ERROR_MODEL_LOAD_FAILED", "The model could not be loaded: {message}")
-        add(spec, 406, "ERROR_DEVICE_UNAVAILABLE", "The requested device is not available: {message}")
-        add(spec, 410, "ERROR_UNCONVERGED", "Some relaxations did not converge: {counts}")
+        add(spec, 301, 'ERROR_MISSING_RESULTS', 'The runner wrote no results file.')
+        add(spec, 302, 'ERROR_UNREADABLE_RESULTS', 'The results file could not be read: {message}')
+        add(spec, 303, 'ERROR_UNREADABLE_STRUCTURES', 'The final structures could not be read: {message}')
+        add(spec, 304, 'ERROR_INCOMPLETE_RESULTS', 'The runner stopped early: {missing} structures have no result.')
+        add(spec, 305, 'ERROR_RUNNER_REFUSED_INPUT', 'The runner refused its input: {message}')
+        add(spec, 400, 'ERROR_SOME_STRUCTURES_FAILED', 'Some structures failed: {counts}')
+        add(spec, 401, 'ERROR_ALL_STRUCTURES_FAILED', 'Every structure failed: {counts}')
+        add(spec, 402, 'ERROR_MODEL_HASH_MISMATCH', 'The model files do not match the model node: {message}')
+        add(spec, 403, 'ERROR_OUT_OF_MEMORY', 'Out of memory for some structures: {counts}')
+        add(spec, 404, 'ERROR_UNSUPPORTED_ELEMENT', "The model does not cover some structures' elements: {counts}")
+        add(spec, 405, 'ERROR_MODEL_LOAD_FAILED', 'The model could not be loaded: {message}')
+        add(spec, 406, 'ERROR_DEVICE_UNAVAILABLE', 'The requested device is not available: {message}')
+        add(spec, 410, 'ERROR_UNCONVERGED', 'Some relaxations did not converge: {counts}')
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
-        parameters = self.inputs.parameters.get_dict() if "parameters" in self.inputs else {}
+        parameters = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
         model: MliapModelData = self.inputs.model
-        payload = {**parameters, "model": model.runner_spec()}
-        with folder.open(files.PARAMETERS, "w") as handle:
+        payload = {**parameters, 'model': model.runner_spec()}
+        with folder.open(files.PARAMETERS, 'w') as handle:
             json.dump(payload, handle, indent=1)
 
-        with folder.open(files.STRUCTURES, "w") as handle:
+        with folder.open(files.STRUCTURES, 'w') as handle:
             handle.write(structures_to_extxyz(self.inputs.structures))
 
         calcinfo = CalcInfo()
-        if "remote_checkpoint" in self.inputs:
+        if 'remote_checkpoint' in self.inputs:
             remote = self.inputs.remote_checkpoint
             calcinfo.remote_symlink_list = [(remote.computer.uuid, remote.get_remote_path(), files.MODEL_DIR)]
             calcinfo.local_copy_list = []
         else:
-            calcinfo.local_copy_list = [(model.uuid, name, f"{files.MODEL_DIR}/{name}") for name in model.filenames]
+            calcinfo.local_copy_list = [(model.uuid, name, f'{files.MODEL_DIR}/{name}') for name in model.filenames]
         codeinfo = CodeInfo()
         codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ["."]
+        codeinfo.cmdline_params = ['.']
         codeinfo.stdout_name = files.LOG
         calcinfo.codes_info = [codeinfo]
         calcinfo.retrieve_list = [files.RESULTS, files.RESULTS_PARTIAL, files.FINAL_STRUCTURES, files.LOG]
@@ -125,11 +125,11 @@ def structures_to_extxyz(structures: dict[str, orm.StructureData]) -> str:
     frames = []
     for label, structure in structures.items():
         atoms = structure.get_ase()
-        atoms.info = {"label": label}
+        atoms.info = {'label': label}
         atoms.set_tags(0)
         frames.append(atoms)
     buffer = io.StringIO()
-    ase.io.write(buffer, frames, format="extxyz")
+    ase.io.write(buffer, frames, format='extxyz')
     return buffer.getvalue()
 
 
@@ -138,10 +138,10 @@ def structure_link_label(structure: orm.StructureData) -> str:
     else its uuid; stable across archives so that queries can join on it."""
     import re
 
-    text = re.sub(r"[^0-9a-zA-Z]+", "_", structure.label or "").strip("_")
+    text = re.sub(r'[^0-9a-zA-Z]+', '_', structure.label or '').strip('_')
     if not text:
-        text = f"structure_{structure.uuid.split('-')[0]}"
-    return f"s_{text}" if text[0].isdigit() else text
+        text = f'structure_{structure.uuid.split("-")[0]}'
+    return f's_{text}' if text[0].isdigit() else text
 
 
 def get_builder_for(
@@ -156,7 +156,7 @@ def get_builder_for(
     for structure in structures:
         label = structure_link_label(structure)
         if label in labelled:
-            raise ValueError(f"two structures share the label `{label}`: give them distinct node labels")
+            raise ValueError(f'two structures share the label `{label}`: give them distinct node labels')
         labelled[label] = structure
     builder = MliapCalculation.get_builder()
     builder.code = code

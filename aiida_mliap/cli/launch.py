@@ -8,28 +8,28 @@ from aiida.cmdline.utils import decorators, echo
 
 from ..engine.parameters import DEFAULTS, OPTIMIZERS, TASKS
 from . import cmd_root
-from .utils import DEFAULT_CODE_LABEL, launch_process, resolve_model
+from .utils import DAEMON, DEFAULT_CODE_LABEL, launch_process, resolve_model
 
 
-@cmd_root.group("launch")
+@cmd_root.group('launch')
 def cmd_launch():
     """Launch calculations."""
 
 
-@cmd_launch.command("relax")
-@click.option("--model", "model_id", required=True, help="Model name, sha256 or pk (see `aiida-mliap model list`).")
-@options.CODE(default=DEFAULT_CODE_LABEL, show_default=True, help="The aiida-mliap-run code.")
-@options.GROUP(help="Group whose StructureData to evaluate.")
-@click.option("-S", "--structure", "structures", multiple=True, type=types.DataParamType(), help="Structure pk/uuid.")
-@click.option("--limit", type=int, help="Take only the first LIMIT structures (ordered by pk).")
-@click.option("--task", type=click.Choice(TASKS), default=DEFAULTS["task"], show_default=True)
-@click.option("--fmax", type=float, default=DEFAULTS["fmax"], show_default=True, help="Force criterion, eV/Å.")
-@click.option("--max-steps", type=int, default=DEFAULTS["max_steps"], show_default=True)
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS["optimizer"], show_default=True)
-@click.option("--fix-symmetry", is_flag=True, help="Keep the space group during relaxation (ASE FixSymmetry).")
-@click.option("--fixed-cell", is_flag=True, help="Relax positions only.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@options.DAEMON(help="Submit to the daemon instead of running in the foreground.")
+@cmd_launch.command('relax')
+@click.option('--model', 'model_id', required=True, help='Model name, sha256 or pk (see `aiida-mliap model list`).')
+@options.CODE(default=DEFAULT_CODE_LABEL, show_default=True, help='The aiida-mliap-run code.')
+@options.GROUP(help='Group whose StructureData to evaluate.')
+@click.option('-S', '--structure', 'structures', multiple=True, type=types.DataParamType(), help='Structure pk/uuid.')
+@click.option('--limit', type=int, help='Take only the first LIMIT structures (ordered by pk).')
+@click.option('--task', type=click.Choice(TASKS), default=DEFAULTS['task'], show_default=True)
+@click.option('--fmax', type=float, default=DEFAULTS['fmax'], show_default=True, help='Force criterion, eV/Å.')
+@click.option('--max-steps', type=int, default=DEFAULTS['max_steps'], show_default=True)
+@click.option('--optimizer', type=click.Choice(OPTIMIZERS), default=DEFAULTS['optimizer'], show_default=True)
+@click.option('--fix-symmetry', is_flag=True, help='Keep the space group during relaxation (ASE FixSymmetry).')
+@click.option('--fixed-cell', is_flag=True, help='Relax positions only.')
+@click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
+@DAEMON
 @decorators.with_dbenv()
 def launch_relax(
     model_id, code, group, structures, limit, task, fmax, max_steps, optimizer, fix_symmetry, fixed_cell, device, daemon
@@ -41,32 +41,32 @@ def launch_relax(
 
     chosen = list(structures)
     if group is not None:
-        query = orm.QueryBuilder().append(orm.Group, filters={"id": group.pk}, tag="group")
-        query.append(orm.StructureData, with_group="group").order_by({orm.StructureData: {"id": "asc"}})
+        query = orm.QueryBuilder().append(orm.Group, filters={'id': group.pk}, tag='group')
+        query.append(orm.StructureData, with_group='group').order_by({orm.StructureData: {'id': 'asc'}})
         chosen.extend(query.all(flat=True))
     if not chosen:
-        raise click.UsageError("give structures with --group or --structure")
+        raise click.UsageError('give structures with --group or --structure')
     chosen = chosen[:limit] if limit else chosen
     parameters = {
-        "task": task,
-        "fmax": fmax,
-        "max_steps": max_steps,
-        "optimizer": optimizer,
-        "fix_symmetry": fix_symmetry,
-        "relax_cell": not fixed_cell,
-        "device": device,
+        'task': task,
+        'fmax': fmax,
+        'max_steps': max_steps,
+        'optimizer': optimizer,
+        'fix_symmetry': fix_symmetry,
+        'relax_cell': not fixed_cell,
+        'device': device,
     }
     try:
         builder = get_builder_for(code, resolve_model(model_id), chosen, parameters)
     except ValueError as exception:
         raise click.UsageError(str(exception)) from exception
-    echo.echo_report(f"{len(chosen)} structures, task {task}, model {builder.model.name}")
+    echo.echo_report(f'{len(chosen)} structures, task {task}, model {builder.model.name}')
     node = launch_process(builder, daemon)
     if not daemon:
-        echo.echo(f"outputs: verdi calcjob outputls {node.pk}; results table: aiida-mliap show {node.pk}")
+        echo.echo(f'outputs: verdi calcjob outputls {node.pk}; results table: aiida-mliap show {node.pk}')
 
 
-@cmd_root.command("show")
+@cmd_root.command('show')
 @arguments.CALCULATION()
 @decorators.with_dbenv()
 def show(calculation):
@@ -76,4 +76,4 @@ def show(calculation):
     from ..analysis.calcjob import results_table
 
     table = results_table(calculation)
-    echo.echo(tabulate(table, headers="keys", floatfmt=".4f", showindex=False))
+    echo.echo(tabulate(table, headers='keys', floatfmt='.4f', showindex=False))

@@ -15,15 +15,15 @@ from . import cmd_root
 from .utils import DEFAULT_CODE_LABEL
 
 
-@cmd_root.group("setup")
+@cmd_root.group('setup')
 def cmd_setup():
     """Register the runner as a code and models as nodes."""
 
 
 def runner_executable() -> str:
-    found = shutil.which("aiida-mliap-run") or str(Path(sys.executable).parent / "aiida-mliap-run")
+    found = shutil.which('aiida-mliap-run') or str(Path(sys.executable).parent / 'aiida-mliap-run')
     if not Path(found).exists():
-        raise click.ClickException("cannot find the `aiida-mliap-run` executable: install aiida-mliap first")
+        raise click.ClickException('cannot find the `aiida-mliap-run` executable: install aiida-mliap first')
     return found
 
 
@@ -37,25 +37,27 @@ def get_or_create_localhost(label: str):
     try:
         return orm.load_computer(label)
     except NotExistent:
-        if label != "localhost":
-            raise click.ClickException(f"computer `{label}` does not exist: set it up with `verdi computer setup`")
-    workdir = Path(tempfile.gettempdir()) / "aiida-mliap-work"
+        if label != 'localhost':
+            raise click.ClickException(
+                f'computer `{label}` does not exist: set it up with `verdi computer setup`'
+            ) from None
+    workdir = Path(tempfile.gettempdir()) / 'aiida-mliap-work'
     computer = orm.Computer(
-        label="localhost",
-        hostname="localhost",
-        transport_type="core.local",
-        scheduler_type="core.direct",
+        label='localhost',
+        hostname='localhost',
+        transport_type='core.local',
+        scheduler_type='core.direct',
         workdir=str(workdir),
     ).store()
     computer.configure()
-    echo.echo_report(f"created computer localhost (work directory {workdir})")
+    echo.echo_report(f'created computer localhost (work directory {workdir})')
     return computer
 
 
-@cmd_setup.command("code")
-@click.option("--computer", default="localhost", show_default=True, help="Computer the runner is installed on.")
-@click.option("--label", default=DEFAULT_CODE_LABEL, show_default=True, help="Label of the code.")
-@click.option("--executable", help="Path of aiida-mliap-run on that computer (default: the one installed here).")
+@cmd_setup.command('code')
+@click.option('--computer', default='localhost', show_default=True, help='Computer the runner is installed on.')
+@click.option('--label', default=DEFAULT_CODE_LABEL, show_default=True, help='Label of the code.')
+@click.option('--executable', help='Path of aiida-mliap-run on that computer (default: the one installed here).')
 @decorators.with_dbenv()
 def setup_code(computer, label, executable):
     """Register the runner ``aiida-mliap-run`` as an InstalledCode (does nothing if it exists)."""
@@ -64,27 +66,27 @@ def setup_code(computer, label, executable):
 
     computer = get_or_create_localhost(computer)
     try:
-        code = orm.load_code(f"{label}@{computer.label}")
-        echo.echo_report(f"code {code.full_label} exists (pk {code.pk})")
+        code = orm.load_code(f'{label}@{computer.label}')
+        echo.echo_report(f'code {code.full_label} exists (pk {code.pk})')
         return
     except NotExistent:
         pass
     code = orm.InstalledCode(
-        computer=computer, filepath_executable=executable or runner_executable(), default_calc_job_plugin="mliap.calc"
+        computer=computer, filepath_executable=executable or runner_executable(), default_calc_job_plugin='mliap.calc'
     )
     code.label = label
-    code.description = "aiida-mliap runner: MLIAP single points and relaxations on batches of structures"
+    code.description = 'aiida-mliap runner: MLIAP single points and relaxations on batches of structures'
     code.store()
-    echo.echo_success(f"created code {code.full_label} (pk {code.pk})")
+    echo.echo_success(f'created code {code.full_label} (pk {code.pk})')
 
 
-@cmd_setup.command("model")
-@click.argument("source")
-@click.option("--framework", type=click.Choice(FRAMEWORKS), help="Framework of a model given by path.")
-@click.option("--name", help="Name of the model, e.g. mace-mp-0-medium (default: the file name).")
-@click.option("--energy-scale", type=click.Choice(ENERGY_SCALES), help="Whether energies include MP2020 corrections.")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Default dtype for this model.")
-@options.DESCRIPTION(help="A description of the model.")
+@cmd_setup.command('model')
+@click.argument('source')
+@click.option('--framework', type=click.Choice(FRAMEWORKS), help='Framework of a model given by path.')
+@click.option('--name', help='Name of the model, e.g. mace-mp-0-medium (default: the file name).')
+@click.option('--energy-scale', type=click.Choice(ENERGY_SCALES), help='Whether energies include MP2020 corrections.')
+@click.option('--dtype', type=click.Choice(['float32', 'float64']), help='Default dtype for this model.')
+@options.DESCRIPTION(help='A description of the model.')
 @decorators.with_dbenv()
 def setup_model(source, framework, name, energy_scale, dtype, description):
     """Register a model: a bundled name (chgnet-0.3.0, chgnet-0.2.0) or a checkpoint file/folder PATH.
@@ -99,9 +101,9 @@ def setup_model(source, framework, name, energy_scale, dtype, description):
     else:
         path = Path(source)
         if not path.exists():
-            raise click.BadParameter(f"`{source}` is neither a bundled model ({', '.join(BUNDLED)}) nor a path")
+            raise click.BadParameter(f'`{source}` is neither a bundled model ({", ".join(BUNDLED)}) nor a path')
         if framework is None or energy_scale is None:
-            raise click.UsageError("a model from a path needs --framework and --energy-scale")
+            raise click.UsageError('a model from a path needs --framework and --energy-scale')
         node, created = MliapModelData.get_or_create(
             path,
             framework=framework,
@@ -111,5 +113,5 @@ def setup_model(source, framework, name, energy_scale, dtype, description):
         )
         if created and description:
             node.description = description
-    verb = "registered" if created else "already registered"
-    echo.echo_success(f"{verb}: {node.name} ({node.framework}, {node.energy_scale}) pk {node.pk} sha256 {node.sha256}")
+    verb = 'registered' if created else 'already registered'
+    echo.echo_success(f'{verb}: {node.name} ({node.framework}, {node.energy_scale}) pk {node.pk} sha256 {node.sha256}')

@@ -9,7 +9,11 @@ from aiida.engine import ProcessBuilder
 
 from ..data.model import MliapModelData
 
-DEFAULT_CODE_LABEL = "aiida-mliap-run"
+DEFAULT_CODE_LABEL = 'aiida-mliap-run'
+
+DAEMON = click.option(
+    '-d', '--daemon', is_flag=True, help='Submit to the daemon and return; otherwise run here until finished.'
+)
 
 
 def launch_process(builder: ProcessBuilder, daemon: bool) -> orm.ProcessNode:
@@ -18,14 +22,14 @@ def launch_process(builder: ProcessBuilder, daemon: bool) -> orm.ProcessNode:
 
     if daemon:
         node = submit(builder)
-        echo.echo_success(f"submitted {node.process_label}<{node.pk}> to the daemon")
+        echo.echo_success(f'submitted {node.process_label}<{node.pk}> to the daemon')
         return node
     _, node = run_get_node(builder)
-    status = f"[{node.exit_status}] {node.exit_message or ''}".strip()
+    status = f'[{node.exit_status}] {node.exit_message or ""}'.strip()
     if node.is_finished_ok:
-        echo.echo_success(f"{node.process_label}<{node.pk}> finished {status}")
+        echo.echo_success(f'{node.process_label}<{node.pk}> finished {status}')
     else:
-        echo.echo_warning(f"{node.process_label}<{node.pk}> finished {status}")
+        echo.echo_warning(f'{node.process_label}<{node.pk}> finished {status}')
     return node
 
 
@@ -35,16 +39,16 @@ def resolve_model(identifier: str) -> MliapModelData:
 
     from ..frameworks.chgnet import BUNDLED
 
-    for key in ("name", "sha256"):
-        found = QueryBuilder().append(MliapModelData, filters={f"attributes.{key}": identifier}).all(flat=True)
+    for key in ('name', 'sha256'):
+        found = QueryBuilder().append(MliapModelData, filters={f'attributes.{key}': identifier}).all(flat=True)
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
-            choices = ", ".join(f"{m.pk} ({m.sha256[:12]})" for m in found)
-            raise click.BadParameter(f"several models are called `{identifier}`: {choices}; give a pk or sha256")
+            choices = ', '.join(f'{m.pk} ({m.sha256[:12]})' for m in found)
+            raise click.BadParameter(f'several models are called `{identifier}`: {choices}; give a pk or sha256')
     if identifier in BUNDLED:
         node, _ = MliapModelData.from_bundled(identifier)
-        echo.echo_report(f"registered bundled model {identifier} as {node.pk}")
+        echo.echo_report(f'registered bundled model {identifier} as {node.pk}')
         return node
     try:
         node = orm.load_node(identifier)
@@ -52,4 +56,4 @@ def resolve_model(identifier: str) -> MliapModelData:
         node = None
     if isinstance(node, MliapModelData):
         return node
-    raise click.BadParameter(f"no model `{identifier}`: register it with `aiida-mliap setup model`")
+    raise click.BadParameter(f'no model `{identifier}`: register it with `aiida-mliap setup model`')

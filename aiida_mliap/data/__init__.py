@@ -3,4 +3,4 @@
 from .model import MliapModelData
 from .result import MliapResultData
 
-__all__ = ("MliapModelData", "MliapResultData")
+__all__ = ('MliapModelData', 'MliapResultData')

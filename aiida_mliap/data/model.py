@@ -10,10 +10,10 @@ from aiida.orm import Data, QueryBuilder
 
 from ..engine.hashing import model_files, sha256_of_model
 
-FRAMEWORKS = ("chgnet", "mace", "matgl")
+FRAMEWORKS = ('chgnet', 'mace', 'matgl')
 # Whether the model's energies already contain the MP2020 compatibility corrections (``mp2020_corrected``)
 # or are raw DFT-like energies that need them before any comparison with MP (``raw_dft``).
-ENERGY_SCALES = ("mp2020_corrected", "raw_dft")
+ENERGY_SCALES = ('mp2020_corrected', 'raw_dft')
 
 
 class MliapModelData(Data):
@@ -31,9 +31,9 @@ class MliapModelData(Data):
     ):
         super().__init__(**kwargs)
         if framework not in FRAMEWORKS:
-            raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
+            raise ValueError(f'framework must be one of {FRAMEWORKS}, got {framework!r}')
         if energy_scale not in ENERGY_SCALES:
-            raise ValueError(f"energy_scale must be one of {ENERGY_SCALES}, got {energy_scale!r}")
+            raise ValueError(f'energy_scale must be one of {ENERGY_SCALES}, got {energy_scale!r}')
         path = Path(path)
         root = path if path.is_dir() else path.parent
         names = []
@@ -42,14 +42,14 @@ class MliapModelData(Data):
             self.base.repository.put_object_from_file(str(file), relative)
             names.append(relative)
         attributes = self.base.attributes
-        attributes.set("framework", framework)
-        attributes.set("name", name)
-        attributes.set("sha256", sha256_of_model(path))
-        attributes.set("framework_version", _installed_version(framework))
-        attributes.set("energy_scale", energy_scale)
-        attributes.set("default_dtype", default_dtype)
-        attributes.set("options", options or {})
-        attributes.set("filenames", names)
+        attributes.set('framework', framework)
+        attributes.set('name', name)
+        attributes.set('sha256', sha256_of_model(path))
+        attributes.set('framework_version', _installed_version(framework))
+        attributes.set('energy_scale', energy_scale)
+        attributes.set('default_dtype', default_dtype)
+        attributes.set('options', options or {})
+        attributes.set('filenames', names)
 
     @classmethod
     def get_or_create(cls, path: str | Path, **kwargs) -> tuple[MliapModelData, bool]:
@@ -61,7 +61,7 @@ class MliapModelData(Data):
 
     @classmethod
     def find(cls, sha256: str) -> MliapModelData | None:
-        query = QueryBuilder().append(cls, filters={"attributes.sha256": sha256}).order_by({cls: {"id": "asc"}})
+        query = QueryBuilder().append(cls, filters={'attributes.sha256': sha256}).order_by({cls: {'id': 'asc'}})
         return query.first(flat=True)
 
     @classmethod
@@ -70,49 +70,49 @@ class MliapModelData(Data):
         from ..frameworks.chgnet import bundled_checkpoint
 
         path, options, energy_scale = bundled_checkpoint(name)
-        return cls.get_or_create(path, framework="chgnet", name=name, energy_scale=energy_scale, options=options)
+        return cls.get_or_create(path, framework='chgnet', name=name, energy_scale=energy_scale, options=options)
 
     @property
     def framework(self) -> str:
-        return self.base.attributes.get("framework")
+        return self.base.attributes.get('framework')
 
     @property
     def name(self) -> str:
-        return self.base.attributes.get("name")
+        return self.base.attributes.get('name')
 
     @property
     def sha256(self) -> str:
-        return self.base.attributes.get("sha256")
+        return self.base.attributes.get('sha256')
 
     @property
     def energy_scale(self) -> str:
-        return self.base.attributes.get("energy_scale")
+        return self.base.attributes.get('energy_scale')
 
     @property
     def framework_version(self) -> str | None:
-        return self.base.attributes.get("framework_version")
+        return self.base.attributes.get('framework_version')
 
     @property
     def default_dtype(self) -> str | None:
-        return self.base.attributes.get("default_dtype")
+        return self.base.attributes.get('default_dtype')
 
     @property
     def options(self) -> dict[str, Any]:
-        return self.base.attributes.get("options", {})
+        return self.base.attributes.get('options', {})
 
     @property
     def filenames(self) -> list[str]:
-        return self.base.attributes.get("filenames")
+        return self.base.attributes.get('filenames')
 
     def runner_spec(self) -> dict[str, Any]:
         """What the runner needs to know about the model (written into its parameters file)."""
         return {
-            "framework": self.framework,
-            "name": self.name,
-            "sha256": self.sha256,
-            "files": self.filenames,
-            "default_dtype": self.default_dtype,
-            "options": self.options,
+            'framework': self.framework,
+            'name': self.name,
+            'sha256': self.sha256,
+            'files': self.filenames,
+            'default_dtype': self.default_dtype,
+            'options': self.options,
         }
 
 

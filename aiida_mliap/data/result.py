@@ -3,20 +3,20 @@
 from aiida.orm import Dict
 
 RESULT_KEYS = (
-    "label",
-    "n_atoms",
-    "formula",
-    "task",
-    "status",
-    "message",
-    "energy",
-    "energy_per_atom",
-    "forces_max",
-    "stress",
-    "converged",
-    "n_steps",
-    "wall_time_s",
-    "model_sha256",
+    'label',
+    'n_atoms',
+    'formula',
+    'task',
+    'status',
+    'message',
+    'energy',
+    'energy_per_atom',
+    'forces_max',
+    'stress',
+    'converged',
+    'n_steps',
+    'wall_time_s',
+    'model_sha256',
 )
 
 

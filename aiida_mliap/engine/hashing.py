@@ -11,8 +11,8 @@ CHUNK = 1 << 20
 
 def sha256_of_file(path: Path | str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b''):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -24,7 +24,7 @@ def combine_file_hashes(named_hashes: Iterable[tuple[str, str]]) -> str:
         return items[0][1]
     digest = hashlib.sha256()
     for name, file_hash in items:
-        digest.update(f"{name}\0{file_hash}\n".encode())
+        digest.update(f'{name}\0{file_hash}\n'.encode())
     return digest.hexdigest()
 
 
@@ -34,11 +34,11 @@ def model_files(path: Path | str) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        files = sorted(p for p in path.rglob('*') if p.is_file() and '__pycache__' not in p.parts)
         if files:
             return files
-        raise ValueError(f"model folder {path} contains no files")
-    raise FileNotFoundError(f"model path {path} does not exist")
+        raise ValueError(f'model folder {path} contains no files')
+    raise FileNotFoundError(f'model path {path} does not exist')
 
 
 def sha256_of_model(path: Path | str) -> str:

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-TASKS = ("static", "relax")
-OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
-DTYPES = ("float32", "float64")
-DEVICES = ("auto", "cpu", "cuda")
+TASKS = ('static', 'relax')
+OPTIMIZERS = ('FIRE', 'BFGS', 'LBFGS')
+DTYPES = ('float32', 'float64')
+DEVICES = ('auto', 'cpu', 'cuda')
 
 DEFAULTS: dict[str, Any] = {
-    "task": "relax",
-    "relax_cell": True,
-    "fmax": 0.05,
-    "max_steps": 500,
-    "optimizer": "FIRE",
-    "fix_symmetry": False,
-    "symprec": 0.01,
-    "dtype": None,
-    "device": "auto",
+    'task': 'relax',
+    'relax_cell': True,
+    'fmax': 0.05,
+    'max_steps': 500,
+    'optimizer': 'FIRE',
+    'fix_symmetry': False,
+    'symprec': 0.01,
+    'dtype': None,
+    'device': 'auto',
 }
 
 
@@ -28,28 +28,28 @@ def _is_number(value: Any) -> bool:
 
 def _check(key: str, value: Any) -> str | None:
     """Return why ``value`` is not acceptable for ``key``, or None."""
-    choices = {"task": TASKS, "optimizer": OPTIMIZERS, "device": DEVICES}
+    choices = {'task': TASKS, 'optimizer': OPTIMIZERS, 'device': DEVICES}
     if key in choices:
-        return None if value in choices[key] else f"`{key}` must be one of {list(choices[key])}, got {value!r}"
-    if key == "dtype":
-        return None if value is None or value in DTYPES else f"`dtype` must be null or one of {list(DTYPES)}"
-    if key in ("relax_cell", "fix_symmetry"):
-        return None if isinstance(value, bool) else f"`{key}` must be true or false, got {value!r}"
-    if key in ("fmax", "symprec"):
+        return None if value in choices[key] else f'`{key}` must be one of {list(choices[key])}, got {value!r}'
+    if key == 'dtype':
+        return None if value is None or value in DTYPES else f'`dtype` must be null or one of {list(DTYPES)}'
+    if key in ('relax_cell', 'fix_symmetry'):
+        return None if isinstance(value, bool) else f'`{key}` must be true or false, got {value!r}'
+    if key in ('fmax', 'symprec'):
         if not _is_number(value) or not value > 0:
-            return f"`{key}` must be a positive number, got {value!r}"
+            return f'`{key}` must be a positive number, got {value!r}'
         return None
-    if key == "max_steps":
+    if key == 'max_steps':
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            return f"`max_steps` must be a positive integer, got {value!r}"
+            return f'`max_steps` must be a positive integer, got {value!r}'
         return None
-    return f"unknown parameter `{key}`; known parameters: {sorted(DEFAULTS)}"
+    return f'unknown parameter `{key}`; known parameters: {sorted(DEFAULTS)}'
 
 
 def validate_parameters(parameters: dict[str, Any]) -> str | None:
     """Return a message listing every problem with ``parameters``, or None when they are valid."""
     problems = [message for key, value in parameters.items() if (message := _check(key, value))]
-    return "; ".join(problems) or None
+    return '; '.join(problems) or None
 
 
 def with_defaults(parameters: dict[str, Any]) -> dict[str, Any]:

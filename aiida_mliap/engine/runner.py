@@ -43,20 +43,20 @@ class FatalError(Exception):
 
 def default_threads() -> int:
     """Cores the scheduler gave this job: Slurm's count, else the CPU affinity mask."""
-    for variable in ("SLURM_CPUS_PER_TASK", "PBS_NUM_PPN", "NSLOTS"):
-        value = os.environ.get(variable, "")
+    for variable in ('SLURM_CPUS_PER_TASK', 'PBS_NUM_PPN', 'NSLOTS'):
+        value = os.environ.get(variable, '')
         if value.isdigit() and int(value) > 0:
             return int(value)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
 
 def resolve_device(requested: str) -> str:
     import torch
 
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise FatalError("device_unavailable", "device `cuda` was requested but torch sees no CUDA device")
+    if requested == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if requested == 'cuda' and not torch.cuda.is_available():
+        raise FatalError('device_unavailable', 'device `cuda` was requested but torch sees no CUDA device')
     return requested
 
 
@@ -65,27 +65,27 @@ def describe_environment(framework: Any, device: str, threads: int) -> dict[str,
 
     cuda = torch.cuda.is_available()
     return {
-        "framework": framework.name,
-        "framework_version": framework.version(),
-        "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda,
-        "device": device,
-        "device_name": torch.cuda.get_device_name(0) if device == "cuda" and cuda else platform.processor() or "cpu",
-        "torch_threads": threads,
-        "ase_version": ase.__version__,
-        "python_version": platform.python_version(),
-        "hostname": socket.gethostname(),
+        'framework': framework.name,
+        'framework_version': framework.version(),
+        'torch_version': torch.__version__,
+        'cuda_version': torch.version.cuda,
+        'device': device,
+        'device_name': torch.cuda.get_device_name(0) if device == 'cuda' and cuda else platform.processor() or 'cpu',
+        'torch_threads': threads,
+        'ase_version': ase.__version__,
+        'python_version': platform.python_version(),
+        'hostname': socket.gethostname(),
     }
 
 
 def is_out_of_memory(exception: BaseException) -> bool:
-    return isinstance(exception, MemoryError) or "out of memory" in str(exception).lower()
+    return isinstance(exception, MemoryError) or 'out of memory' in str(exception).lower()
 
 
 def clean_copy(atoms: Atoms, label: str) -> Atoms:
     """The structure alone (no calculator, constraint or results), ready for extxyz."""
     copy = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    copy.info["label"] = label
+    copy.info['label'] = label
     return copy
 
 
@@ -98,128 +98,128 @@ class Runner:
     def read_inputs(self) -> tuple[dict[str, Any], list[Atoms]]:
         try:
             raw = json.loads((self.directory / files.PARAMETERS).read_text())
-            model = raw.pop("model")
+            model = raw.pop('model')
         except (OSError, ValueError, KeyError) as exception:
-            raise FatalError("invalid_input", f"cannot read {files.PARAMETERS}: {exception}") from exception
+            raise FatalError('invalid_input', f'cannot read {files.PARAMETERS}: {exception}') from exception
         problem = validate_parameters(raw)
         if problem:
-            raise FatalError("invalid_input", problem)
+            raise FatalError('invalid_input', problem)
         try:
-            structures = ase.io.read(self.directory / files.STRUCTURES, index=":", format="extxyz")
+            structures = ase.io.read(self.directory / files.STRUCTURES, index=':', format='extxyz')
         except Exception as exception:
-            raise FatalError("invalid_input", f"cannot read {files.STRUCTURES}: {exception}") from exception
-        labels = [atoms.info.get("label") for atoms in structures]
+            raise FatalError('invalid_input', f'cannot read {files.STRUCTURES}: {exception}') from exception
+        labels = [atoms.info.get('label') for atoms in structures]
         if None in labels or len(set(labels)) != len(labels):
-            raise FatalError("invalid_input", "every structure needs a unique `label` in its extxyz info")
-        return {**with_defaults(raw), "model": model}, structures
+            raise FatalError('invalid_input', 'every structure needs a unique `label` in its extxyz info')
+        return {**with_defaults(raw), 'model': model}, structures
 
     def check_model(self, model: dict[str, Any]) -> None:
         model_dir = self.directory / files.MODEL_DIR
         try:
             actual = sha256_of_model(model_dir)
         except (OSError, ValueError) as exception:
-            raise FatalError("model_missing", f"cannot read the model in {model_dir}: {exception}") from exception
-        if actual != model["sha256"]:
+            raise FatalError('model_missing', f'cannot read the model in {model_dir}: {exception}') from exception
+        if actual != model['sha256']:
             raise FatalError(
-                "model_hash_mismatch",
-                f"the model files hash to {actual}, but the model node says {model['sha256']}: refusing to run",
+                'model_hash_mismatch',
+                f'the model files hash to {actual}, but the model node says {model["sha256"]}: refusing to run',
             )
 
     def load_model(self, parameters: dict[str, Any]):
         from ..frameworks import get_framework
 
-        model = parameters["model"]
+        model = parameters['model']
         try:
-            framework = get_framework(model["framework"])
-            dtype = framework.resolve_dtype(parameters["dtype"] or model.get("default_dtype"))
+            framework = get_framework(model['framework'])
+            dtype = framework.resolve_dtype(parameters['dtype'] or model.get('default_dtype'))
         except ValueError as exception:
-            raise FatalError("invalid_input", str(exception)) from exception
-        device = resolve_device(self.requested_device or parameters["device"])
+            raise FatalError('invalid_input', str(exception)) from exception
+        device = resolve_device(self.requested_device or parameters['device'])
         try:
             loaded = framework.load(
-                self.directory / files.MODEL_DIR, model["files"], device, dtype, model.get("options", {})
+                self.directory / files.MODEL_DIR, model['files'], device, dtype, model.get('options', {})
             )
         except Exception as exception:
             raise FatalError(
-                "model_load_failed", f"{model['framework']} could not load the model: {exception}"
+                'model_load_failed', f'{model["framework"]} could not load the model: {exception}'
             ) from exception
         return framework, loaded
 
     def run_one(self, atoms: Atoms, framework, loaded, parameters: dict[str, Any]) -> dict[str, Any]:
         problem = check_structure(atoms, loaded.supported_numbers)
         if problem:
-            return {"status": problem[0].value, "message": problem[1]}
+            return {'status': problem[0].value, 'message': problem[1]}
         try:
             return run_task(atoms, loaded.calculator, parameters)
         except ExplodedError as exception:
-            return {"status": Status.EXPLODED.value, "message": str(exception)}
+            return {'status': Status.EXPLODED.value, 'message': str(exception)}
         except Exception as exception:
             if is_out_of_memory(exception):
                 _release_memory()
-                return {"status": Status.OUT_OF_MEMORY.value, "message": str(exception).splitlines()[0]}
+                return {'status': Status.OUT_OF_MEMORY.value, 'message': str(exception).splitlines()[0]}
             known = framework.classify_error(exception)
             if known:
-                return {"status": known[0].value, "message": known[1]}
+                return {'status': known[0].value, 'message': known[1]}
             last = traceback.format_exception_only(type(exception), exception)[-1].strip()
-            return {"status": Status.ERROR.value, "message": last}
+            return {'status': Status.ERROR.value, 'message': last}
 
     def run(self) -> int:
         started = time.perf_counter()
         try:
             parameters, structures = self.read_inputs()
-            self.check_model(parameters["model"])
+            self.check_model(parameters['model'])
             _set_threads(self.threads)
             framework, loaded = self.load_model(parameters)
         except FatalError as error:
-            self.write_results({"fatal_error": {"kind": error.kind, "message": str(error)}, "results": []})
-            print(f"FATAL [{error.kind}] {error}", flush=True)
+            self.write_results({'fatal_error': {'kind': error.kind, 'message': str(error)}, 'results': []})
+            print(f'FATAL [{error.kind}] {error}', flush=True)
             return EXIT_FATAL
 
         environment = describe_environment(framework, loaded.device, self.threads)
         print(
-            f"aiida-mliap-run: {len(structures)} structures, task {parameters['task']}, "
-            f"{framework.name} {environment['framework_version']} on {loaded.device} ({loaded.dtype}, "
-            f"{self.threads} threads)",
+            f'aiida-mliap-run: {len(structures)} structures, task {parameters["task"]}, '
+            f'{framework.name} {environment["framework_version"]} on {loaded.device} ({loaded.dtype}, '
+            f'{self.threads} threads)',
             flush=True,
         )
         results = []
-        partial = (self.directory / files.RESULTS_PARTIAL).open("w")
+        partial = (self.directory / files.RESULTS_PARTIAL).open('w')
         final_path = self.directory / files.FINAL_STRUCTURES
-        final_path.write_text("")
+        final_path.write_text('')
         for index, atoms in enumerate(structures, start=1):
-            label = atoms.info["label"]
+            label = atoms.info['label']
             tick = time.perf_counter()
             record = self.run_one(atoms, framework, loaded, parameters)
             record = {
-                "label": label,
-                "n_atoms": len(atoms),
-                "formula": atoms.get_chemical_formula(mode="metal"),
-                "task": parameters["task"],
-                "model_sha256": parameters["model"]["sha256"],
-                "wall_time_s": time.perf_counter() - tick,
+                'label': label,
+                'n_atoms': len(atoms),
+                'formula': atoms.get_chemical_formula(mode='metal'),
+                'task': parameters['task'],
+                'model_sha256': parameters['model']['sha256'],
+                'wall_time_s': time.perf_counter() - tick,
                 **_schema_defaults(),
                 **record,
             }
-            if record["status"] in (Status.OK.value, Status.UNCONVERGED.value):
-                ase.io.write(final_path, clean_copy(atoms, label), format="extxyz", append=True)
+            if record['status'] in (Status.OK.value, Status.UNCONVERGED.value):
+                ase.io.write(final_path, clean_copy(atoms, label), format='extxyz', append=True)
             results.append(record)
-            partial.write(json.dumps(record) + "\n")
+            partial.write(json.dumps(record) + '\n')
             partial.flush()
             elapsed = time.perf_counter() - started
             print(
-                f"[{index}/{len(structures)}] {label} {record['status']} "
-                f"{record['wall_time_s']:.2f} s ({index / elapsed:.2f} structures/s)",
+                f'[{index}/{len(structures)}] {label} {record["status"]} '
+                f'{record["wall_time_s"]:.2f} s ({index / elapsed:.2f} structures/s)',
                 flush=True,
             )
         partial.close()
         wall = time.perf_counter() - started
-        self.write_results({"environment": environment, "wall_time_s": wall, "results": results})
-        print(f"done: {len(structures)} structures in {wall:.1f} s", flush=True)
+        self.write_results({'environment': environment, 'wall_time_s': wall, 'results': results})
+        print(f'done: {len(structures)} structures in {wall:.1f} s', flush=True)
         return 0
 
     def write_results(self, content: dict[str, Any]) -> None:
         target = self.directory / files.RESULTS
-        temporary = target.with_suffix(".tmp")
+        temporary = target.with_suffix('.tmp')
         temporary.write_text(json.dumps(content, indent=1))
         temporary.replace(target)
 
@@ -227,14 +227,14 @@ class Runner:
 def _schema_defaults() -> dict[str, Any]:
     """The keys of the shared result schema, present (as null) even for structures that failed."""
     return {
-        "energy": None,
-        "energy_per_atom": None,
-        "forces_max": None,
-        "stress": None,
-        "converged": False,
-        "n_steps": 0,
-        "status": Status.ERROR.value,
-        "message": "",
+        'energy': None,
+        'energy_per_atom': None,
+        'forces_max': None,
+        'stress': None,
+        'converged': False,
+        'n_steps': 0,
+        'status': Status.ERROR.value,
+        'message': '',
     }
 
 
@@ -252,13 +252,13 @@ def _release_memory() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="aiida-mliap-run", description=__doc__.splitlines()[0])
-    parser.add_argument("directory", nargs="?", default=".", type=Path, help="input folder (default: current)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides the parameters file")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: cores given by the scheduler)")
+    parser = argparse.ArgumentParser(prog='aiida-mliap-run', description=__doc__.splitlines()[0])
+    parser.add_argument('directory', nargs='?', default='.', type=Path, help='input folder (default: current)')
+    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), help='overrides the parameters file')
+    parser.add_argument('--threads', type=int, help='torch intra-op threads (default: cores given by the scheduler)')
     arguments = parser.parse_args(argv)
     return Runner(arguments.directory, arguments.device, arguments.threads).run()
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

@@ -4,15 +4,15 @@ from enum import Enum
 
 
 class Status(str, Enum):
-    OK = "ok"
-    UNCONVERGED = "unconverged"
-    UNSUPPORTED_ELEMENT = "unsupported_element"
-    INVALID_STRUCTURE = "invalid_structure"
-    MODEL_REFUSED = "model_refused"
-    EXPLODED = "exploded"
-    OUT_OF_MEMORY = "out_of_memory"
-    ERROR = "error"
-    NOT_RUN = "not_run"
+    OK = 'ok'
+    UNCONVERGED = 'unconverged'
+    UNSUPPORTED_ELEMENT = 'unsupported_element'
+    INVALID_STRUCTURE = 'invalid_structure'
+    MODEL_REFUSED = 'model_refused'
+    EXPLODED = 'exploded'
+    OUT_OF_MEMORY = 'out_of_memory'
+    ERROR = 'error'
+    NOT_RUN = 'not_run'
 
     def __str__(self) -> str:
         return self.value

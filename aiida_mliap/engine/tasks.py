@@ -13,7 +13,7 @@ from ase.optimize import BFGS, FIRE, LBFGS
 from .checks import check_outputs
 from .status import Status
 
-OPTIMIZER_CLASSES = {"FIRE": FIRE, "BFGS": BFGS, "LBFGS": LBFGS}
+OPTIMIZER_CLASSES = {'FIRE': FIRE, 'BFGS': BFGS, 'LBFGS': LBFGS}
 
 
 class ExplodedError(RuntimeError):
@@ -29,33 +29,33 @@ def evaluate(atoms: Atoms) -> dict[str, Any]:
     if problem:
         raise ExplodedError(problem)
     return {
-        "energy": energy,
-        "energy_per_atom": energy / len(atoms),
-        "forces_max": float(np.linalg.norm(forces, axis=1).max()),
-        "stress": None if stress is None else [float(s) for s in stress],
+        'energy': energy,
+        'energy_per_atom': energy / len(atoms),
+        'forces_max': float(np.linalg.norm(forces, axis=1).max()),
+        'stress': None if stress is None else [float(s) for s in stress],
     }
 
 
 def relax(atoms: Atoms, parameters: dict[str, Any]) -> tuple[bool, int]:
     """Relax ``atoms`` in place; return (converged, steps taken)."""
-    if parameters["fix_symmetry"]:
+    if parameters['fix_symmetry']:
         from ase.constraints import FixSymmetry
 
-        atoms.set_constraint(FixSymmetry(atoms, symprec=parameters["symprec"]))
-    system = FrechetCellFilter(atoms) if parameters["relax_cell"] and atoms.pbc.all() else atoms
-    optimizer = OPTIMIZER_CLASSES[parameters["optimizer"]](system, logfile=None)
-    converged = bool(optimizer.run(fmax=parameters["fmax"], steps=parameters["max_steps"]))
+        atoms.set_constraint(FixSymmetry(atoms, symprec=parameters['symprec']))
+    system = FrechetCellFilter(atoms) if parameters['relax_cell'] and atoms.pbc.all() else atoms
+    optimizer = OPTIMIZER_CLASSES[parameters['optimizer']](system, logfile=None)
+    converged = bool(optimizer.run(fmax=parameters['fmax'], steps=parameters['max_steps']))
     return converged, int(optimizer.nsteps)
 
 
 def run_task(atoms: Atoms, calculator: Calculator, parameters: dict[str, Any]) -> dict[str, Any]:
     """Run the requested task; the returned record follows the shared result schema (minus bookkeeping)."""
     atoms.calc = calculator
-    if parameters["task"] == "static":
+    if parameters['task'] == 'static':
         record = evaluate(atoms)
-        return {**record, "converged": True, "n_steps": 0, "status": Status.OK.value, "message": ""}
+        return {**record, 'converged': True, 'n_steps': 0, 'status': Status.OK.value, 'message': ''}
     converged, steps = relax(atoms, parameters)
     record = evaluate(atoms)
     status = Status.OK if converged else Status.UNCONVERGED
-    message = "" if converged else f"not converged to fmax {parameters['fmax']} eV/Å in {steps} steps"
-    return {**record, "converged": converged, "n_steps": steps, "status": status.value, "message": message}
+    message = '' if converged else f'not converged to fmax {parameters["fmax"]} eV/Å in {steps} steps'
+    return {**record, 'converged': converged, 'n_steps': steps, 'status': status.value, 'message': message}

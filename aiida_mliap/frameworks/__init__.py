@@ -9,9 +9,9 @@ import importlib.metadata
 
 from .base import LoadedModel, MliapFramework
 
-ENTRY_POINT_GROUP = "mliap.frameworks"
+ENTRY_POINT_GROUP = 'mliap.frameworks'
 
-__all__ = ("ENTRY_POINT_GROUP", "LoadedModel", "MliapFramework", "available_frameworks", "get_framework")
+__all__ = ('ENTRY_POINT_GROUP', 'LoadedModel', 'MliapFramework', 'available_frameworks', 'get_framework')
 
 
 def available_frameworks() -> list[str]:
@@ -21,5 +21,5 @@ def available_frameworks() -> list[str]:
 def get_framework(name: str) -> MliapFramework:
     matches = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=name)
     if not matches:
-        raise ValueError(f"unknown framework `{name}`; registered frameworks: {available_frameworks()}")
+        raise ValueError(f'unknown framework `{name}`; registered frameworks: {available_frameworks()}')
     return next(iter(matches)).load()()

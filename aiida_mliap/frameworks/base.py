@@ -26,8 +26,8 @@ class MliapFramework(ABC):
 
     name: str
     distribution: str  # the PyPI distribution whose version is recorded
-    dtypes: tuple[str, ...] = ("float32",)
-    default_dtype: str = "float32"
+    dtypes: tuple[str, ...] = ('float32',)
+    default_dtype: str = 'float32'
 
     def version(self) -> str:
         return importlib.metadata.version(self.distribution)
@@ -43,5 +43,5 @@ class MliapFramework(ABC):
     def resolve_dtype(self, requested: str | None) -> str:
         dtype = requested or self.default_dtype
         if dtype not in self.dtypes:
-            raise ValueError(f"{self.name} supports dtype {list(self.dtypes)}, not {dtype}")
+            raise ValueError(f'{self.name} supports dtype {list(self.dtypes)}, not {dtype}')
         return dtype

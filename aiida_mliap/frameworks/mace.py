@@ -9,10 +9,10 @@ from .base import LoadedModel, MliapFramework
 
 
 class MaceFramework(MliapFramework):
-    name = "mace"
-    distribution = "mace-torch"
-    dtypes = ("float32", "float64")
-    default_dtype = "float64"
+    name = 'mace'
+    distribution = 'mace-torch'
+    dtypes = ('float32', 'float64')
+    default_dtype = 'float64'
 
     def load(self, model_dir: Path, files: list[str], device: str, dtype: str, options: dict[str, Any]) -> LoadedModel:
         from mace.calculators import MACECalculator

@@ -9,8 +9,8 @@ from .base import LoadedModel, MliapFramework
 
 
 class MatglFramework(MliapFramework):
-    name = "matgl"
-    distribution = "matgl"
+    name = 'matgl'
+    distribution = 'matgl'
 
     def load(self, model_dir: Path, files: list[str], device: str, dtype: str, options: dict[str, Any]) -> LoadedModel:
         import matgl
@@ -20,14 +20,14 @@ class MatglFramework(MliapFramework):
         folder = _model_folder(model_dir, files)
         potential = matgl.load_model(folder).to(device)
         # matgl defaults to GPa, which would make every ASE cell filter wrong by a factor of 160.
-        calculator = PESCalculator(potential, stress_unit="eV/A3")
+        calculator = PESCalculator(potential, stress_unit='eV/A3')
         numbers = frozenset(atomic_numbers[symbol] for symbol in potential.model.element_types)
         return LoadedModel(calculator, numbers, dtype, device)
 
 
 def _model_folder(model_dir: Path, files: list[str]) -> Path:
     """The folder holding model.json: the model may sit in a subfolder of what was registered."""
-    candidates = [model_dir / name for name in files if Path(name).name == "model.json"]
+    candidates = [model_dir / name for name in files if Path(name).name == 'model.json']
     if not candidates:
-        raise ValueError("a matgl model folder must contain model.json (plus model.pt and state.pt)")
+        raise ValueError('a matgl model folder must contain model.json (plus model.pt and state.pt)')
     return candidates[0].parent

@@ -27,52 +27,52 @@ class MliapParser(Parser):
                 content = read_results(retrieved.base.repository.get_object_content(files.RESULTS))
             elif files.RESULTS_PARTIAL in names:
                 partial = retrieved.base.repository.get_object_content(files.RESULTS_PARTIAL)
-                content = {"results": read_partial_results(partial)}
+                content = {'results': read_partial_results(partial)}
             else:
                 return self.exit_codes.ERROR_MISSING_RESULTS
         except ValueError as exception:
             return self.exit_codes.ERROR_UNREADABLE_RESULTS.format(message=str(exception))
 
-        fatal = content.get("fatal_error")
+        fatal = content.get('fatal_error')
         if fatal:
-            self.logger.error(f"runner refused to start: {fatal['message']}")
-            exit_code = getattr(self.exit_codes, FATAL_EXIT_CODES.get(fatal["kind"], "ERROR_RUNNER_REFUSED_INPUT"))
-            return exit_code.format(message=fatal["message"])
+            self.logger.error(f'runner refused to start: {fatal["message"]}')
+            exit_code = getattr(self.exit_codes, FATAL_EXIT_CODES.get(fatal['kind'], 'ERROR_RUNNER_REFUSED_INPUT'))
+            return exit_code.format(message=fatal['message'])
 
         try:
             final = read_final_structures(
                 retrieved.base.repository.get_object_content(files.FINAL_STRUCTURES)
                 if files.FINAL_STRUCTURES in names
-                else ""
+                else ''
             )
         except Exception as exception:
             return self.exit_codes.ERROR_UNREADABLE_STRUCTURES.format(message=str(exception))
 
         inputs = self.node.inputs.structures
         expected = list(inputs.keys())
-        parameters = self.node.inputs.parameters.get_dict() if "parameters" in self.node.inputs else {}
-        task = with_defaults(parameters)["task"]
-        records = [record for record in content["results"] if record.get("label") in inputs]
+        parameters = self.node.inputs.parameters.get_dict() if 'parameters' in self.node.inputs else {}
+        task = with_defaults(parameters)['task']
+        records = [record for record in content['results'] if record.get('label') in inputs]
         for record in records:
-            label = record["label"]
-            self.out(f"results.{label}", MliapResultData({key: record.get(key) for key in RESULT_KEYS}))
-            if task == "relax" and Status(record["status"]) in WITH_RESULT and label in final:
+            label = record['label']
+            self.out(f'results.{label}', MliapResultData({key: record.get(key) for key in RESULT_KEYS}))
+            if task == 'relax' and Status(record['status']) in WITH_RESULT and label in final:
                 structure = orm.StructureData(ase=final[label])
                 structure.label = inputs[label].label
-                self.out(f"relaxed_structures.{label}", structure)
-            if record["status"] != Status.OK.value:
-                self.logger.warning(f"{label}: {record['status']}: {record.get('message', '')}")
+                self.out(f'relaxed_structures.{label}', structure)
+            if record['status'] != Status.OK.value:
+                self.logger.warning(f'{label}: {record["status"]}: {record.get("message", "")}')
 
         summary = summarize(records, expected)
         summary.update(
-            complete=complete, environment=content.get("environment"), wall_time_s=content.get("wall_time_s")
+            complete=complete, environment=content.get('environment'), wall_time_s=content.get('wall_time_s')
         )
-        self.out("summary", orm.Dict(summary))
+        self.out('summary', orm.Dict(summary))
 
         if not complete:
-            missing = summary["counts"].get(Status.NOT_RUN.value, 0)
+            missing = summary['counts'].get(Status.NOT_RUN.value, 0)
             return self.exit_codes.ERROR_INCOMPLETE_RESULTS.format(missing=missing)
-        name = outcome(summary["counts"])
+        name = outcome(summary['counts'])
         if name:
-            return getattr(self.exit_codes, name).format(counts=summary["counts"])
+            return getattr(self.exit_codes, name).format(counts=summary['counts'])
         return None
