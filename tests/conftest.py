@@ -90,7 +90,7 @@ def small_lifepo_atoms(lifepo_entries):
     for entry in map(ComputedStructureEntry.from_dict, lifepo_entries):
         if len(entry.structure) <= 8:
             atoms = AseAtomsAdaptor.get_atoms(entry.structure)
-            atoms.info = {'mp_id': entry.entry_id, 'energy_per_atom_dft': entry.energy_per_atom}
+            atoms.info = {'mp_id': entry.data['material_id'], 'energy_per_atom_dft': entry.energy_per_atom}
             chosen.append(atoms)
     return chosen
 
