@@ -23,47 +23,76 @@ SHARED_DATA = Path(os.environ.get('MLIAP_SHARED_DATA', REPO.parent / 'shared' / 
 STORAGE = os.environ.get('MLIAP_TEST_STORAGE', 'sqlite')
 
 
-def _production_storage_config() -> dict:
-    """A fresh database (and user) on the running PostgreSQL server."""
-    from aiida.manage.external.postgres import Postgres
+def _create_database(dsn: dict) -> dict:
+    """A fresh database and owner on the server ``dsn``, in the server's own locale.
 
-    dbinfo = {'host': os.environ.get('MLIAP_PG_HOST', '127.0.0.1'), 'port': 5432, 'user': 'postgres'}
-    postgres = Postgres(interactive=False, quiet=True, dbinfo=dbinfo)
+    aiida-core's ``Postgres.create_db`` insists on the en_US.UTF-8 locale, which minimal machines lack.
+    """
+    import psycopg
+    from psycopg import sql
+
     user, password = 'aiida_mliap_test', 'aiida_mliap_test'
-    if not postgres.dbuser_exists(user):
-        postgres.create_dbuser(user, password, 'CREATEDB')
     name = f'aiida_mliap_test_{uuid.uuid4().hex[:12]}'
-    postgres.create_db(user, name)
+    connect = {key: dsn[key] for key in ('host', 'port', 'user') if key in dsn}
+    with psycopg.connect(dbname='postgres', autocommit=True, **connect) as connection:
+        if not connection.execute('SELECT 1 FROM pg_roles WHERE rolname = %s', (user,)).fetchone():
+            connection.execute(
+                sql.SQL('CREATE ROLE {} LOGIN CREATEDB PASSWORD {}').format(sql.Identifier(user), sql.Literal(password))
+            )
+        connection.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0").format(
+                sql.Identifier(name), sql.Identifier(user)
+            )
+        )
     return {
         'database_engine': 'postgresql_psycopg',
-        'database_hostname': dbinfo['host'],
-        'database_port': 5432,
+        'database_hostname': dsn.get('host', 'localhost'),
+        'database_port': dsn['port'],
         'database_name': name,
         'database_username': user,
         'database_password': password,
     }
 
 
+def _drop_database(dsn: dict, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    connect = {key: dsn[key] for key in ('host', 'port', 'user') if key in dsn}
+    with psycopg.connect(dbname='postgres', autocommit=True, **connect) as connection:
+        connection.execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(sql.Identifier(name)))
+
+
+PRODUCTION_DSN = {'host': os.environ.get('MLIAP_PG_HOST', '127.0.0.1'), 'port': 5432, 'user': 'postgres'}
+
+
 @pytest.fixture(scope='session', autouse=True)
-def aiida_profile(aiida_config, aiida_profile_factory, tmp_path_factory, request):
+def aiida_profile(aiida_config, aiida_profile_factory, tmp_path_factory):
     """The session's profile, on the storage that ``MLIAP_TEST_STORAGE`` names."""
+    cluster = None
     if STORAGE == 'sqlite':
         kwargs = {'broker_backend': 'core.zeromq'}
-    elif STORAGE == 'pgtest':
-        config_psql_dos = request.getfixturevalue('config_psql_dos')
-        kwargs = {
-            'storage_backend': 'core.psql_dos',
-            'storage_config': config_psql_dos(),
-            'broker_backend': 'core.zeromq',
-        }
-    elif STORAGE == 'production':
-        storage = _production_storage_config()
-        storage['repository_uri'] = tmp_path_factory.mktemp('repository').as_uri()
-        kwargs = {'storage_backend': 'core.psql_dos', 'storage_config': storage, 'broker_backend': 'core.rabbitmq'}
+    elif STORAGE in ('pgtest', 'production'):
+        if STORAGE == 'pgtest':
+            from pgtest.pgtest import PGTest
+
+            cluster = PGTest()
+            dsn, broker = cluster.dsn, 'core.zeromq'
+        else:
+            dsn, broker = PRODUCTION_DSN, 'core.rabbitmq'
+        storage = {**_create_database(dsn), 'repository_uri': tmp_path_factory.mktemp('repository').as_uri()}
+        kwargs = {'storage_backend': 'core.psql_dos', 'storage_config': storage, 'broker_backend': broker}
     else:
         raise ValueError(f'unknown MLIAP_TEST_STORAGE={STORAGE!r}')
     with aiida_profile_factory(aiida_config, **kwargs) as profile:
         yield profile
+    if STORAGE == 'production':
+        from aiida.manage import get_manager
+
+        get_manager().reset_profile()
+        _drop_database(PRODUCTION_DSN, kwargs['storage_config']['database_name'])
+    if cluster is not None:
+        cluster.close()
 
 
 @pytest.fixture(scope='session')

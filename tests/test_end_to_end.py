@@ -148,14 +148,18 @@ def test_query_recipe(runner_code, mace_model, make_structures):
     query.append(MliapModelData, filters={'attributes.sha256': mace_model.sha256}, tag='model')
     query.append(MliapCalculation, with_incoming='model', tag='calc')
     query.append(
-        orm.StructureData, with_outgoing='calc', filters={'uuid': structure.uuid},
+        orm.StructureData,
+        with_outgoing='calc',
+        filters={'uuid': structure.uuid},
         edge_filters={'label': f'structures__{label}'},
     )
     query.append(
         orm.StructureData, with_incoming='calc', edge_filters={'label': f'relaxed_structures__{label}'}, project='*'
     )
     query.append(
-        MliapResultData, with_incoming='calc', edge_filters={'label': f'results__{label}'},
+        MliapResultData,
+        with_incoming='calc',
+        edge_filters={'label': f'results__{label}'},
         project='attributes.energy_per_atom',
     )
     relaxed, energy_per_atom = query.one()

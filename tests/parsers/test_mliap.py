@@ -12,6 +12,8 @@ from ase.build import bulk
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 
+pytestmark = pytest.mark.storage
+
 
 @pytest.fixture
 def parse(aiida_localhost):

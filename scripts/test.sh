@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The test command behind `make test` (and .ci/run). Three passes over the real stack:
+#   1. the whole suite on SQLite with the built-in ZeroMQ broker (daemon tests included);
+#   2. the storage tests on a throw-away PostgreSQL cluster made by pgtest, as an unprivileged user
+#      (PostgreSQL refuses to run as root);
+#   3. the storage and daemon tests on the running PostgreSQL (127.0.0.1:5432) + RabbitMQ (127.0.0.1:5672).
+# Extra arguments go to pytest in every pass; MLIAP_TEST_PASSES="2 3" runs only some passes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+passes=${MLIAP_TEST_PASSES:-1 2 3}
+export PYTHONDONTWRITEBYTECODE=1
+run_pass() { [[ " $passes " == *" $1 "* ]]; }
+
+if run_pass 1; then
+echo "== 1/3 full suite: SQLite + ZeroMQ broker"
+python -m pytest tests "$@"
+fi
+
+if run_pass 2; then
+echo "== 2/3 storage tests on a pgtest PostgreSQL cluster, as an unprivileged user"
+if [ "$(id -u)" = 0 ]; then
+    user=${MLIAP_TEST_USER:-nobody}
+    if ! runuser -u "$user" -- test -r "$repo/pyproject.toml" -a -x "$repo/.venv/bin/python"; then
+        echo "user $user cannot read $repo: give it read access (or set MLIAP_TEST_USER) to run this pass" >&2
+        exit 1
+    fi
+    scratch=$(mktemp -d)
+    chmod 777 "$scratch"
+    runuser -u "$user" -- env PATH="$PATH" HOME="$scratch" MPLCONFIGDIR="$scratch" XDG_CACHE_HOME="$scratch" \
+        PYTHONDONTWRITEBYTECODE=1 MLIAP_TEST_STORAGE=pgtest MLIAP_SHARED_DATA="$(realpath ../shared/data)" \
+        bash -c "cd '$repo' && python -m pytest tests -m storage --basetemp='$scratch/pytest' $*"
+    rm -rf "$scratch"
+else
+    MLIAP_TEST_STORAGE=pgtest python -m pytest tests -m storage "$@"
+fi
+fi
+
+if run_pass 3; then
+echo "== 3/3 storage and daemon tests on the running PostgreSQL + RabbitMQ"
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    echo "PostgreSQL is not running: starting it"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+fi
+if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
+    echo "RabbitMQ is not running: starting it"
+    rabbitmq-server -detached
+    sleep 10
+fi
+MLIAP_TEST_STORAGE=production python -m pytest tests -m "storage or daemon" "$@"
+fi

@@ -1,0 +1,82 @@
+"""The ``aiida-mliap`` CLI: setup is idempotent, models need a stated energy scale, launch runs the CalcJob."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from click.testing import CliRunner
+
+from aiida_mliap.cli import cmd_root
+from aiida_mliap.data import MliapModelData
+
+
+def invoke(*args: str, ok: bool = True):
+    result = CliRunner().invoke(cmd_root, [str(a) for a in args], catch_exceptions=False)
+    assert (result.exit_code == 0) == ok, result.output
+    return result.output
+
+
+def test_help_everywhere():
+    for command in ([], ['setup'], ['setup', 'code'], ['setup', 'model'], ['launch', 'relax'], ['model', 'list']):
+        assert 'Usage' in invoke(*command, '--help')
+
+
+def test_setup_code_is_idempotent(aiida_localhost):
+    first = invoke('setup', 'code', '--computer', aiida_localhost.label, '--label', 'runner-cli')
+    assert 'created code runner-cli@' in first
+    second = invoke('setup', 'code', '--computer', aiida_localhost.label, '--label', 'runner-cli')
+    assert 'exists' in second
+    assert orm.load_code(f'runner-cli@{aiida_localhost.label}').default_calc_job_plugin == 'mliap.calc'
+
+
+def test_setup_model_bundled_and_from_path(tiny_mace_file):
+    output = invoke('setup', 'model', 'chgnet-0.3.0')
+    assert 'chgnet-0.3.0 (chgnet, mp2020_corrected)' in output
+    assert 'already registered' in invoke('setup', 'model', 'chgnet-0.3.0')
+
+    refused = invoke('setup', 'model', tiny_mace_file, '--framework', 'mace', ok=False)
+    assert '--energy-scale' in refused
+    invoke('setup', 'model', tiny_mace_file, '--framework', 'mace', '--name', 'cli-mace', '--energy-scale', 'raw_dft')
+    node = MliapModelData.find(MliapModelData(tiny_mace_file, 'mace', 'x', 'raw_dft').sha256)
+    assert node.energy_scale == 'raw_dft' and node.framework == 'mace'
+    listing = invoke('model', 'list')
+    assert 'chgnet-0.3.0' in listing and node.sha256 in listing
+
+
+def test_setup_model_rejects_unknown_source():
+    assert 'neither a bundled model' in invoke('setup', 'model', 'chgnet-9.9.9', ok=False)
+
+
+@pytest.mark.storage
+def test_launch_relax_from_group(runner_code, mace_model, make_structures):
+    group = orm.Group(label='cli-launch').store()
+    group.add_nodes(make_structures(3))
+    output = invoke(
+        'launch',
+        'relax',
+        '--model',
+        mace_model.sha256,
+        '--code',
+        runner_code.full_label,
+        '--group',
+        group.label,
+        '--limit',
+        '2',
+        '--task',
+        'static',
+    )
+    assert 'finished [0]' in output
+    calc = (
+        orm.QueryBuilder()
+        .append(orm.CalcJobNode, project='*')
+        .order_by({orm.CalcJobNode: {'id': 'desc'}})
+        .first(flat=True)
+    )
+    assert len(calc.outputs.results) == 2 and calc.inputs.parameters['task'] == 'static'
+    table = invoke('show', calc.pk)
+    assert 'energy_per_atom' in table and calc.outputs.results[next(iter(calc.outputs.results))]['formula'] in table
+
+
+def test_launch_needs_structures(runner_code, mace_model):
+    output = invoke('launch', 'relax', '--model', mace_model.sha256, '--code', runner_code.full_label, ok=False)
+    assert 'give structures' in output
