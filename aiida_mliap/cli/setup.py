@@ -65,15 +65,20 @@ def setup_code(computer, label, executable):
     from aiida.common.exceptions import NotExistent
 
     computer = get_or_create_localhost(computer)
+    if executable is None and computer.transport_type != 'core.local':
+        raise click.UsageError(f'give --executable: the path of aiida-mliap-run on {computer.label}')
+    executable = executable or runner_executable()
     try:
         code = orm.load_code(f'{label}@{computer.label}')
-        echo.echo_report(f'code {code.full_label} exists (pk {code.pk})')
-        return
     except NotExistent:
         pass
-    code = orm.InstalledCode(
-        computer=computer, filepath_executable=executable or runner_executable(), default_calc_job_plugin='mliap.calc'
-    )
+    else:
+        installed = str(code.filepath_executable)
+        if installed != executable:
+            echo.echo_warning(f'code {code.full_label} runs {installed}, not {executable}: give --label to add another')
+        echo.echo_report(f'code {code.full_label} exists (pk {code.pk})')
+        return
+    code = orm.InstalledCode(computer=computer, filepath_executable=executable, default_calc_job_plugin='mliap.calc')
     code.label = label
     code.description = 'aiida-mliap runner: MLIAP single points and relaxations on batches of structures'
     code.store()

@@ -24,7 +24,7 @@ def test_profile_uses_the_requested_storage(aiida_profile):
 
 
 def test_bundled_chgnet_registers_offline_once():
-    node, created = MliapModelData.from_bundled('chgnet-0.3.0')
+    node, _ = MliapModelData.from_bundled('chgnet-0.3.0')
     again, created_again = MliapModelData.from_bundled('chgnet-0.3.0')
     assert again.pk == node.pk and not created_again
     assert node.framework == 'chgnet' and node.name == 'chgnet-0.3.0'
