@@ -52,6 +52,23 @@ def test_chgnet_relax_matches_plain_ase(runner_code, chgnet_model, make_structur
     assert summary['environment']['framework'] == 'chgnet' and summary['environment']['device'] == 'cpu'
 
 
+def test_chgnet_batched_single_points_match_the_calculator(runner_code, chgnet_model, make_structures):
+    """Static CHGNet runs go through its batched graph API; the numbers equal CHGNetCalculator's."""
+    from chgnet.model import CHGNet, CHGNetCalculator
+
+    structures = make_structures(5)
+    results, node = run_get_node(get_builder_for(runner_code, chgnet_model, structures, {'task': 'static'}))
+    assert node.is_finished_ok, node.exit_message
+    calculator = CHGNetCalculator(model=CHGNet.load(model_name='0.3.0', verbose=False), use_device='cpu')
+    for structure in structures:
+        atoms = structure.get_ase()
+        atoms.calc = calculator
+        result = results['results'][structure_link_label(structure)]
+        assert result['energy_per_atom'] == pytest.approx(atoms.get_potential_energy() / len(atoms), abs=1e-6)
+        assert result['forces_max'] == pytest.approx(np.linalg.norm(atoms.get_forces(), axis=1).max(), abs=1e-5)
+        np.testing.assert_allclose(result['stress'], atoms.get_stress(), atol=1e-6)
+
+
 @pytest.mark.parametrize('framework', ['mace', 'matgl'])
 def test_tiny_models_static_match_their_calculators(framework, runner_code, make_structures, request):
     model = request.getfixturevalue(f'{framework}_model')
@@ -133,6 +150,15 @@ def test_swapped_remote_checkpoint_refused(runner_code, mace_model, tiny_mace_fi
     _, node = run_get_node(builder)
     assert node.exit_status == exit_status('ERROR_MODEL_HASH_MISMATCH')
     assert 'refusing to run' in node.exit_message
+
+
+def test_corrupt_model_file_gives_a_clear_exit_code(runner_code, make_structures, tmp_path):
+    corrupt = tmp_path / 'corrupt.model'
+    corrupt.write_bytes(b'PK\x03\x04 this is not a MACE model')
+    model, _ = MliapModelData.get_or_create(corrupt, framework='mace', name='corrupt', energy_scale='raw_dft')
+    _, node = run_get_node(get_builder_for(runner_code, model, make_structures(1), {'task': 'static'}))
+    assert node.exit_status == exit_status('ERROR_MODEL_LOAD_FAILED')
+    assert 'mace could not load the model' in node.exit_message
 
 
 def test_query_recipe(runner_code, mace_model, make_structures):

@@ -22,15 +22,18 @@ class ExplodedError(RuntimeError):
 
 def evaluate(atoms: Atoms) -> dict[str, Any]:
     """Energy, largest force and stress of ``atoms`` with its attached calculator."""
-    energy = float(atoms.get_potential_energy())
-    forces = atoms.get_forces()
     stress = atoms.get_stress(voigt=True) if atoms.pbc.all() else None
+    return outputs_record(float(atoms.get_potential_energy()), atoms.get_forces(), stress)
+
+
+def outputs_record(energy: float, forces: np.ndarray, stress: np.ndarray | None) -> dict[str, Any]:
+    """The schema's energy fields from raw model outputs; raises ExplodedError on NaN/inf or absurd forces."""
     problem = check_outputs(energy, forces, stress)
     if problem:
         raise ExplodedError(problem)
     return {
         'energy': energy,
-        'energy_per_atom': energy / len(atoms),
+        'energy_per_atom': energy / len(forces),
         'forces_max': float(np.linalg.norm(forces, axis=1).max()),
         'stress': None if stress is None else [float(s) for s in stress],
     }
@@ -52,10 +55,13 @@ def run_task(atoms: Atoms, calculator: Calculator, parameters: dict[str, Any]) -
     """Run the requested task; the returned record follows the shared result schema (minus bookkeeping)."""
     atoms.calc = calculator
     if parameters['task'] == 'static':
-        record = evaluate(atoms)
-        return {**record, 'converged': True, 'n_steps': 0, 'status': Status.OK.value, 'message': ''}
+        return static_record(evaluate(atoms))
     converged, steps = relax(atoms, parameters)
     record = evaluate(atoms)
     status = Status.OK if converged else Status.UNCONVERGED
     message = '' if converged else f'not converged to fmax {parameters["fmax"]} eV/Å in {steps} steps'
     return {**record, 'converged': converged, 'n_steps': steps, 'status': status.value, 'message': message}
+
+
+def static_record(outputs: dict[str, Any]) -> dict[str, Any]:
+    return {**outputs, 'converged': True, 'n_steps': 0, 'status': Status.OK.value, 'message': ''}

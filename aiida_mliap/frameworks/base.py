@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import importlib.metadata
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from ase import Atoms
 from ase.calculators.calculator import Calculator
 
 from ..engine.status import Status
+
+# Energy (eV), forces (eV/Å) and Voigt stress (eV/Å^3) of one structure.
+Outputs = tuple[float, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -19,6 +25,8 @@ class LoadedModel:
     supported_numbers: frozenset[int] | None
     dtype: str
     device: str
+    # Single points of many structures in one call, where the framework offers it; same numbers as the calculator.
+    evaluate_batch: Callable[[list[Atoms]], list[Outputs]] | None = None
 
 
 class MliapFramework(ABC):

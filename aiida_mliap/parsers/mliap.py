@@ -71,8 +71,17 @@ class MliapParser(Parser):
 
         if not complete:
             missing = summary['counts'].get(Status.NOT_RUN.value, 0)
+            self.logger.error(f'the runner stopped early; last scheduler error line: {self._last_error_line()}')
             return self.exit_codes.ERROR_INCOMPLETE_RESULTS.format(missing=missing)
         name = outcome(summary['counts'])
         if name:
             return getattr(self.exit_codes, name).format(counts=summary['counts'])
         return None
+
+    def _last_error_line(self) -> str:
+        """The runner's last words (a traceback's final line) from the retrieved scheduler stderr, if any."""
+        name = self.node.get_option('scheduler_stderr')
+        if not name or name not in self.retrieved.base.repository.list_object_names():
+            return '(none retrieved)'
+        lines = [line for line in self.retrieved.base.repository.get_object_content(name).splitlines() if line.strip()]
+        return lines[-1] if lines else '(empty)'

@@ -1,0 +1,1 @@
+"""YAML protocols (fast, balanced, stringent) for the work chains (issue 5)."""
