@@ -27,9 +27,13 @@ def validate_parameters_port(value: orm.Dict | None, _) -> str | None:
 def validate_structures(value: dict, _) -> str | None:
     if not value:
         return 'give at least one structure in the `structures` namespace'
+    from ase.io.extxyz import key_val_str_to_dict
+
     problems = []
     for label, structure in value.items():
-        if not structure.sites:
+        if key_val_str_to_dict(f'label={label}')['label'] != label:
+            problems.append(f'`{label}` would not survive extxyz (it reads back as a number or boolean): rename it')
+        elif not structure.sites:
             problems.append(f'`{label}` has no atoms')
         elif not np.all(np.isfinite([site.position for site in structure.sites])):
             problems.append(f'`{label}` has non-finite coordinates')

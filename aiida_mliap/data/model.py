@@ -27,8 +27,10 @@ class MliapModelData(Data):
         energy_scale: str,
         default_dtype: str | None = None,
         options: dict[str, Any] | None = None,
+        sha256: str | None = None,
         **kwargs,
     ):
+        """``sha256`` saves hashing a large checkpoint twice when the caller has just computed it."""
         super().__init__(**kwargs)
         if framework not in FRAMEWORKS:
             raise ValueError(f'framework must be one of {FRAMEWORKS}, got {framework!r}')
@@ -44,7 +46,7 @@ class MliapModelData(Data):
         attributes = self.base.attributes
         attributes.set('framework', framework)
         attributes.set('name', name)
-        attributes.set('sha256', sha256_of_model(path))
+        attributes.set('sha256', sha256 or sha256_of_model(path))
         attributes.set('framework_version', _installed_version(framework))
         attributes.set('energy_scale', energy_scale)
         attributes.set('default_dtype', default_dtype)
@@ -54,10 +56,11 @@ class MliapModelData(Data):
     @classmethod
     def get_or_create(cls, path: str | Path, **kwargs) -> tuple[MliapModelData, bool]:
         """Return the stored node with the same sha256 as ``path`` (created=False), else store a new one."""
-        existing = cls.find(sha256_of_model(path))
+        digest = sha256_of_model(path)
+        existing = cls.find(digest)
         if existing is not None:
             return existing, False
-        return cls(path, **kwargs).store(), True
+        return cls(path, sha256=digest, **kwargs).store(), True
 
     @classmethod
     def find(cls, sha256: str) -> MliapModelData | None:
@@ -90,6 +93,7 @@ class MliapModelData(Data):
 
     @property
     def framework_version(self) -> str | None:
+        """The framework version installed where the model was registered; each run records its own."""
         return self.base.attributes.get('framework_version')
 
     @property

@@ -111,8 +111,8 @@ class Runner:
         except Exception as exception:
             raise FatalError('invalid_input', f'cannot read {files.STRUCTURES}: {exception}') from exception
         labels = [atoms.info.get('label') for atoms in structures]
-        if None in labels or len(set(labels)) != len(labels):
-            raise FatalError('invalid_input', 'every structure needs a unique `label` in its extxyz info')
+        if not all(isinstance(label, str) for label in labels) or len(set(labels)) != len(labels):
+            raise FatalError('invalid_input', 'every structure needs a unique string `label` in its extxyz info')
         return {**with_defaults(raw), 'model': model}, structures
 
     def check_model(self, model: dict[str, Any]) -> None:

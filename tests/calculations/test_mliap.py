@@ -103,6 +103,14 @@ def test_empty_and_nan_structures_rejected_at_the_port(runner_code, mace_model, 
         prepare(builder)
 
 
+@pytest.mark.parametrize('label', ['T', 'F', 'nan', 'inf'])
+def test_labels_that_extxyz_would_mangle_rejected(runner_code, mace_model, make_structures, label):
+    builder = get_builder_for(runner_code, mace_model, make_structures(1))
+    builder.structures[label] = orm.StructureData(ase=bulk('Li', 'bcc', a=3.44))
+    with pytest.raises(ValueError, match=f'`{label}` would not survive extxyz'):
+        prepare(builder)
+
+
 def test_no_structures_rejected(runner_code, mace_model):
     builder = MliapCalculation.get_builder()
     builder.code, builder.model = runner_code, mace_model
