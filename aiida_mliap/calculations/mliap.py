@@ -15,6 +15,7 @@ from ..data.model import MliapModelData
 from ..data.result import MliapResultData
 from ..engine import files
 from ..engine.parameters import validate_parameters
+from ..labels import link_label
 from .base import MliapBaseCalculation
 
 
@@ -140,12 +141,10 @@ def structures_to_extxyz(structures: dict[str, orm.StructureData]) -> str:
 def structure_link_label(structure: orm.StructureData) -> str:
     """The namespace label of a structure: its node label made link-safe (``mp-19017`` -> ``mp_19017``),
     else its uuid; stable across archives so that queries can join on it."""
-    import re
-
-    text = re.sub(r'[^0-9a-zA-Z]+', '_', structure.label or '').strip('_')
-    if not text:
-        text = f'structure_{structure.uuid.split("-")[0]}'
-    return f's_{text}' if text[0].isdigit() else text
+    try:
+        return link_label(structure.label)
+    except ValueError:
+        return f'structure_{structure.uuid.split("-")[0]}'
 
 
 def get_builder_for(

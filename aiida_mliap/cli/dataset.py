@@ -1,0 +1,158 @@
+"""``aiida-mliap dataset``: import reference data (file or Materials Project API) and see what is loaded."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+from aiida.cmdline.params import arguments
+from aiida.cmdline.utils import decorators, echo
+
+from . import cmd_root
+
+
+@cmd_root.group('dataset')
+def cmd_dataset():
+    """Reference datasets (DFT entries) as groups of structures and reference nodes."""
+
+
+@cmd_dataset.command('import')
+@click.argument('file', type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option('-G', '--group', 'group_label', required=True, help='Group that receives the dataset.')
+@click.option('--force', is_flag=True, help='Import even if the group holds a dataset of another MP release.')
+@decorators.with_dbenv()
+def dataset_import(file, group_label, force):
+    """Import FILE: a JSON(.gz) list of pymatgen ComputedStructureEntry dicts, or extxyz with energies in info.
+
+    Every entry becomes a StructureData (the DFT structure, labelled by its MP id) and a reference node (raw
+    energy, MP2020 correction, run type, U values, oxidation states, the source's Ehull and Ef). A file imported
+    before creates nothing new.
+    """
+    from ..calculations.dataset import ImportRefusedError, import_reference_file
+
+    try:
+        group, dataset, created = import_reference_file(file, group_label, force=force)
+    except ImportRefusedError as exception:
+        raise click.ClickException(str(exception)) from exception
+    except ValueError as exception:
+        raise click.ClickException(str(exception)) from exception
+    if created:
+        echo.echo_success(
+            f'imported {dataset.base.attributes.get("n_entries")} entries of {file.name} into group `{group.label}` '
+            f'(dataset pk {dataset.pk}, sha256 {dataset.sha256[:12]}..., '
+            f'release {dataset.base.attributes.get("release")})'
+        )
+    else:
+        echo.echo_report(
+            f'{file.name} was imported before (dataset pk {dataset.pk}): nothing new created; group `{group.label}` '
+            'holds its nodes'
+        )
+    echo.echo(f'Credit: {dataset.credit}')
+
+
+@cmd_dataset.command('import-refs')
+@click.argument('file', type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@decorators.with_dbenv()
+def dataset_import_refs(file):
+    """Import a file of elemental reference entries (MP's format: symbol -> ComputedEntry dict)."""
+    from ..calculations.thermo import read_elemental_references
+    from ..data.dataset import MliapDatasetData
+    from ..engine.hashing import sha256_of_file
+
+    existing = MliapDatasetData.find(sha256_of_file(file))
+    if existing is not None:
+        echo.echo_report(f'{file.name} was imported before: pk {existing.pk}')
+        return
+    node = MliapDatasetData(file, kind='elemental_references')
+    try:
+        references = read_elemental_references(node)
+    except Exception as exception:
+        raise click.ClickException(f'{file.name} is not a dict of elemental ComputedEntry dicts: {exception}') from None
+    node.base.attributes.set('n_entries', len(references))
+    node.store()
+    echo.echo_success(f'imported {len(references)} elemental references from {file.name}: pk {node.pk}')
+
+
+@cmd_dataset.command('fetch-mp')
+@click.argument('chemsys')
+@click.option('-G', '--group', 'group_label', required=True, help='Group that receives the dataset.')
+@decorators.with_dbenv()
+def dataset_fetch_mp(chemsys, group_label):
+    """Fetch every GGA/GGA+U entry of CHEMSYS (e.g. Li-Fe-P-O) from the Materials Project and import it.
+
+    Needs the `mp-api` package and MP_API_KEY in the environment; the key never enters the provenance.
+    """
+    import gzip
+    import json
+
+    key = os.environ.get('MP_API_KEY')
+    if not key:
+        raise click.ClickException('set MP_API_KEY in the environment (your key from materialsproject.org)')
+    try:
+        from mp_api.client import MPRester
+    except ImportError:
+        raise click.ClickException('fetching from the Materials Project needs `pip install mp-api`') from None
+    try:
+        with MPRester(key) as rester:
+            entries = rester.get_entries_in_chemsys(chemsys, additional_criteria={'thermo_types': ['GGA_GGA+U']})
+    except Exception as exception:
+        raise click.ClickException(f'could not reach the Materials Project (offline?): {exception}') from None
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / f'{chemsys}.json.gz'
+        with gzip.open(path, 'wt') as handle:
+            json.dump([entry.as_dict() for entry in entries], handle)
+        from ..calculations.dataset import import_reference_file
+
+        group, dataset, _ = import_reference_file(path, group_label)
+    echo.echo_success(f'imported {dataset.base.attributes.get("n_entries")} entries of {chemsys} into `{group.label}`')
+
+
+@cmd_dataset.command('list')
+@decorators.with_dbenv()
+def dataset_list():
+    """Imported datasets with their groups, entry counts and releases."""
+    from aiida import orm
+    from tabulate import tabulate
+
+    from ..data.dataset import MliapDatasetData
+
+    query = orm.QueryBuilder().append(
+        MliapDatasetData,
+        project=[
+            'id',
+            'attributes.source',
+            'attributes.kind',
+            'attributes.n_entries',
+            'attributes.release',
+            'attributes.sha256',
+        ],
+        tag='dataset',
+    )
+    query.append(orm.Group, with_node='dataset', project='label', join_type='left')
+    rows = [[pk, source, kind, n, release, sha[:12], group] for pk, source, kind, n, release, sha, group in query.all()]
+    if not rows:
+        echo.echo_report('no datasets: import one with `aiida-mliap dataset import FILE --group LABEL`')
+        return
+    echo.echo(tabulate(rows, headers=['pk', 'source', 'kind', 'entries', 'release', 'sha256', 'group']))
+
+
+@cmd_dataset.command('show')
+@arguments.GROUP()
+@decorators.with_dbenv()
+def dataset_show(group):
+    """Summary of a dataset group: entries by chemical system and run type, hull and credit."""
+    from collections import Counter
+
+    from ..calculations.dataset import dataset_entries
+    from ..data.dataset import MliapDatasetData
+
+    datasets = {n.sha256: n for n in group.nodes if isinstance(n, MliapDatasetData)}
+    for sha256, pairs in dataset_entries(group).items():
+        dataset = datasets[sha256]
+        references = [reference.get_dict() for _, reference in pairs.values()]
+        echo.echo(f'{dataset.source}: {len(references)} entries, release {dataset.base.attributes.get("release")}')
+        echo.echo(f'  run types: {dict(Counter(r["run_type"] for r in references))}')
+        echo.echo(f'  stable (source Ehull = 0): {sum(1 for r in references if r.get("e_above_hull") == 0)}')
+        echo.echo(f'  credit: {dataset.credit}')

@@ -1,0 +1,48 @@
+"""A reference dataset file as a node: the file itself, its sha256, entry count, release and credit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiida.orm import QueryBuilder, SinglefileData
+
+from ..engine.hashing import sha256_of_file
+
+MP_CREDIT = (
+    'Materials Project: A. Jain et al., APL Materials 1, 011002 (2013), doi:10.1063/1.4812323. Licence CC BY 4.0.'
+)
+KINDS = ('entries', 'elemental_references')
+
+
+class MliapDatasetData(SinglefileData):
+    """The exact bytes that were imported, so that every reference node traces back to its source file."""
+
+    def __init__(self, path: str | Path, kind: str, credit: str = MP_CREDIT, **kwargs):
+        if kind not in KINDS:
+            raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+        super().__init__(file=str(path), **kwargs)
+        self.base.attributes.set('sha256', sha256_of_file(path))
+        self.base.attributes.set('kind', kind)
+        self.base.attributes.set('source', Path(path).name)
+        self.base.attributes.set('credit', credit)
+
+    @classmethod
+    def find(cls, sha256: str) -> MliapDatasetData | None:
+        query = QueryBuilder().append(cls, filters={'attributes.sha256': sha256}).order_by({cls: {'id': 'asc'}})
+        return query.first(flat=True)
+
+    @property
+    def sha256(self) -> str:
+        return self.base.attributes.get('sha256')
+
+    @property
+    def kind(self) -> str:
+        return self.base.attributes.get('kind')
+
+    @property
+    def source(self) -> str:
+        return self.base.attributes.get('source')
+
+    @property
+    def credit(self) -> str:
+        return self.base.attributes.get('credit')

@@ -1,0 +1,176 @@
+"""Read reference datasets (MP ComputedStructureEntry JSON, or extxyz with energies) into validated records.
+
+Pure functions, no AiiDA: every problem of a file is collected and reported at once, naming the entry, so that
+an import either takes the whole file or nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..labels import link_label
+
+RUN_TYPES = ('GGA', 'GGA+U')
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be imported; the message lists every offending entry."""
+
+
+@dataclass
+class ReferenceRecord:
+    """One reference entry: the DFT structure (pymatgen) and the attributes of its reference node."""
+
+    structure: Any
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.attributes['label']
+
+
+def decompress(content: bytes) -> bytes:
+    return gzip.decompress(content) if content[:2] == b'\x1f\x8b' else content
+
+
+def read_dataset(content: bytes, filename: str) -> list[ReferenceRecord]:
+    """Records of a JSON(.gz) list of ComputedStructureEntry dicts or of an extxyz file, validated."""
+    text = decompress(content).decode()
+    if '.xyz' in filename or '.extxyz' in filename:
+        records, problems = _read_extxyz(text)
+    else:
+        records, problems = _read_entries_json(text)
+    labels: dict[str, int] = {}
+    for index, record in enumerate(records):
+        if record.label in labels:
+            problems.append(
+                f'entry {index} ({record.attributes["mp_id"]}): duplicate id, also entry {labels[record.label]}'
+            )
+        labels.setdefault(record.label, index)
+    if not records and not problems:
+        problems.append('the file holds no entries')
+    if problems:
+        shown = '\n  '.join(problems[:20])
+        more = f'\n  ... and {len(problems) - 20} more' if len(problems) > 20 else ''
+        raise DatasetError(f'{filename}: {len(problems)} problem(s), nothing imported:\n  {shown}{more}')
+    return records
+
+
+def _read_entries_json(text: str) -> tuple[list[ReferenceRecord], list[str]]:
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as exception:
+        return [], [f'not JSON: {exception}']
+    if not isinstance(content, list):
+        return [], [f'expected a JSON list of ComputedStructureEntry dicts, got a {type(content).__name__}']
+    records, problems = [], []
+    for index, data in enumerate(content):
+        name = _entry_name(index, data)
+        if not isinstance(data, dict) or not data.get('structure'):
+            problems.append(f'{name}: no structure (a ComputedStructureEntry dict is needed)')
+            continue
+        try:
+            entry = ComputedStructureEntry.from_dict(data)
+        except Exception as exception:
+            problems.append(f'{name}: not a ComputedStructureEntry ({type(exception).__name__}: {exception})')
+            continue
+        run_type = entry.parameters.get('run_type')
+        if run_type not in RUN_TYPES:
+            problems.append(f'{name}: unknown run type {run_type!r} (MP2020 corrections know {list(RUN_TYPES)})')
+            continue
+        records.append(_record(entry, data))
+    return records, problems
+
+
+def _entry_name(index: int, data: Any) -> str:
+    if isinstance(data, dict):
+        identifier = (data.get('data') or {}).get('material_id') or data.get('entry_id')
+        if identifier:
+            return f'entry {index} ({identifier})'
+    return f'entry {index}'
+
+
+def _record(entry, data: dict) -> ReferenceRecord:
+    extra = entry.data or {}
+    mp_id = extra.get('material_id') or str(entry.entry_id)
+    composition = entry.composition
+    attributes = {
+        'mp_id': mp_id,
+        'label': link_label(mp_id),
+        'entry_id': str(entry.entry_id),
+        'formula': composition.reduced_formula,
+        'chemsys': composition.chemical_system,
+        'n_atoms': len(entry.structure),
+        'composition': {str(el): float(amount) for el, amount in composition.items()},
+        'energy': float(entry.uncorrected_energy),
+        'correction': float(entry.correction),
+        'energy_adjustments': [adjustment.as_dict() for adjustment in entry.energy_adjustments],
+        'energy_per_atom': float(entry.energy_per_atom),
+        'run_type': entry.parameters['run_type'],
+        'is_hubbard': bool(entry.parameters.get('is_hubbard', False)),
+        'hubbards': entry.parameters.get('hubbards') or {},
+        'potcar_spec': entry.parameters.get('potcar_spec') or [],
+        'oxide_type': extra.get('oxide_type'),
+        'oxidation_states': extra.get('oxidation_states') or {},
+        'last_updated': _timestamp(extra.get('last_updated')),
+        'e_above_hull': data.get('e_above_hull'),
+        'e_form_per_atom': data.get('e_form_per_atom'),
+    }
+    return ReferenceRecord(entry.structure, attributes)
+
+
+def _timestamp(value: Any) -> str | None:
+    """MP stores ``last_updated`` as a string or as a serialised datetime dict."""
+    if isinstance(value, dict):
+        value = value.get('string')
+    return str(value) if value else None
+
+
+def _read_extxyz(text: str) -> tuple[list[ReferenceRecord], list[str]]:
+    """Frames with ``mp_id`` and ``energy`` (raw DFT, eV) in ``info``; optional ``correction``, ``run_type``."""
+    import ase.io
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    try:
+        frames = ase.io.read(io.StringIO(text), index=':', format='extxyz')
+    except Exception as exception:
+        return [], [f'not extxyz: {exception}']
+    records, problems = [], []
+    for index, atoms in enumerate(frames):
+        info = atoms.info
+        mp_id = str(info.get('mp_id') or info.get('material_id') or '')
+        name = f'frame {index}' + (f' ({mp_id})' if mp_id else '')
+        if not mp_id or 'energy' not in info:
+            problems.append(f'{name}: needs `mp_id` and `energy` (raw DFT total energy, eV) in its info line')
+            continue
+        if len(atoms) == 0:
+            problems.append(f'{name}: no atoms')
+            continue
+        run_type = info.get('run_type', 'GGA')
+        if run_type not in RUN_TYPES:
+            problems.append(f'{name}: unknown run type {run_type!r}')
+            continue
+        from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+        entry = ComputedStructureEntry(
+            AseAtomsAdaptor.get_structure(atoms),
+            float(info['energy']),
+            correction=float(info.get('correction', 0.0)),
+            parameters={'run_type': run_type, 'is_hubbard': run_type == 'GGA+U'},
+            data={'material_id': mp_id},
+            entry_id=mp_id,
+        )
+        records.append(_record(entry, {k: info.get(k) for k in ('e_above_hull', 'e_form_per_atom')}))
+    return records, problems
+
+
+def dataset_release(records: list[ReferenceRecord]) -> str | None:
+    """The newest ``last_updated`` date of the entries: a fingerprint of the MP release they come from."""
+    stamps = [record.attributes['last_updated'] for record in records if record.attributes['last_updated']]
+    return max(stamps)[:10] if stamps else None

@@ -1,0 +1,85 @@
+"""Hull and formation energies by hand (unary, binary), MP2020 on GGA/GGA+U, missing references (no AiiDA)."""
+
+from __future__ import annotations
+
+import pytest
+from pymatgen.entries.computed_entries import ComputedEntry
+
+from aiida_mliap.calculations.hull import correct_model_entries, formation_energy, hull_quantities
+
+
+def test_unary_system_by_hand():
+    """Two Li polymorphs: the lower one is the hull and the reference; the other sits 0.1 eV/atom above."""
+    entries = {'li_bcc': ComputedEntry('Li2', -4.0), 'li_fcc': ComputedEntry('Li', -1.9)}
+    values, undefined, stable = hull_quantities(entries)
+    assert not undefined and stable == ['li_bcc']
+    assert values['li_bcc'] == {'e_above_hull': 0.0, 'e_form': 0.0, 'decomposition': {'li_bcc': 1.0}}
+    assert values['li_fcc']['e_above_hull'] == pytest.approx(0.1)
+    assert values['li_fcc']['e_form'] == pytest.approx(0.1)
+
+
+def test_binary_system_by_hand():
+    """Li (-2 eV/atom), O (-5 eV/atom), Li2O at -6 eV/atom: Ef = -6 - (2*-2 + -5)/3 = -3 eV/atom.
+    LiO at -4.5 eV/atom lies 1.0 eV/atom above the Li2O-O tie line? Hull at x_O = 1/2 between Li2O (x=1/3, -3)
+    and O (x=1, 0): -3 * (1 - 0.5) / (1 - 1/3) = -2.25; Ef(LiO) = -4.5 + 3.5 = -1.0, so Ehull = 1.25."""
+    entries = {
+        'li': ComputedEntry('Li', -2.0),
+        'o': ComputedEntry('O2', -10.0),
+        'li2o': ComputedEntry('Li2O', -18.0),
+        'lio': ComputedEntry('LiO', -9.0),
+    }
+    values, undefined, stable = hull_quantities(entries)
+    assert not undefined and stable == ['li', 'li2o', 'o']
+    assert values['li2o']['e_form'] == pytest.approx(-3.0)
+    assert values['lio']['e_form'] == pytest.approx(-1.0)
+    assert values['lio']['e_above_hull'] == pytest.approx(1.25)
+    assert values['lio']['decomposition'] == pytest.approx({'li2o': 0.75, 'o': 0.25})
+
+
+def test_missing_elemental_reference_leaves_values_undefined():
+    """No evaluated Li entry: entries with Li get a reason, never a hull completed from elsewhere."""
+    entries = {'o': ComputedEntry('O2', -10.0), 'li2o': ComputedEntry('Li2O', -18.0)}
+    values, undefined, stable = hull_quantities(entries)
+    assert set(values) == {'o'} and stable == ['o']
+    assert undefined == {'li2o': 'no evaluated elemental entry for Li'}
+
+
+def test_fixed_elemental_references():
+    entry = ComputedEntry('Li2O', -18.0)
+    assert formation_energy(entry, {'Li': -2.0, 'O': -5.0}) == pytest.approx(-3.0)
+    with pytest.raises(KeyError, match='no elemental reference for O'):
+        formation_energy(entry, {'Li': -2.0})
+
+
+def gga_u_entry(formula: str, energy: float, run_type: str) -> ComputedEntry:
+    hubbard = run_type == 'GGA+U'
+    return ComputedEntry(
+        formula,
+        energy,
+        parameters={'run_type': run_type, 'is_hubbard': hubbard, 'hubbards': {'Fe': 5.3, 'O': 0.0} if hubbard else {}},
+        data={'oxide_type': 'oxide', 'oxidation_states': {'Fe': 3.0, 'O': -2.0}},
+    )
+
+
+def test_mp2020_corrects_raw_models_only():
+    """GGA+U Fe2O3 gets the oxide and Fe U corrections; GGA Fe none; a corrected-scale model is left alone."""
+    raw = {'fe2o3': gga_u_entry('Fe2O3', -38.0, 'GGA+U'), 'fe': gga_u_entry('Fe', -8.3, 'GGA')}
+    corrected, refused = correct_model_entries(raw, 'raw_dft')
+    assert not refused
+    assert corrected['fe'].correction == 0.0
+    # MP2020: oxide -0.687 eV per O, Fe (U) -2.256 eV per Fe.
+    assert corrected['fe2o3'].correction == pytest.approx(3 * -0.687 + 2 * -2.256, abs=1e-9)
+    untouched, _ = correct_model_entries(raw, 'mp2020_corrected')
+    assert untouched['fe2o3'].correction == 0.0 and untouched['fe2o3'].energy == -38.0
+
+
+def test_mp2020_refusal_is_recorded():
+    """A GGA+U entry without Hubbard values for Fe is not correctable: refused with a reason, not dropped."""
+    odd = ComputedEntry('Fe2O3', -38.0, parameters={'run_type': 'GGA+U', 'is_hubbard': True, 'hubbards': {}})
+    corrected, refused = correct_model_entries({'odd': odd}, 'raw_dft')
+    assert not corrected and 'odd' in refused and 'MP2020' in refused['odd']
+
+
+def test_unknown_energy_scale():
+    with pytest.raises(ValueError, match='energy_scale'):
+        correct_model_entries({}, 'corrected')

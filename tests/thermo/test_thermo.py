@@ -1,0 +1,180 @@
+"""Dataset import and compute_thermodynamics on real MP data: the oracle, bad input, real CHGNet energies."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from aiida import orm
+
+from aiida_mliap.calculations.dataset import ImportRefusedError, dataset_entries, import_reference_file
+from aiida_mliap.calculations.thermo import compute_thermodynamics, thermodynamics_inputs
+from aiida_mliap.data import MliapDatasetData, MliapModelData, MliapReferenceData, MliapResultData
+from aiida_mliap.parsers.entries import DatasetError
+
+pytestmark = pytest.mark.storage
+
+STARRED = ['Li-Fe-P-O', 'Li-Co-Ni-O', 'Na-Fe-P-O']
+
+
+@pytest.fixture(scope='session')
+def oracle_model(tmp_path_factory):
+    """A model node standing for 'the DFT code itself' on the raw scale, so that MP2020 is applied afresh."""
+    path = tmp_path_factory.mktemp('oracle') / 'dft-as-a-model.txt'
+    path.write_text('placeholder checkpoint: the oracle feeds DFT energies through the pipeline')
+    return path
+
+
+def import_file(shared_data, name: str, group: str):
+    return import_reference_file(shared_data / 'mp' / f'{name}.json.gz', group)
+
+
+def references_of(group) -> dict[str, MliapReferenceData]:
+    (pairs,) = dataset_entries(group).values()
+    return {label: reference for label, (_, reference) in pairs.items()}
+
+
+def dft_as_model_results(references: dict[str, MliapReferenceData]) -> dict[str, MliapResultData]:
+    """Result nodes whose energies are the raw DFT energies: what a perfect raw-scale model would return."""
+    results = {}
+    for label, reference in references.items():
+        energy, n_atoms = reference['energy'], reference['n_atoms']
+        results[label] = MliapResultData(
+            {'label': label, 'status': 'ok', 'task': 'static', 'energy': energy, 'energy_per_atom': energy / n_atoms}
+        ).store()
+    return results
+
+
+@pytest.mark.parametrize('name', STARRED)
+def test_oracle_reproduces_mp_hull_and_formation_energies(shared_data, oracle_model, name):
+    """DFT energies fed as a raw-scale model's output reproduce MP's e_above_hull and e_form_per_atom (< 1e-6)."""
+    group, dataset, created = import_file(shared_data, name, f'oracle/{name}')
+    assert created
+    references = references_of(group)
+    assert len(references) == dataset.base.attributes.get('n_entries')
+    model, _ = MliapModelData.get_or_create(oracle_model, framework='mace', name='dft-oracle', energy_scale='raw_dft')
+    inputs = thermodynamics_inputs(model, references, dft_as_model_results(references))
+    outputs = compute_thermodynamics(**inputs)
+    assert outputs['summary']['counts'] == {'ok': len(references)}
+
+    worst = {}
+    for label, thermo in outputs['thermo'].items():
+        reference = references[label]
+        expected = {'e_above_hull': reference['e_above_hull'], 'e_form': reference['e_form_per_atom']}
+        deviations = {
+            'e_above_hull_dft': thermo['e_above_hull_dft'] - expected['e_above_hull'],
+            'e_above_hull_model': thermo['e_above_hull_model'] - expected['e_above_hull'],
+            'e_above_hull_model_dftref': thermo['e_above_hull_model_dftref'] - expected['e_above_hull'],
+            'e_form_dft': thermo['e_form_dft'] - expected['e_form'],
+            'e_form_model': thermo['e_form_model'] - expected['e_form'],
+            # MP2020 applied afresh to the raw energy gives MP's own correction.
+            'correction': thermo['model_correction_per_atom'] - reference['correction'] / reference['n_atoms'],
+        }
+        for key, value in deviations.items():
+            worst[key] = max(worst.get(key, 0.0), abs(value))
+    assert all(value < 1e-6 for value in worst.values()), worst
+
+
+def test_gga_and_gga_u_entries_corrected_by_run_type(shared_data):
+    group, _, _ = import_file(shared_data, 'Li-Fe-P-O', 'oracle/Li-Fe-P-O')
+    references = references_of(group)
+    run_types = {reference['run_type'] for reference in references.values()}
+    assert run_types == {'GGA', 'GGA+U'}
+    fe2o3 = next(r for r in references.values() if r['mp_id'] == 'mp-19770')
+    li2o = next(r for r in references.values() if r['mp_id'] == 'mp-1960')
+    assert fe2o3['run_type'] == 'GGA+U' and fe2o3['hubbards']['Fe'] > 0
+    assert li2o['run_type'] == 'GGA' and li2o['hubbards'] == {}
+
+
+def test_second_import_creates_nothing(shared_data):
+    import_file(shared_data, 'Na-Fe-P-O', 'twice')
+    before = orm.QueryBuilder().append(orm.Node).count()
+    group, dataset, created = import_file(shared_data, 'Na-Fe-P-O', 'twice-again')
+    assert not created
+    assert orm.QueryBuilder().append(orm.Node).count() == before
+    assert len(group.nodes) == 1 + 2 * dataset.base.attributes.get('n_entries')
+
+
+def test_mixed_releases_refused_unless_forced(shared_data):
+    import_file(shared_data, 'Li-Fe-P-O', 'releases')
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(ImportRefusedError, match='must not mix MP releases'):
+        import_file(shared_data, 'Li-Fe-O_2021', 'releases')
+    assert orm.QueryBuilder().append(orm.Node).count() == before, 'nothing half-imported'
+    _, dataset, created = import_reference_file(shared_data / 'mp' / 'Li-Fe-O_2021.json.gz', 'releases', force=True)
+    assert created and dataset.base.attributes.get('release').startswith('20')
+
+
+def test_thermodynamics_refuses_references_from_two_datasets(shared_data, oracle_model):
+    first = references_of(import_file(shared_data, 'Li-Fe-P-O', 'oracle/Li-Fe-P-O')[0])
+    second = references_of(import_file(shared_data, 'Na-Fe-P-O', 'twice')[0])
+    model, _ = MliapModelData.get_or_create(oracle_model, framework='mace', name='dft-oracle', energy_scale='raw_dft')
+    mixed = {**dict(list(first.items())[:3]), **dict(list(second.items())[:3])}
+    with pytest.raises(ValueError, match='must not mix MP releases'):
+        compute_thermodynamics(**thermodynamics_inputs(model, mixed, {}))
+
+
+def write_entries(tmp_path, entries, name='entries.json.gz'):
+    path = tmp_path / name
+    with gzip.open(path, 'wt') as handle:
+        json.dump(entries, handle)
+    return path
+
+
+@pytest.fixture(scope='session')
+def raw_entries(shared_data):
+    with gzip.open(shared_data / 'mp' / 'Li-Fe-P-O.json.gz', 'rt') as handle:
+        return json.load(handle)
+
+
+@pytest.mark.parametrize(
+    ('mutate', 'message'),
+    [
+        (lambda entries: {'entries': entries}, 'expected a JSON list'),
+        (lambda entries: [*entries[:3], {**entries[3], 'structure': None}], r'entry 3 \(mp-\d+\): no structure'),
+        (lambda entries: [*entries[:2], entries[1]], 'duplicate id'),
+        (
+            lambda entries: [
+                *entries[:1],
+                {**entries[1], 'parameters': {**entries[1]['parameters'], 'run_type': 'r2SCAN'}},
+            ],
+            "unknown run type 'r2SCAN'",
+        ),
+    ],
+)
+def test_bad_files_name_the_entry_and_import_nothing(tmp_path, raw_entries, mutate, message):
+    path = write_entries(tmp_path, mutate(raw_entries[:5]))
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(DatasetError, match=message):
+        import_reference_file(path, 'bad')
+    assert orm.QueryBuilder().append(orm.Node).count() == before
+
+
+def test_elements_without_reference_get_a_reason(tmp_path, raw_entries, oracle_model):
+    """A dataset without elemental entries: Ef and Ehull undefined for every entry, each with its reason."""
+    compounds = [e for e in raw_entries if len(e['composition']) > 1][:6]
+    group, _, _ = import_reference_file(write_entries(tmp_path, compounds), 'no-elements')
+    references = references_of(group)
+    model, _ = MliapModelData.get_or_create(oracle_model, framework='mace', name='dft-oracle', energy_scale='raw_dft')
+    outputs = compute_thermodynamics(**thermodynamics_inputs(model, references, dft_as_model_results(references)))
+    assert outputs['summary']['counts'] == {'no_dft_elemental_reference': 6}
+    some = next(iter(outputs['thermo'].values()))
+    assert some['e_above_hull_dft'] is None and 'no evaluated elemental entry for' in some['reason']
+
+
+def test_extxyz_import(tmp_path):
+    import ase.io
+    from ase.build import bulk
+
+    frames = []
+    for mp_id, atoms, energy in (('x-1', bulk('Li', 'bcc', a=3.44), -1.9), ('x-2', bulk('Li', 'fcc', a=4.33), -1.8)):
+        atoms.info = {'mp_id': mp_id, 'energy': energy}
+        frames.append(atoms)
+    path = tmp_path / 'li.extxyz'
+    ase.io.write(path, frames, format='extxyz')
+    group, dataset, _ = import_reference_file(path, 'xyz')
+    references = references_of(group)
+    assert sorted(r['mp_id'] for r in references.values()) == ['x-1', 'x-2']
+    assert references['x_1']['energy'] == pytest.approx(-1.9) and references['x_1']['run_type'] == 'GGA'
+    assert isinstance(dataset, MliapDatasetData) and dataset.kind == 'entries'
