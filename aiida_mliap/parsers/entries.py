@@ -143,7 +143,9 @@ def _read_extxyz(text: str) -> tuple[list[ReferenceRecord], list[str]]:
         return [], [f'not extxyz: {exception}']
     records, problems = [], []
     for index, atoms in enumerate(frames):
-        info = atoms.info
+        info = dict(atoms.info)
+        if 'energy' not in info and atoms.calc is not None and 'energy' in atoms.calc.results:
+            info['energy'] = atoms.calc.results['energy']  # ASE moves a frame's `energy` onto a calculator
         mp_id = str(info.get('mp_id') or info.get('material_id') or '')
         name = f'frame {index}' + (f' ({mp_id})' if mp_id else '')
         if not mp_id or 'energy' not in info:

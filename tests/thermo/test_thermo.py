@@ -7,13 +7,12 @@ import json
 
 import pytest
 from aiida import orm
+from aiida.engine import calcfunction
 
-from aiida_mliap.calculations.dataset import ImportRefusedError, dataset_entries, import_reference_file
+from aiida_mliap.calculations.dataset import ImportRefusedError, import_reference_file, imported_nodes
 from aiida_mliap.calculations.thermo import compute_thermodynamics, thermodynamics_inputs
 from aiida_mliap.data import MliapDatasetData, MliapModelData, MliapReferenceData, MliapResultData
 from aiida_mliap.parsers.entries import DatasetError
-
-pytestmark = pytest.mark.storage
 
 STARRED = ['Li-Fe-P-O', 'Li-Co-Ni-O', 'Na-Fe-P-O']
 
@@ -30,32 +29,41 @@ def import_file(shared_data, name: str, group: str):
     return import_reference_file(shared_data / 'mp' / f'{name}.json.gz', group)
 
 
-def references_of(group) -> dict[str, MliapReferenceData]:
-    (pairs,) = dataset_entries(group).values()
-    return {label: reference for label, (_, reference) in pairs.items()}
+def references_of(dataset) -> dict[str, MliapReferenceData]:
+    return imported_nodes([dataset], 'references')[dataset.sha256]
 
 
-def dft_as_model_results(references: dict[str, MliapReferenceData]) -> dict[str, MliapResultData]:
-    """Result nodes whose energies are the raw DFT energies: what a perfect raw-scale model would return."""
+@calcfunction
+def dft_as_model(dataset):
+    """What a perfect raw-scale model would return: the raw DFT energies, as result nodes plus a summary."""
     results = {}
-    for label, reference in references.items():
-        energy, n_atoms = reference['energy'], reference['n_atoms']
+    for label, attributes in imported_nodes([dataset], 'references', project='attributes')[dataset.sha256].items():
+        energy = attributes['energy']
         results[label] = MliapResultData(
-            {'label': label, 'status': 'ok', 'task': 'static', 'energy': energy, 'energy_per_atom': energy / n_atoms}
-        ).store()
-    return results
+            {
+                'label': label,
+                'status': 'ok',
+                'task': 'static',
+                'energy': energy,
+                'energy_per_atom': energy / attributes['n_atoms'],
+            }
+        )
+    return {'results': results, 'summary': orm.Dict({'n_structures': len(results)})}
+
+
+def oracle_inputs(oracle_model, dataset, **kwargs):
+    model, _ = MliapModelData.get_or_create(oracle_model, framework='mace', name='dft-oracle', energy_scale='raw_dft')
+    return thermodynamics_inputs(model, dataset, [dft_as_model(dataset)['summary']], **kwargs)
 
 
 @pytest.mark.parametrize('name', STARRED)
 def test_oracle_reproduces_mp_hull_and_formation_energies(shared_data, oracle_model, name):
     """DFT energies fed as a raw-scale model's output reproduce MP's e_above_hull and e_form_per_atom (< 1e-6)."""
-    group, dataset, created = import_file(shared_data, name, f'oracle/{name}')
+    _, dataset, created = import_file(shared_data, name, f'oracle/{name}')
     assert created
-    references = references_of(group)
+    references = references_of(dataset)
     assert len(references) == dataset.base.attributes.get('n_entries')
-    model, _ = MliapModelData.get_or_create(oracle_model, framework='mace', name='dft-oracle', energy_scale='raw_dft')
-    inputs = thermodynamics_inputs(model, references, dft_as_model_results(references))
-    outputs = compute_thermodynamics(**inputs)
+    outputs = compute_thermodynamics(**oracle_inputs(oracle_model, dataset))
     assert outputs['summary']['counts'] == {'ok': len(references)}
 
     worst = {}
@@ -77,8 +85,8 @@ def test_oracle_reproduces_mp_hull_and_formation_energies(shared_data, oracle_mo
 
 
 def test_gga_and_gga_u_entries_corrected_by_run_type(shared_data):
-    group, _, _ = import_file(shared_data, 'Li-Fe-P-O', 'oracle/Li-Fe-P-O')
-    references = references_of(group)
+    _, dataset, _ = import_file(shared_data, 'Li-Fe-P-O', 'oracle/Li-Fe-P-O')
+    references = references_of(dataset)
     run_types = {reference['run_type'] for reference in references.values()}
     assert run_types == {'GGA', 'GGA+U'}
     fe2o3 = next(r for r in references.values() if r['mp_id'] == 'mp-19770')
@@ -106,13 +114,14 @@ def test_mixed_releases_refused_unless_forced(shared_data):
     assert created and dataset.base.attributes.get('release').startswith('20')
 
 
-def test_thermodynamics_refuses_references_from_two_datasets(shared_data, oracle_model):
-    first = references_of(import_file(shared_data, 'Li-Fe-P-O', 'oracle/Li-Fe-P-O')[0])
-    second = references_of(import_file(shared_data, 'Na-Fe-P-O', 'twice')[0])
+def test_results_from_another_dataset_refused(shared_data, oracle_model):
+    """One dataset is one hull: results of entries that are not in it are an error, not silently mixed in."""
+    _, lifepo, _ = import_file(shared_data, 'Li-Fe-P-O', 'oracle/Li-Fe-P-O')
+    _, nafepo, _ = import_file(shared_data, 'Na-Fe-P-O', 'twice')
     model, _ = MliapModelData.get_or_create(oracle_model, framework='mace', name='dft-oracle', energy_scale='raw_dft')
-    mixed = {**dict(list(first.items())[:3]), **dict(list(second.items())[:3])}
-    with pytest.raises(ValueError, match='must not mix MP releases'):
-        compute_thermodynamics(**thermodynamics_inputs(model, mixed, {}))
+    summary = dft_as_model(nafepo)['summary']
+    with pytest.raises(ValueError, match=r'have no entry in Li-Fe-P-O\.json\.gz'):
+        compute_thermodynamics(**thermodynamics_inputs(model, lifepo, [summary]))
 
 
 def write_entries(tmp_path, entries, name='entries.json.gz'):
@@ -154,10 +163,8 @@ def test_bad_files_name_the_entry_and_import_nothing(tmp_path, raw_entries, muta
 def test_elements_without_reference_get_a_reason(tmp_path, raw_entries, oracle_model):
     """A dataset without elemental entries: Ef and Ehull undefined for every entry, each with its reason."""
     compounds = [e for e in raw_entries if len(e['composition']) > 1][:6]
-    group, _, _ = import_reference_file(write_entries(tmp_path, compounds), 'no-elements')
-    references = references_of(group)
-    model, _ = MliapModelData.get_or_create(oracle_model, framework='mace', name='dft-oracle', energy_scale='raw_dft')
-    outputs = compute_thermodynamics(**thermodynamics_inputs(model, references, dft_as_model_results(references)))
+    _, dataset, _ = import_reference_file(write_entries(tmp_path, compounds), 'no-elements')
+    outputs = compute_thermodynamics(**oracle_inputs(oracle_model, dataset))
     assert outputs['summary']['counts'] == {'no_dft_elemental_reference': 6}
     some = next(iter(outputs['thermo'].values()))
     assert some['e_above_hull_dft'] is None and 'no evaluated elemental entry for' in some['reason']
@@ -173,8 +180,8 @@ def test_extxyz_import(tmp_path):
         frames.append(atoms)
     path = tmp_path / 'li.extxyz'
     ase.io.write(path, frames, format='extxyz')
-    group, dataset, _ = import_reference_file(path, 'xyz')
-    references = references_of(group)
+    _, dataset, _ = import_reference_file(path, 'xyz')
+    references = references_of(dataset)
     assert sorted(r['mp_id'] for r in references.values()) == ['x-1', 'x-2']
     assert references['x_1']['energy'] == pytest.approx(-1.9) and references['x_1']['run_type'] == 'GGA'
     assert isinstance(dataset, MliapDatasetData) and dataset.kind == 'entries'
