@@ -18,61 +18,18 @@ from overhead import SHARED, pick_structures
 
 def tiny_models(directory: Path):
     """Seeded tiny MACE and M3GNet models, registered as nodes."""
-    import numpy as np
-    import torch
-
-    # isort: off
-    from mace import modules
-    from e3nn import o3
-
-    # isort: on
-    from matgl.apps.pes import Potential
-    from matgl.models import M3GNet
-
     from aiida_mliap.data import MliapModelData
+    from aiida_mliap.testing import build_tiny_m3gnet, build_tiny_mace
 
-    torch.manual_seed(0)
-    block = modules.interaction_classes['RealAgnosticResidualInteractionBlock']
-    numbers = [3, 8, 15, 26]
-    mace = modules.ScaleShiftMACE(
-        r_max=4.0,
-        num_bessel=4,
-        num_polynomial_cutoff=3,
-        max_ell=1,
-        interaction_cls=block,
-        interaction_cls_first=block,
-        num_interactions=1,
-        num_elements=4,
-        hidden_irreps=o3.Irreps('8x0e'),
-        MLP_irreps=o3.Irreps('8x0e'),
-        atomic_energies=np.array([-2.0, -5.0, -5.5, -8.0]),
-        avg_num_neighbors=8.0,
-        atomic_numbers=numbers,
-        correlation=2,
-        gate=torch.nn.functional.silu,
-        atomic_inter_scale=1.0,
-        atomic_inter_shift=0.0,
-    )
-    torch.save(mace, directory / 'tiny.model')
-    Potential(
-        model=M3GNet(
-            element_types=('Li', 'Fe', 'P', 'O'),
-            is_intensive=False,
-            nblocks=1,
-            units=8,
-            dim_node_embedding=8,
-            dim_edge_embedding=8,
-            max_n=2,
-            max_l=2,
-        )
-    ).save(directory / 'm3gnet')
-    mace_node, _ = MliapModelData.get_or_create(
-        directory / 'tiny.model', framework='mace', name='tiny-mace', energy_scale='raw_dft'
-    )
-    matgl_node, _ = MliapModelData.get_or_create(
-        directory / 'm3gnet', framework='matgl', name='tiny-m3gnet', energy_scale='raw_dft'
-    )
-    return mace_node, matgl_node
+    mace, _ = MliapModelData.get_or_create(
+        build_tiny_mace(directory / 'tiny.model', [3, 8, 15, 26]), framework='mace', name='tiny-mace',
+        energy_scale='raw_dft',
+    )  # fmt: skip
+    matgl, _ = MliapModelData.get_or_create(
+        build_tiny_m3gnet(directory / 'm3gnet', ['Li', 'Fe', 'P', 'O']), framework='matgl', name='tiny-m3gnet',
+        energy_scale='raw_dft',
+    )  # fmt: skip
+    return mace, matgl
 
 
 def report(title: str, rows: list[tuple[str, float, float]]) -> None:

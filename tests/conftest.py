@@ -145,62 +145,17 @@ def make_structures(small_lifepo_atoms):
 @pytest.fixture(scope='session')
 def tiny_mace_file(tmp_path_factory) -> Path:
     """A real (untrained, seeded) ScaleShiftMACE over H, Li, O, P, Fe saved with torch.save."""
-    import numpy as np
-    import torch
+    from aiida_mliap.testing import build_tiny_mace
 
-    # isort: off
-    from mace import modules  # first: mace lets e3nn 0.4.4 load its constants under torch >= 2.6
-    from e3nn import o3
-    # isort: on
-
-    torch.manual_seed(0)
-    numbers = [1, 3, 8, 15, 26]
-    block = modules.interaction_classes['RealAgnosticResidualInteractionBlock']
-    model = modules.ScaleShiftMACE(
-        r_max=4.0,
-        num_bessel=4,
-        num_polynomial_cutoff=3,
-        max_ell=1,
-        interaction_cls=block,
-        interaction_cls_first=block,
-        num_interactions=1,
-        num_elements=len(numbers),
-        hidden_irreps=o3.Irreps('8x0e'),
-        MLP_irreps=o3.Irreps('8x0e'),
-        atomic_energies=np.linspace(-3, -1, len(numbers)),
-        avg_num_neighbors=8.0,
-        atomic_numbers=numbers,
-        correlation=2,
-        gate=torch.nn.functional.silu,
-        atomic_inter_scale=1.0,
-        atomic_inter_shift=0.0,
-    )
-    path = tmp_path_factory.mktemp('mace') / 'tiny.model'
-    torch.save(model, path)
-    return path
+    return build_tiny_mace(tmp_path_factory.mktemp('mace') / 'tiny.model', [1, 3, 8, 15, 26])
 
 
 @pytest.fixture(scope='session')
 def tiny_matgl_dir(tmp_path_factory) -> Path:
     """A real (untrained, seeded) M3GNet potential over Li, Fe, P, O saved with matgl's Potential.save."""
-    import torch
-    from matgl.apps.pes import Potential
-    from matgl.models import M3GNet
+    from aiida_mliap.testing import build_tiny_m3gnet
 
-    torch.manual_seed(0)
-    model = M3GNet(
-        element_types=('Li', 'Fe', 'P', 'O'),
-        is_intensive=False,
-        nblocks=1,
-        dim_node_embedding=8,
-        dim_edge_embedding=8,
-        units=8,
-        max_n=2,
-        max_l=2,
-    )
-    path = tmp_path_factory.mktemp('matgl') / 'tiny-m3gnet'
-    Potential(model=model).save(path)
-    return path
+    return build_tiny_m3gnet(tmp_path_factory.mktemp('matgl') / 'tiny-m3gnet', ['Li', 'Fe', 'P', 'O'])
 
 
 @pytest.fixture
