@@ -9,9 +9,6 @@ class MliapReferenceData(Dict):
     """Raw DFT energy (eV), MP2020 correction and adjustments (eV), run type, Hubbard U, oxidation states, MP ids,
     and the source's own ``e_above_hull`` / ``e_form_per_atom`` (eV/atom) when it has them."""
 
-    def to_entry(self, energy: float | None = None, corrected: bool = True):
-        return to_entry(self.get_dict(), energy, corrected)
-
 
 def to_entry(attributes: dict, energy: float | None = None, corrected: bool = True):
     """A pymatgen ComputedEntry from a reference node's attributes (read once: node attribute access is a query).
