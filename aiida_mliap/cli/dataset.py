@@ -130,7 +130,7 @@ def dataset_list():
         ],
         tag='dataset',
     )
-    query.append(orm.Group, with_node='dataset', project='label', join_type='left')
+    query.append(orm.Group, with_node='dataset', project='label', outerjoin=True)
     rows = [[pk, source, kind, n, release, sha[:12], group] for pk, source, kind, n, release, sha, group in query.all()]
     if not rows:
         echo.echo_report('no datasets: import one with `aiida-mliap dataset import FILE --group LABEL`')
@@ -145,14 +145,17 @@ def dataset_show(group):
     """Summary of a dataset group: entries by chemical system and run type, hull and credit."""
     from collections import Counter
 
-    from ..calculations.dataset import dataset_entries
-    from ..data.dataset import MliapDatasetData
+    from ..calculations.dataset import group_datasets, imported_nodes
 
-    datasets = {n.sha256: n for n in group.nodes if isinstance(n, MliapDatasetData)}
-    for sha256, pairs in dataset_entries(group).items():
-        dataset = datasets[sha256]
-        references = [reference.get_dict() for _, reference in pairs.values()]
-        echo.echo(f'{dataset.source}: {len(references)} entries, release {dataset.base.attributes.get("release")}')
-        echo.echo(f'  run types: {dict(Counter(r["run_type"] for r in references))}')
-        echo.echo(f'  stable (source Ehull = 0): {sum(1 for r in references if r.get("e_above_hull") == 0)}')
+    datasets = group_datasets(group)
+    if not datasets:
+        raise click.ClickException(f'group `{group.label}` holds no dataset: import one with `dataset import`')
+    references = imported_nodes(datasets, 'references', project='attributes')
+    for dataset in datasets:
+        entries = list(references[dataset.sha256].values())
+        echo.echo(f'{dataset.source}: {len(entries)} entries, release {dataset.base.attributes.get("release")}')
+        echo.echo(f'  chemical systems: {len({r["chemsys"] for r in entries})}, elements: '
+                  f'{"-".join(dataset.base.attributes.get("chemsys") or [])}')  # fmt: skip
+        echo.echo(f'  run types: {dict(Counter(r["run_type"] for r in entries))}')
+        echo.echo(f'  stable (source Ehull = 0): {sum(1 for r in entries if r.get("e_above_hull") == 0)}')
         echo.echo(f'  credit: {dataset.credit}')

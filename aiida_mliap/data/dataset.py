@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiida.orm import QueryBuilder, SinglefileData
+from aiida.orm import SinglefileData
 
 from ..engine.hashing import sha256_of_file
+from .lookup import FindBySha256
 
 MP_CREDIT = (
     'Materials Project: A. Jain et al., APL Materials 1, 011002 (2013), doi:10.1063/1.4812323. Licence CC BY 4.0.'
@@ -14,7 +15,7 @@ MP_CREDIT = (
 KINDS = ('entries', 'elemental_references')
 
 
-class MliapDatasetData(SinglefileData):
+class MliapDatasetData(FindBySha256, SinglefileData):
     """The exact bytes that were imported, so that every reference node traces back to its source file."""
 
     def __init__(self, path: str | Path, kind: str, credit: str = MP_CREDIT, **kwargs):
@@ -25,15 +26,6 @@ class MliapDatasetData(SinglefileData):
         self.base.attributes.set('kind', kind)
         self.base.attributes.set('source', Path(path).name)
         self.base.attributes.set('credit', credit)
-
-    @classmethod
-    def find(cls, sha256: str) -> MliapDatasetData | None:
-        query = QueryBuilder().append(cls, filters={'attributes.sha256': sha256}).order_by({cls: {'id': 'asc'}})
-        return query.first(flat=True)
-
-    @property
-    def sha256(self) -> str:
-        return self.base.attributes.get('sha256')
 
     @property
     def kind(self) -> str:

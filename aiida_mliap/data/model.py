@@ -6,9 +6,10 @@ import importlib.metadata
 from pathlib import Path
 from typing import Any
 
-from aiida.orm import Data, QueryBuilder
+from aiida.orm import Data
 
 from ..engine.hashing import model_files, sha256_of_model
+from .lookup import FindBySha256
 
 FRAMEWORKS = ('chgnet', 'mace', 'matgl')
 # Whether the model's energies already contain the MP2020 compatibility corrections (``mp2020_corrected``)
@@ -16,7 +17,7 @@ FRAMEWORKS = ('chgnet', 'mace', 'matgl')
 ENERGY_SCALES = ('mp2020_corrected', 'raw_dft')
 
 
-class MliapModelData(Data):
+class MliapModelData(FindBySha256, Data):
     """An MLIAP checkpoint (a file or a folder of files) with its sha256; never a local path."""
 
     def __init__(
@@ -63,11 +64,6 @@ class MliapModelData(Data):
         return cls(path, sha256=digest, **kwargs).store(), True
 
     @classmethod
-    def find(cls, sha256: str) -> MliapModelData | None:
-        query = QueryBuilder().append(cls, filters={'attributes.sha256': sha256}).order_by({cls: {'id': 'asc'}})
-        return query.first(flat=True)
-
-    @classmethod
     def from_bundled(cls, name: str) -> tuple[MliapModelData, bool]:
         """Register a checkpoint shipped with a framework's wheel (works offline), e.g. ``chgnet-0.3.0``."""
         from ..frameworks.chgnet import bundled_checkpoint
@@ -82,10 +78,6 @@ class MliapModelData(Data):
     @property
     def name(self) -> str:
         return self.base.attributes.get('name')
-
-    @property
-    def sha256(self) -> str:
-        return self.base.attributes.get('sha256')
 
     @property
     def energy_scale(self) -> str:

@@ -80,3 +80,32 @@ def test_launch_relax_from_group(runner_code, mace_model, make_structures):
 def test_launch_needs_structures(runner_code, mace_model):
     output = invoke('launch', 'relax', '--model', mace_model.sha256, '--code', runner_code.full_label, ok=False)
     assert 'give structures' in output
+
+
+def test_dataset_import_list_show(tmp_path):
+    import ase.io
+    from ase.build import bulk
+
+    frames = []
+    for mp_id, atoms, energy in (('x-10', bulk('Li', 'bcc', a=3.44), -1.9), ('x-11', bulk('Li', 'fcc', a=4.33), -1.8)):
+        atoms.info = {'mp_id': mp_id, 'energy': energy}
+        frames.append(atoms)
+    path = tmp_path / 'li-cli.extxyz'
+    ase.io.write(path, frames, format='extxyz')
+    assert 'imported 2 entries of li-cli.extxyz' in invoke('dataset', 'import', path, '--group', 'cli-li')
+    assert 'nothing new created' in invoke('dataset', 'import', path, '--group', 'cli-li')
+    assert 'li-cli.extxyz' in invoke('dataset', 'list')
+    shown = invoke('dataset', 'show', 'cli-li')
+    assert 'li-cli.extxyz: 2 entries' in shown and "{'GGA': 2}" in shown
+
+
+def test_dataset_import_names_bad_entries(tmp_path):
+    path = tmp_path / 'bad.json'
+    path.write_text('{"not": "a list"}')
+    assert 'expected a JSON list' in invoke('dataset', 'import', path, '--group', 'bad', ok=False)
+
+
+def test_import_elemental_references(shared_data):
+    path = shared_data / 'elemental_refs' / 'mp_elemental_refs_2023-02-07.json.gz'
+    assert 'imported 89 elemental references' in invoke('dataset', 'import-refs', path)
+    assert 'imported before' in invoke('dataset', 'import-refs', path)
