@@ -30,7 +30,7 @@ if [ "$(id -u)" = 0 ]; then
         echo "user $user cannot read $repo: running this pass from a copy in $scratch"
         workdir=$scratch/repo
         cp -a "$repo" "$workdir"
-        sed -i "1s|^#!$repo/|#!$workdir/|" "$workdir"/.venv/bin/*
+        find "$workdir/.venv/bin" -maxdepth 1 -type f -exec sed -i "1s|^#!$repo/|#!$workdir/|" {} +
         sed -i "s|'$repo/|'$workdir/|g" "$workdir"/.venv/lib/python3*/site-packages/__editable___*finder.py
         chmod -R a+rX "$workdir"
     fi
