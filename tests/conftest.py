@@ -142,6 +142,25 @@ def make_structures(small_lifepo_atoms):
     return factory
 
 
+@pytest.fixture
+def li_extxyz(tmp_path):
+    """An extxyz reference file of two Li polymorphs with raw DFT-like energies, ids ``{prefix}-1``/``-2``."""
+
+    def factory(name: str, prefix: str) -> Path:
+        import ase.io
+        from ase.build import bulk
+
+        frames = []
+        for index, atoms, energy in ((1, bulk('Li', 'bcc', a=3.44), -1.9), (2, bulk('Li', 'fcc', a=4.33), -1.8)):
+            atoms.info = {'mp_id': f'{prefix}-{index}', 'energy': energy}
+            frames.append(atoms)
+        path = tmp_path / name
+        ase.io.write(path, frames, format='extxyz')
+        return path
+
+    return factory
+
+
 @pytest.fixture(scope='session')
 def tiny_mace_file(tmp_path_factory) -> Path:
     """A real (untrained, seeded) ScaleShiftMACE over H, Li, O, P, Fe saved with torch.save."""

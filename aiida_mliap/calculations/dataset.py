@@ -42,12 +42,14 @@ def import_reference_file(path: str | Path, group_label: str, force: bool = Fals
     A file imported before (same sha256) creates nothing: its nodes are only added to the group.
     """
     path = Path(path)
-    existing = MliapDatasetData.find(sha256_of_file(path))
+    digest = sha256_of_file(path)
+    existing = MliapDatasetData.find(digest)
     if existing is not None:
         group, _ = orm.Group.collection.get_or_create(group_label)
         group.add_nodes(_imported_nodes(existing))
         return group, existing, False
 
+    # Parsed here as well as in the calcfunction: every problem must surface before anything is stored.
     records = read_dataset(path.read_bytes(), path.name)
     release = dataset_release(records)
     if not force:
@@ -61,7 +63,7 @@ def import_reference_file(path: str | Path, group_label: str, force: bool = Fals
                 f'and {path.name} is from {release}: one hull must not mix MP releases, whose energies and corrections '
                 'differ. Import into another group, or pass --force if you know they are compatible.'
             )
-    dataset = MliapDatasetData(path, kind='entries', credit=credit)
+    dataset = MliapDatasetData(path, kind='entries', credit=credit, sha256=digest)
     dataset.base.attributes.set('n_entries', len(records))
     dataset.base.attributes.set('release', release)
     dataset.base.attributes.set('chemsys', sorted({el for r in records for el in r.attributes['composition']}))

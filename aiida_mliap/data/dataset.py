@@ -18,11 +18,12 @@ KINDS = ('entries', 'elemental_references')
 class MliapDatasetData(FindBySha256, SinglefileData):
     """The exact bytes that were imported, so that every reference node traces back to its source file."""
 
-    def __init__(self, path: str | Path, kind: str, credit: str = MP_CREDIT, **kwargs):
+    def __init__(self, path: str | Path, kind: str, credit: str = MP_CREDIT, sha256: str | None = None, **kwargs):
+        """``sha256`` saves hashing the file twice when the caller has just computed it."""
         if kind not in KINDS:
             raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
         super().__init__(file=str(path), **kwargs)
-        self.base.attributes.set('sha256', sha256_of_file(path))
+        self.base.attributes.set('sha256', sha256 or sha256_of_file(path))
         self.base.attributes.set('kind', kind)
         self.base.attributes.set('source', Path(path).name)
         self.base.attributes.set('credit', credit)

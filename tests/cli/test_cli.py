@@ -82,16 +82,8 @@ def test_launch_needs_structures(runner_code, mace_model):
     assert 'give structures' in output
 
 
-def test_dataset_import_list_show(tmp_path):
-    import ase.io
-    from ase.build import bulk
-
-    frames = []
-    for mp_id, atoms, energy in (('x-10', bulk('Li', 'bcc', a=3.44), -1.9), ('x-11', bulk('Li', 'fcc', a=4.33), -1.8)):
-        atoms.info = {'mp_id': mp_id, 'energy': energy}
-        frames.append(atoms)
-    path = tmp_path / 'li-cli.extxyz'
-    ase.io.write(path, frames, format='extxyz')
+def test_dataset_import_list_show(li_extxyz):
+    path = li_extxyz('li-cli.extxyz', 'cli')
     assert 'imported 2 entries of li-cli.extxyz' in invoke('dataset', 'import', path, '--group', 'cli-li')
     assert 'nothing new created' in invoke('dataset', 'import', path, '--group', 'cli-li')
     assert 'li-cli.extxyz' in invoke('dataset', 'list')

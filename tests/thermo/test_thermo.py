@@ -170,17 +170,8 @@ def test_elements_without_reference_get_a_reason(tmp_path, raw_entries, oracle_m
     assert some['e_above_hull_dft'] is None and 'no evaluated elemental entry for' in some['reason']
 
 
-def test_extxyz_import(tmp_path):
-    import ase.io
-    from ase.build import bulk
-
-    frames = []
-    for mp_id, atoms, energy in (('x-1', bulk('Li', 'bcc', a=3.44), -1.9), ('x-2', bulk('Li', 'fcc', a=4.33), -1.8)):
-        atoms.info = {'mp_id': mp_id, 'energy': energy}
-        frames.append(atoms)
-    path = tmp_path / 'li.extxyz'
-    ase.io.write(path, frames, format='extxyz')
-    _, dataset, _ = import_reference_file(path, 'xyz')
+def test_extxyz_import(li_extxyz):
+    _, dataset, _ = import_reference_file(li_extxyz('li.extxyz', 'x'), 'xyz')
     references = references_of(dataset)
     assert sorted(r['mp_id'] for r in references.values()) == ['x-1', 'x-2']
     assert references['x_1']['energy'] == pytest.approx(-1.9) and references['x_1']['run_type'] == 'GGA'
