@@ -32,7 +32,7 @@ def main() -> None:
     load_profile(args.profile, allow_switch=True)
     from aiida_mliap.calculations.dataset import import_reference_file, imported_nodes
     from aiida_mliap.calculations.mliap import get_builder_for
-    from aiida_mliap.calculations.thermo import compute_thermodynamics, thermodynamics_inputs
+    from aiida_mliap.calculations.thermo import compute_thermodynamics, thermo_records, thermodynamics_inputs
     from aiida_mliap.cli.utils import resolve_model
 
     start = time.perf_counter()
@@ -50,10 +50,10 @@ def main() -> None:
         print(f'  MliapCalculation<{node.pk}>: {len(chunk)} structures, exit {node.exit_status}, '
               f'{outputs["summary"]["counts"]}, {time.perf_counter() - tick:.1f} s', flush=True)  # fmt: skip
     tick = time.perf_counter()
-    thermo = compute_thermodynamics(**thermodynamics_inputs(model, dataset, summaries))
+    thermo, node = compute_thermodynamics.run_get_node(**thermodynamics_inputs(model, dataset, summaries))
     print(f'compute_thermodynamics: {time.perf_counter() - tick:.1f} s, {thermo["summary"]["counts"]}')
 
-    frame = pd.DataFrame([node.get_dict() for node in thermo['thermo'].values()])
+    frame = pd.DataFrame(thermo_records(node).values())
     pairs = {
         'total energy': ('energy_per_atom_model', 'energy_per_atom_dft'),
         'formation energy': ('e_form_model', 'e_form_dft'),

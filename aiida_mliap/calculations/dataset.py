@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from aiida import orm
@@ -9,27 +10,40 @@ from aiida.engine import calcfunction
 
 from ..data.dataset import MP_CREDIT, MliapDatasetData
 from ..data.reference import MliapReferenceData
+from ..data.structure import structure_data
 from ..engine.hashing import sha256_of_file
 from ..parsers.entries import ReferenceRecord, dataset_release, read_dataset
+from .outputs import attach_outputs, outputs_of
 
 
-def read_records(dataset: MliapDatasetData) -> list[ReferenceRecord]:
+@functools.lru_cache(maxsize=1)
+def parse_reference_file(content: bytes, filename: str) -> tuple[ReferenceRecord, ...]:
+    """``read_dataset`` remembered for the last file: the import checks the whole file before storing anything and
+    the calcfunction then reads the same bytes (a pure function of them, so provenance is unaffected)."""
+    return tuple(read_dataset(content, filename))
+
+
+def read_records(dataset: MliapDatasetData) -> tuple[ReferenceRecord, ...]:
     with dataset.open(mode='rb') as handle:
-        return read_dataset(handle.read(), dataset.source)
+        return parse_reference_file(handle.read(), dataset.source)
 
 
 @calcfunction
 def import_dataset(dataset):
-    """Per entry a ``structures.<label>`` (the DFT structure) and a ``references.<label>`` node."""
+    """Per entry a ``structures.<label>`` (the DFT structure) and a ``references.<label>`` node.
+
+    Stored in bulk (see ``outputs.attach_outputs``): returning them would cost ~25 ms per node.
+    """
     structures, references = {}, {}
+    digest = dataset.sha256  # read once: an attribute of a stored node is a query
     for record in read_records(dataset):
-        structure = orm.StructureData(pymatgen=record.structure)
+        structure = structure_data(record.structure)
         structure.label = record.attributes['mp_id']
         structures[record.label] = structure
-        reference = MliapReferenceData({**record.attributes, 'dataset_sha256': dataset.sha256})
+        reference = MliapReferenceData({**record.attributes, 'dataset_sha256': digest})
         reference.label = record.attributes['mp_id']
         references[record.label] = reference
-    return {'structures': structures, 'references': references}
+    attach_outputs({'structures': structures, 'references': references})
 
 
 class ImportRefusedError(ValueError):
@@ -49,8 +63,8 @@ def import_reference_file(path: str | Path, group_label: str, force: bool = Fals
         group.add_nodes(_imported_nodes(existing))
         return group, existing, False
 
-    # Parsed here as well as in the calcfunction: every problem must surface before anything is stored.
-    records = read_dataset(path.read_bytes(), path.name)
+    # Parsed before anything is stored, so that every problem surfaces first; the calcfunction reuses the parse.
+    records = parse_reference_file(path.read_bytes(), path.name)
     release = dataset_release(records)
     if not force:
         query = orm.QueryBuilder().append(orm.Group, filters={'label': group_label}, tag='group')
@@ -74,6 +88,43 @@ def import_reference_file(path: str | Path, group_label: str, force: bool = Fals
     return group, dataset, True
 
 
+def import_elemental_references(path: str | Path) -> tuple[MliapDatasetData, bool]:
+    """Store a file of elemental reference entries (MP's format) once; returns (node, created)."""
+    from .thermo import read_elemental_references
+
+    path = Path(path)
+    digest = sha256_of_file(path)
+    existing = MliapDatasetData.find(digest)
+    if existing is not None:
+        return existing, False
+    node = MliapDatasetData(path, kind='elemental_references', sha256=digest)
+    try:
+        references = read_elemental_references(node)
+    except Exception as exception:
+        raise ValueError(f'{path.name} is not a dict of elemental ComputedEntry dicts: {exception}') from None
+    node.base.attributes.set('n_entries', len(references))
+    return node.store(), True
+
+
+def import_entries(entries: list, filename: str, group_label: str, force: bool = False):
+    """Import pymatgen ComputedStructureEntry objects (what mp-api returns) as the file ``filename`` would be.
+
+    The entries are written as a gzipped JSON list first, so that the dataset node holds exactly what was imported.
+    """
+    import gzip
+    import json
+    import tempfile
+
+    from monty.json import MontyEncoder
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / filename
+        # mtime=0: the same entries give the same bytes, hence the same sha256, and a second fetch creates nothing.
+        content = json.dumps([entry.as_dict() for entry in entries], cls=MontyEncoder)
+        path.write_bytes(gzip.compress(content.encode(), mtime=0))
+        return import_reference_file(path, group_label, force=force)
+
+
 def _imported_nodes(dataset: MliapDatasetData) -> list[orm.Node]:
     """The dataset node and every structure and reference its import created."""
     created = [
@@ -87,31 +138,20 @@ def _imported_nodes(dataset: MliapDatasetData) -> list[orm.Node]:
 def imported_nodes(
     datasets: list[MliapDatasetData], namespace: str, project: str = '*'
 ) -> dict[str, dict[str, orm.Node]]:
-    """By dataset sha256, the ``structures`` or ``references`` each dataset's import created, by label (one query).
+    """By dataset sha256, the ``structures`` or ``references`` each dataset's import created, by label.
 
     ``project='attributes'`` gives their attributes instead of the nodes: one query instead of one per node.
     """
-    cls = {'structures': orm.StructureData, 'references': MliapReferenceData}[namespace]
     query = orm.QueryBuilder()
+    query.append(MliapDatasetData, filters={'id': {'in': [d.pk for d in datasets]}}, project='attributes.sha256')
     query.append(
-        MliapDatasetData, filters={'id': {'in': [d.pk for d in datasets]}}, project='attributes.sha256', tag='dataset'
+        orm.CalcFunctionNode,
+        filters={'attributes.process_state': 'finished', 'attributes.process_label': 'import_dataset'},
+        project='id',
     )
-    query.append(
-        orm.CalcFunctionNode, with_incoming='dataset', filters={'attributes.process_state': 'finished'}, tag='f'
-    )
-    query.append(
-        cls,
-        with_incoming='f',
-        edge_filters={'label': {'like': f'{namespace}__%'}},
-        edge_project='label',
-        project=project,
-        tag='node',
-    )
-    found: dict[str, dict[str, orm.Node]] = {dataset.sha256: {} for dataset in datasets}
-    for row in query.iterdict():
-        label = row['f--node']['label'].partition('__')[2]
-        found[row['dataset']['attributes.sha256']][label] = row['node'][project]
-    return found
+    imports = dict(query.all())
+    outputs = outputs_of(imports.values(), namespace, project)
+    return {dataset.sha256: outputs.get(imports.get(dataset.sha256), {}) for dataset in datasets}
 
 
 def group_datasets(group: orm.Group) -> list[MliapDatasetData]:

@@ -15,10 +15,10 @@ from aiida.engine import calcfunction
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
 from ..data.reference import to_entry
-from ..data.result import MliapResultData
 from ..data.thermo import MliapThermoData
 from ..engine.status import WITH_RESULT, Status
 from .hull import correct_model_entries, hull_quantities
+from .outputs import attach_outputs, outputs_of
 
 
 def thermodynamics_inputs(
@@ -40,31 +40,27 @@ def thermodynamics_inputs(
 
 
 def results_of(summaries: list[orm.Dict]) -> dict[str, dict[str, Any]]:
-    """Attributes of the ``results.<label>`` outputs of the processes that produced ``summaries`` (one query)."""
-    query = orm.QueryBuilder()
-    query.append(orm.Dict, filters={'id': {'in': [s.pk for s in summaries]}}, tag='summary')
-    query.append(orm.ProcessNode, with_outgoing='summary', tag='process')
-    query.append(
-        MliapResultData,
-        with_incoming='process',
-        edge_filters={'label': {'like': 'results__%'}},
-        edge_project='label',
-        project='attributes',
-        tag='result',
-    )
+    """Attributes of the ``results.<label>`` outputs of the processes that produced ``summaries``."""
+    query = orm.QueryBuilder().append(orm.Dict, filters={'id': {'in': [s.pk for s in summaries]}}, tag='summary')
+    query.append(orm.ProcessNode, with_outgoing='summary', project='id')
     results: dict[str, dict[str, Any]] = {}
-    for row in query.iterdict():
-        label = row['process--result']['label'].partition('__')[2]
-        if label in results:
-            raise ValueError(f'two calculations give a result for `{label}`: pass the summaries of one task')
-        results[label] = row['result']['attributes']
+    for outputs in outputs_of(query.all(flat=True), 'results', project='attributes').values():
+        for label, attributes in outputs.items():
+            if label in results:
+                raise ValueError(f'two calculations give a result for `{label}`: pass the summaries of one task')
+            results[label] = attributes
     return results
+
+
+def thermo_records(node: orm.CalcFunctionNode) -> dict[str, dict[str, Any]]:
+    """The ``thermo.<label>`` values a ``compute_thermodynamics`` call produced, by label (one query)."""
+    return outputs_of([node.pk], 'thermo', project='attributes')[node.pk]
 
 
 @calcfunction
 def compute_thermodynamics(model, dataset, elemental_references=None, **summaries):
-    """Per reference entry of ``dataset`` a ``thermo.<label>`` node, plus a ``summary`` with counts, reasons and
-    the members of both hulls."""
+    """Per reference entry of ``dataset`` a ``thermo.<label>`` node (stored in bulk), plus a ``summary`` with
+    counts, reasons and the members of both hulls."""
     from .dataset import imported_nodes
 
     if dataset.kind != 'entries':
@@ -78,10 +74,8 @@ def compute_thermodynamics(model, dataset, elemental_references=None, **summarie
     records, summary = thermodynamics(model, references, results, fixed)
     summary['dataset'] = dataset.source
     summary['elemental_references'] = elemental_references.source if elemental_references is not None else 'dataset'
-    return {
-        'thermo': {label: MliapThermoData(record) for label, record in records.items()},
-        'summary': orm.Dict(summary),
-    }
+    attach_outputs({'thermo': {label: MliapThermoData(record) for label, record in records.items()}})
+    return {'summary': orm.Dict(summary)}
 
 
 def thermodynamics(

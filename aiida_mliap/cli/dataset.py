@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -57,22 +56,17 @@ def dataset_import(file, group_label, force):
 @decorators.with_dbenv()
 def dataset_import_refs(file):
     """Import a file of elemental reference entries (MP's format: symbol -> ComputedEntry dict)."""
-    from ..calculations.thermo import read_elemental_references
-    from ..data.dataset import MliapDatasetData
-    from ..engine.hashing import sha256_of_file
+    from ..calculations.dataset import import_elemental_references
 
-    existing = MliapDatasetData.find(sha256_of_file(file))
-    if existing is not None:
-        echo.echo_report(f'{file.name} was imported before: pk {existing.pk}')
-        return
-    node = MliapDatasetData(file, kind='elemental_references')
     try:
-        references = read_elemental_references(node)
-    except Exception as exception:
-        raise click.ClickException(f'{file.name} is not a dict of elemental ComputedEntry dicts: {exception}') from None
-    node.base.attributes.set('n_entries', len(references))
-    node.store()
-    echo.echo_success(f'imported {len(references)} elemental references from {file.name}: pk {node.pk}')
+        node, created = import_elemental_references(file)
+    except ValueError as exception:
+        raise click.ClickException(str(exception)) from None
+    if created:
+        count = node.base.attributes.get('n_entries')
+        echo.echo_success(f'imported {count} elemental references from {file.name}: pk {node.pk}')
+    else:
+        echo.echo_report(f'{file.name} was imported before: pk {node.pk}')
 
 
 @cmd_dataset.command('fetch-mp')
@@ -84,28 +78,23 @@ def dataset_fetch_mp(chemsys, group_label):
 
     Needs the `mp-api` package and MP_API_KEY in the environment; the key never enters the provenance.
     """
-    import gzip
-    import json
-
     key = os.environ.get('MP_API_KEY')
     if not key:
         raise click.ClickException('set MP_API_KEY in the environment (your key from materialsproject.org)')
     try:
         from mp_api.client import MPRester
     except ImportError:
-        raise click.ClickException('fetching from the Materials Project needs `pip install mp-api`') from None
+        raise click.ClickException(
+            'fetching from the Materials Project needs mp-api: pip install "aiida-mliap[mp]"'
+        ) from None
     try:
         with MPRester(key) as rester:
             entries = rester.get_entries_in_chemsys(chemsys, additional_criteria={'thermo_types': ['GGA_GGA+U']})
     except Exception as exception:
         raise click.ClickException(f'could not reach the Materials Project (offline?): {exception}') from None
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / f'{chemsys}.json.gz'
-        with gzip.open(path, 'wt') as handle:
-            json.dump([entry.as_dict() for entry in entries], handle)
-        from ..calculations.dataset import import_reference_file
+    from ..calculations.dataset import import_entries
 
-        group, dataset, _ = import_reference_file(path, group_label)
+    group, dataset, _ = import_entries(entries, f'{chemsys}.json.gz', group_label)
     echo.echo_success(f'imported {dataset.base.attributes.get("n_entries")} entries of {chemsys} into `{group.label}`')
 
 

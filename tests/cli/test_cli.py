@@ -7,7 +7,7 @@ from aiida import orm
 from click.testing import CliRunner
 
 from aiida_mliap.cli import cmd_root
-from aiida_mliap.data import MliapModelData
+from aiida_mliap.data import MliapDatasetData, MliapModelData
 
 
 def invoke(*args: str, ok: bool = True):
@@ -97,7 +97,31 @@ def test_dataset_import_names_bad_entries(tmp_path):
     assert 'expected a JSON list' in invoke('dataset', 'import', path, '--group', 'bad', ok=False)
 
 
-def test_import_elemental_references(shared_data):
+def test_import_elemental_references(shared_data, tmp_path):
     path = shared_data / 'elemental_refs' / 'mp_elemental_refs_2023-02-07.json.gz'
-    assert 'imported 89 elemental references' in invoke('dataset', 'import-refs', path)
+    first = invoke('dataset', 'import-refs', path)  # another test may have imported the file already
+    assert 'imported 89 elemental references' in first or 'imported before' in first
     assert 'imported before' in invoke('dataset', 'import-refs', path)
+    node = MliapDatasetData.find('9fd6ef848a91c88840a0d1709b5856d0edb4af22095237e59db52f2acd6bbf79')
+    assert node.kind == 'elemental_references' and node.base.attributes.get('n_entries') == 89
+    bad = tmp_path / 'refs.json'
+    bad.write_text('{"Li": {"not": "an entry"}}')
+    assert 'is not a dict of elemental ComputedEntry dicts' in invoke('dataset', 'import-refs', bad, ok=False)
+
+
+def test_fetch_mp_without_key_says_so(monkeypatch):
+    monkeypatch.delenv('MP_API_KEY', raising=False)
+    assert 'set MP_API_KEY in the environment' in invoke('dataset', 'fetch-mp', 'Li-O', '--group', 'mp', ok=False)
+
+
+def test_fetch_mp_names_what_is_missing(monkeypatch):
+    """With a key: a clear message, either the missing mp-api package or the unreachable Materials Project."""
+    monkeypatch.setenv('MP_API_KEY', 'x' * 32)
+    output = invoke('dataset', 'fetch-mp', 'Li-O', '--group', 'mp', ok=False)
+    try:
+        import mp_api  # noqa: F401
+    except ImportError:
+        assert 'needs mp-api: pip install "aiida-mliap[mp]"' in output
+    else:
+        assert 'could not reach the Materials Project' in output
+    assert orm.QueryBuilder().append(orm.Group, filters={'label': 'mp'}).count() == 0

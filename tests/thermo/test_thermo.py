@@ -9,8 +9,13 @@ import pytest
 from aiida import orm
 from aiida.engine import calcfunction
 
-from aiida_mliap.calculations.dataset import ImportRefusedError, import_reference_file, imported_nodes
-from aiida_mliap.calculations.thermo import compute_thermodynamics, thermodynamics_inputs
+from aiida_mliap.calculations.dataset import (
+    ImportRefusedError,
+    import_elemental_references,
+    import_reference_file,
+    imported_nodes,
+)
+from aiida_mliap.calculations.thermo import compute_thermodynamics, thermo_records, thermodynamics_inputs
 from aiida_mliap.data import MliapDatasetData, MliapModelData, MliapReferenceData, MliapResultData
 from aiida_mliap.parsers.entries import DatasetError
 
@@ -63,11 +68,13 @@ def test_oracle_reproduces_mp_hull_and_formation_energies(shared_data, oracle_mo
     assert created
     references = references_of(dataset)
     assert len(references) == dataset.base.attributes.get('n_entries')
-    outputs = compute_thermodynamics(**oracle_inputs(oracle_model, dataset))
+    outputs, node = compute_thermodynamics.run_get_node(**oracle_inputs(oracle_model, dataset))
     assert outputs['summary']['counts'] == {'ok': len(references)}
+    records = thermo_records(node)
+    assert records.keys() == references.keys()
 
     worst = {}
-    for label, thermo in outputs['thermo'].items():
+    for label, thermo in records.items():
         reference = references[label]
         expected = {'e_above_hull': reference['e_above_hull'], 'e_form': reference['e_form_per_atom']}
         deviations = {
@@ -164,9 +171,9 @@ def test_elements_without_reference_get_a_reason(tmp_path, raw_entries, oracle_m
     """A dataset without elemental entries: Ef and Ehull undefined for every entry, each with its reason."""
     compounds = [e for e in raw_entries if len(e['composition']) > 1][:6]
     _, dataset, _ = import_reference_file(write_entries(tmp_path, compounds), 'no-elements')
-    outputs = compute_thermodynamics(**oracle_inputs(oracle_model, dataset))
+    outputs, node = compute_thermodynamics.run_get_node(**oracle_inputs(oracle_model, dataset))
     assert outputs['summary']['counts'] == {'no_dft_elemental_reference': 6}
-    some = next(iter(outputs['thermo'].values()))
+    some = next(iter(thermo_records(node).values()))
     assert some['e_above_hull_dft'] is None and 'no evaluated elemental entry for' in some['reason']
 
 
@@ -176,3 +183,30 @@ def test_extxyz_import(li_extxyz):
     assert sorted(r['mp_id'] for r in references.values()) == ['x-1', 'x-2']
     assert references['x_1']['energy'] == pytest.approx(-1.9) and references['x_1']['run_type'] == 'GGA'
     assert isinstance(dataset, MliapDatasetData) and dataset.kind == 'entries'
+
+
+def test_fixed_elemental_references(shared_data, oracle_model):
+    """MP's elemental reference file instead of the dataset's own elemental entries: Ef moves, Ehull does not."""
+    from aiida_mliap.calculations.hull import formation_energy
+    from aiida_mliap.calculations.thermo import read_elemental_references
+    from aiida_mliap.data.reference import to_entry
+
+    _, dataset, _ = import_file(shared_data, 'Na-Fe-P-O', 'twice')
+    path = shared_data / 'elemental_refs' / 'mp_elemental_refs_2023-02-07.json.gz'
+    refs, _ = import_elemental_references(path)
+    outputs, node = compute_thermodynamics.run_get_node(
+        **oracle_inputs(oracle_model, dataset, elemental_references=refs)
+    )
+    assert outputs['summary']['elemental_references'] == path.name
+    fixed = read_elemental_references(refs)
+    references = imported_nodes([dataset], 'references', project='attributes')[dataset.sha256]
+    records = thermo_records(node)
+    for label, record in records.items():
+        # By hand: corrected DFT energy minus the fixed elemental energies, per atom; the oracle model agrees.
+        expected = formation_energy(to_entry(references[label]), fixed)
+        assert record['e_form_dft'] == pytest.approx(expected, abs=1e-9)
+        assert record['e_form_model'] == pytest.approx(expected, abs=1e-6)
+        assert record['e_above_hull_dft'] == pytest.approx(references[label]['e_above_hull'], abs=1e-6)
+    # MP's reference entries of Na, Fe, P, O are not this file's lowest elemental entries everywhere: Ef differs.
+    shifts = [abs(r['e_form_dft'] - references[label]['e_form_per_atom']) for label, r in records.items()]
+    assert max(shifts) > 1e-3

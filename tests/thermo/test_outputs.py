@@ -1,0 +1,82 @@
+"""Outputs stored in bulk are the provenance aiida's own output path writes, hashes included."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida.common.links import LinkType
+from aiida.engine import calcfunction
+from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+from aiida_mliap.calculations.dataset import import_entries, imported_nodes
+from aiida_mliap.calculations.outputs import attach_outputs, outputs_of
+from aiida_mliap.data.structure import structure_data
+
+# Bulk inserts go through the storage backend: repeated on PostgreSQL.
+pytestmark = pytest.mark.storage
+
+
+@calcfunction
+def make_outputs(count):
+    attach_outputs({'numbers': {f'n{i}': orm.Int(i) for i in range(count.value)}})
+    return {'summary': orm.Dict({'count': count.value})}
+
+
+@calcfunction
+def duplicate_outputs():
+    attach_outputs({'numbers': {'a': orm.Int(1)}})
+    attach_outputs({'numbers': {'a': orm.Int(2)}})
+
+
+def test_bulk_outputs_are_ordinary_create_links():
+    _, node = make_outputs.run_get_node(orm.Int(3))
+    assert node.is_finished_ok
+    assert sorted(node.outputs.numbers) == ['n0', 'n1', 'n2']
+    assert node.outputs.numbers.n2.value == 2
+    links = node.base.links.get_outgoing(link_type=LinkType.CREATE).all()
+    assert sorted(link.link_label for link in links) == ['numbers__n0', 'numbers__n1', 'numbers__n2', 'summary']
+    for link in links:
+        output = link.node
+        assert output.creator.pk == node.pk
+        # The hash extra is what aiida's caching reads for inputs of later processes: it must be the true hash.
+        assert output.base.caching.get_hash() == output.base.caching.compute_hash()
+    assert outputs_of([node.pk], 'numbers', project='attributes')[node.pk]['n1'] == {'value': 1}
+
+
+def test_bulk_outputs_refuse_misuse():
+    with pytest.raises(RuntimeError, match='from inside a running calcfunction'):
+        attach_outputs({'numbers': {'a': orm.Int(1)}})
+    with pytest.raises(ValueError, match='already has an output `numbers__a`'):
+        duplicate_outputs()
+
+
+def test_structure_data_equals_aiida_constructor(lifepo_entries):
+    """Attribute for attribute, on every 7th Li-Fe-P-O entry (ordered MP structures, all sizes)."""
+    for data in lifepo_entries[::7]:
+        structure = ComputedStructureEntry.from_dict(data).structure
+        assert (
+            structure_data(structure).base.attributes.all == orm.StructureData(pymatgen=structure).base.attributes.all
+        )
+
+
+def test_structure_data_falls_back_for_disordered(lifepo_entries):
+    structure = ComputedStructureEntry.from_dict(lifepo_entries[0]).structure.copy()
+    structure.replace_species({structure[0].specie: {structure[0].specie.symbol: 0.5, 'Na': 0.5}})
+    assert structure_data(structure).base.attributes.all == orm.StructureData(pymatgen=structure).base.attributes.all
+
+
+def test_import_entries_as_fetched(lifepo_entries):
+    """What `dataset fetch-mp` does with the entries mp-api returns, on real MP entries; twice creates nothing."""
+    entries = [ComputedStructureEntry.from_dict(data) for data in lifepo_entries[:25]]
+    _, dataset, created = import_entries(entries, 'Li-Fe-P-O.json.gz', 'fetched')
+    assert created and dataset.base.attributes.get('n_entries') == 25
+    structures = imported_nodes([dataset], 'structures')[dataset.sha256]
+    assert {s.label for s in structures.values()} == {e.data['material_id'] for e in entries}
+    by_id = {s.label: s for s in structures.values()}
+    for entry in entries:
+        stored = by_id[entry.data['material_id']].get_pymatgen()
+        assert stored.composition == entry.structure.composition
+        assert abs(stored.lattice.matrix - entry.structure.lattice.matrix).max() < 1e-12
+        assert abs(stored.cart_coords - entry.structure.cart_coords).max() < 1e-12
+    again = import_entries(entries, 'Li-Fe-P-O.json.gz', 'fetched')
+    assert again[1].pk == dataset.pk and not again[2]
