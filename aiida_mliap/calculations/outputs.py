@@ -83,6 +83,15 @@ def outputs_of(process_ids: Iterable[int], namespace: str, project: str = '*') -
     ``project='attributes'`` gives their attributes instead of the nodes (reading thousands of nodes one by one
     is a query each).
     """
+    return _linked(process_ids, namespace, project, 'with_incoming')
+
+
+def inputs_of(process_ids: Iterable[int], namespace: str, project: str = '*') -> dict[int, dict[str, Any]]:
+    """Inputs ``namespace.<label>`` of the given processes, as ``outputs_of``."""
+    return _linked(process_ids, namespace, project, 'with_outgoing')
+
+
+def _linked(process_ids: Iterable[int], namespace: str, project: str, relation: str) -> dict[int, dict[str, Any]]:
     process_ids = list(process_ids)
     found: dict[int, dict[str, Any]] = {pk: {} for pk in process_ids}
     if not process_ids:
@@ -91,11 +100,11 @@ def outputs_of(process_ids: Iterable[int], namespace: str, project: str = '*') -
     query.append(orm.ProcessNode, filters={'id': {'in': process_ids}}, project='id', tag='process')
     query.append(
         orm.Data,
-        with_incoming='process',
         edge_filters={'label': {'like': f'{namespace}{NAMESPACE_SEPARATOR}%'}},
         edge_project='label',
         project=project,
         tag='node',
+        **{relation: 'process'},
     )
     for row in query.iterdict():
         label = row['process--node']['label'][len(namespace) + len(NAMESPACE_SEPARATOR) :]
