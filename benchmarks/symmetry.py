@@ -62,7 +62,11 @@ def main() -> None:
     print('space group -> count (symprec 0.01):')
     print(', '.join(f'{number} {symbol}: {count}' for (number, symbol), count in sorted(groups.items())))
     print('crystal system -> count:', dict(Counter(r['crystal_system'] for r in loose).most_common()))
-    print('DOF -> count:', dict(sorted(Counter(r['dof'] for r in loose).items())))
+    dofs = [r['dof'] for r in loose]
+    print('DOF -> count:', dict(sorted(Counter(dofs).items())))
+    bins = [(low, 2 * low - 1) for low in (1, 2, 4, 8, 16, 32, 64, 128, 256)]
+    print('DOF bin -> count:', {f'{low}-{high}': sum(low <= d <= high for d in dofs) for low, high in bins})
+    print(f'DOF median {statistics.median(dofs)}, max {max(dofs)}')
 
 
 if __name__ == '__main__':

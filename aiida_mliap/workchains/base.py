@@ -1,0 +1,219 @@
+"""``MliapBaseWorkChain``: ``MliapCalculation`` with restarts that rerun only the structures that need it.
+
+A batch meets per-structure trouble, not whole-job trouble: so each child's ``summary`` (labels by status) decides
+what happens to each structure. Work is a queue of batches; handlers put the structures that can still be helped
+back on it (with more steps, the other optimizer, a smaller batch) and record the others.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, calcfunction, process_handler, while_
+
+from ..calculations.mliap import MliapCalculation
+from ..calculations.outputs import outputs_of
+from ..data.result import MliapResultData
+from ..engine.parameters import with_defaults
+from ..engine.status import PERMANENT_FAILURES, WITH_RESULT, Status
+
+SCHEDULER_OUT_OF_MEMORY = 110
+
+
+@calcfunction
+def merge_summaries(**summaries):
+    """One summary over the iterations: a structure's status is the one its latest calculation gave it.
+
+    Keys sort in iteration order (``iteration_01``, ...)."""
+    statuses: dict[str, str] = {}
+    for key in sorted(summaries):
+        for status, labels in summaries[key]['labels'].items():
+            statuses.update(dict.fromkeys(labels, status))
+    labels: dict[str, list[str]] = {}
+    for label, status in sorted(statuses.items()):
+        labels.setdefault(status, []).append(label)
+    counts = {status: len(members) for status, members in labels.items()}
+    return orm.Dict({'n_structures': len(statuses), 'counts': counts, 'labels': labels})
+
+
+class MliapBaseWorkChain(BaseRestartWorkChain):
+    """Run ``MliapCalculation`` until every structure has a result or a reason why it has none."""
+
+    _process_class = MliapCalculation
+
+    defaults = AttributeDict(
+        {
+            'step_restarts': 2,  # unconverged: first more steps, then the other optimizer
+            'step_factor': 2,
+            'other_optimizer': {'FIRE': 'BFGS', 'BFGS': 'FIRE', 'LBFGS': 'FIRE'},
+            'resubmissions': 2,  # structures a killed or timed-out job never reached
+        }
+    )
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(MliapCalculation, namespace='mliap')
+        spec.inputs['max_iterations'].default = lambda: orm.Int(10)
+        spec.outline(
+            cls.setup,
+            while_(cls.should_run_process)(cls.prepare_batch, cls.run_process, cls.inspect_process),
+            cls.results,
+        )
+        spec.output_namespace('results', valid_type=MliapResultData, dynamic=True, help='Final result per structure.')
+        spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True)
+        spec.output('summary', valid_type=orm.Dict, help='Final status of every structure over all iterations.')
+        spec.exit_code(
+            420, 'ERROR_NO_STRUCTURE_SUCCEEDED', message='No structure got a result: {counts}', invalidates_cache=False
+        )
+
+    def setup(self) -> None:
+        super().setup()
+        inputs = AttributeDict(self.exposed_inputs(MliapCalculation, 'mliap'))
+        structures = inputs.pop('structures')
+        parameters = inputs.pop('parameters').get_dict() if 'parameters' in inputs else {}
+        self.ctx.base_inputs = inputs
+        self.ctx.queue = [
+            {'structures': {label: node.pk for label, node in structures.items()}, 'parameters': parameters}
+        ]
+        self.ctx.original = {label: node.pk for label, node in structures.items()}
+        self.ctx.step_restarts, self.ctx.resubmissions = {}, {}
+
+    def should_run_process(self) -> bool:
+        if not self.ctx.queue:
+            return False
+        if self.ctx.iteration >= self.inputs.max_iterations.value:
+            left = sorted(label for batch in self.ctx.queue for label in batch['structures'])
+            self.report(f'maximum iterations reached: {len(left)} structures left without a final result: {left}')
+            return False
+        return True
+
+    def prepare_batch(self) -> None:
+        batch = self.ctx.queue.pop(0)
+        self.ctx.is_finished = False
+        self.ctx.batch = batch
+        self.ctx.inputs = AttributeDict(
+            {
+                **self.ctx.base_inputs,
+                'structures': {label: orm.load_node(pk) for label, pk in batch['structures'].items()},
+                'parameters': batch['parameters'],
+            }
+        )
+
+    # -- handlers: each takes the structures of one status from the child's summary -------------------------------
+
+    @process_handler(priority=600)
+    def handle_out_of_memory(self, node) -> ProcessHandlerReport | None:
+        """Structures that ran out of (CUDA or host) memory: split them in halves and retry each half."""
+        labels = self._labels(node, Status.OUT_OF_MEMORY)
+        if node.exit_status == SCHEDULER_OUT_OF_MEMORY:
+            labels += self._labels(node, Status.NOT_RUN)
+        if not labels:
+            return None
+        if len(self.ctx.batch['structures']) == 1:
+            self.report(f'{labels[0]} ran out of memory on its own: recorded, not retried')
+            return ProcessHandlerReport()
+        half = (len(labels) + 1) // 2
+        for part in (labels[:half], labels[half:]):
+            if part:
+                self._queue(part, self.ctx.batch['parameters'], from_node=None)
+        self.report(f'{len(labels)} structures out of memory: retrying in batches of {half} and {len(labels) - half}')
+        return ProcessHandlerReport()
+
+    @process_handler(priority=500)
+    def handle_not_run(self, node) -> ProcessHandlerReport | None:
+        """Structures a killed or timed-out job never reached: resubmit them (a limited number of times)."""
+        if node.exit_status == SCHEDULER_OUT_OF_MEMORY:
+            return None
+        labels = self._labels(node, Status.NOT_RUN)
+        if not labels:
+            return None
+        retry = [label for label in labels if self.ctx.resubmissions.get(label, 0) < self.defaults.resubmissions]
+        for label in retry:
+            self.ctx.resubmissions[label] = self.ctx.resubmissions.get(label, 0) + 1
+        if retry:
+            self._queue(retry, self.ctx.batch['parameters'], from_node=None)
+        self.report(f'{len(labels)} structures not reached (walltime or a killed job): {len(retry)} resubmitted')
+        return ProcessHandlerReport()
+
+    @process_handler(priority=400)
+    def handle_unconverged(self, node) -> ProcessHandlerReport | None:
+        """Unconverged relaxations: continue from their last geometry with more steps, then the other optimizer."""
+        labels = self._labels(node, Status.UNCONVERGED)
+        if not labels:
+            return None
+        parameters = with_defaults(self.ctx.batch['parameters'])
+        retry = [label for label in labels if self.ctx.step_restarts.get(label, 0) < self.defaults.step_restarts]
+        by_attempt: dict[int, list[str]] = {}
+        for label in retry:
+            attempt = self.ctx.step_restarts.get(label, 0) + 1
+            self.ctx.step_restarts[label] = attempt
+            by_attempt.setdefault(attempt, []).append(label)
+        for attempt, members in by_attempt.items():
+            update = (
+                {'max_steps': parameters['max_steps'] * self.defaults.step_factor}
+                if attempt == 1
+                else {'optimizer': self.defaults.other_optimizer[parameters['optimizer']]}
+            )
+            self._queue(members, {**self.ctx.batch['parameters'], **update}, from_node=node)
+        given_up = len(labels) - len(retry)
+        self.report(
+            f'{len(labels)} relaxations unconverged: {len(retry)} continued from their last geometry'
+            + (f', {given_up} kept as unconverged after {self.defaults.step_restarts} restarts' if given_up else '')
+        )
+        return ProcessHandlerReport()
+
+    @process_handler(priority=300, exit_codes=[MliapCalculation.exit_codes.ERROR_SOME_STRUCTURES_FAILED,
+                                               MliapCalculation.exit_codes.ERROR_ALL_STRUCTURES_FAILED,
+                                               MliapCalculation.exit_codes.ERROR_UNSUPPORTED_ELEMENT])  # fmt: skip
+    def handle_permanent_failures(self, node) -> ProcessHandlerReport | None:
+        """Failures another attempt cannot fix (unsupported element, exploded, refused): recorded, never retried."""
+        labels = [label for status in PERMANENT_FAILURES for label in self._labels(node, status)]
+        if not labels:
+            return None
+        self.report(f'{len(labels)} structures failed for good (recorded, not retried): {sorted(labels)}')
+        return ProcessHandlerReport()
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _labels(self, node, status: Status) -> list[str]:
+        summary = node.outputs.summary.get_dict() if 'summary' in node.outputs else {}
+        return list(summary.get('labels', {}).get(status.value, []))
+
+    def _queue(self, labels: list[str], parameters: dict[str, Any], from_node) -> None:
+        """Queue ``labels`` as one batch: from the relaxed geometry of ``from_node`` or from the original input."""
+        relaxed = outputs_of([from_node.pk], 'relaxed_structures', project='id')[from_node.pk] if from_node else {}
+        structures = {label: relaxed.get(label, self.ctx.original[label]) for label in labels}
+        self.ctx.queue.append({'structures': structures, 'parameters': parameters})
+
+    def results(self):
+        summaries = {
+            f'iteration_{index:02d}': child.outputs.summary
+            for index, child in enumerate(self.ctx.children, start=1)
+            if 'summary' in child.outputs
+        }
+        if not summaries:
+            return self.exit_codes.ERROR_NO_STRUCTURE_SUCCEEDED.format(counts={})
+        summary = merge_summaries(**summaries)
+        self._attach_final_outputs()
+        self.out('summary', summary)
+        self.report(f'work chain completed after {self.ctx.iteration} iterations: {summary["counts"]}')
+        if not any(summary['counts'].get(status.value) for status in WITH_RESULT):
+            return self.exit_codes.ERROR_NO_STRUCTURE_SUCCEEDED.format(counts=summary['counts'])
+        return None
+
+    def _attach_final_outputs(self) -> None:
+        """Each structure's result (and relaxed structure) from the latest calculation that holds it."""
+        children = [child.pk for child in self.ctx.children if child.is_finished]
+        results = outputs_of(children, 'results')
+        relaxed = outputs_of(children, 'relaxed_structures')
+        final: dict[str, tuple[Any, Any]] = {}
+        for pk in children:
+            for label, result in results[pk].items():
+                final[label] = (result, relaxed[pk].get(label))
+        for label, (result, structure) in sorted(final.items()):
+            self.out(f'results.{label}', result)
+            if structure is not None:
+                self.out(f'relaxed_structures.{label}', structure)

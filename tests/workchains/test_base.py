@@ -1,0 +1,159 @@
+"""MliapBaseWorkChain: handlers on fake children (one per situation), and a real restart of unconverged CHGNet runs."""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common.links import LinkType
+from aiida.engine import ProcessState, run_get_node
+from aiida.engine.utils import instantiate_process
+from aiida.manage import get_manager
+
+from aiida_mliap.calculations.mliap import MliapCalculation, structure_link_label
+from aiida_mliap.parsers.results import summarize
+from aiida_mliap.workchains.base import MliapBaseWorkChain
+
+RELAX = {'task': 'relax', 'fmax': 0.05, 'max_steps': 2, 'optimizer': 'FIRE', 'device': 'cpu'}
+
+
+def base_inputs(code, model, structures, parameters=RELAX):
+    return {
+        'mliap': {
+            'code': code,
+            'model': model,
+            'structures': {structure_link_label(s): s for s in structures},
+            'parameters': orm.Dict(parameters),
+        }
+    }
+
+
+def started(inputs) -> MliapBaseWorkChain:
+    """The work chain as it stands after setting up its first batch (no process run)."""
+    process = instantiate_process(get_manager().get_runner(), MliapBaseWorkChain, **inputs)
+    process.setup()
+    process.prepare_batch()
+    return process
+
+
+def fake_child(structures, statuses: dict[str, str], exit_status: int, relaxed: bool = False) -> orm.CalcJobNode:
+    """A finished MliapCalculation node with the given per-structure statuses (and relaxed geometries)."""
+    computer = orm.QueryBuilder().append(orm.Computer).first(flat=True)
+    node = orm.CalcJobNode(computer=computer, process_type='aiida.calculations:mliap.calc')
+    labelled = {structure_link_label(s): s for s in structures}
+    for label, structure in labelled.items():
+        node.base.links.add_incoming(structure, LinkType.INPUT_CALC, f'structures__{label}')
+    node.set_process_state(ProcessState.FINISHED)
+    node.set_exit_status(exit_status)
+    node.store()
+    records = [{'label': label, 'status': status} for label, status in statuses.items() if status != 'not_run']
+    summary = orm.Dict(summarize(records, list(labelled)))
+    summary.base.links.add_incoming(node, LinkType.CREATE, 'summary')
+    summary.store()
+    if relaxed:
+        for label, structure in labelled.items():
+            moved = structure.clone()
+            moved.base.links.add_incoming(node, LinkType.CREATE, f'relaxed_structures__{label}')
+            moved.store()
+    return node
+
+
+def exit_status(name: str) -> int:
+    return MliapCalculation.exit_codes[name].status
+
+
+def test_unconverged_continue_from_last_geometry_with_more_steps(runner_code, chgnet_model, make_structures):
+    structures = make_structures(3)
+    process = started(base_inputs(runner_code, chgnet_model, structures))
+    labels = [structure_link_label(s) for s in structures]
+    child = fake_child(
+        structures, {labels[0]: 'ok', labels[1]: 'unconverged', labels[2]: 'unconverged'}, 410, relaxed=True
+    )
+    assert process.handle_unconverged(child) is not None
+    (batch,) = process.ctx.queue
+    relaxed = {link.link_label: link.node.pk for link in child.base.links.get_outgoing(link_label_filter='relaxed%')}
+    assert batch['structures'] == {label: relaxed[f'relaxed_structures__{label}'] for label in labels[1:]}
+    assert batch['parameters']['max_steps'] == 4 and batch['parameters']['optimizer'] == 'FIRE'
+
+    # Second restart of the same structures: the other optimizer; a third: recorded as unconverged.
+    process.ctx.batch = process.ctx.queue.pop()
+    process.handle_unconverged(child)
+    assert process.ctx.queue[-1]['parameters']['optimizer'] == 'BFGS'
+    process.ctx.queue.clear()
+    process.handle_unconverged(child)
+    assert process.ctx.queue == []
+
+
+def test_out_of_memory_splits_the_batch(runner_code, chgnet_model, make_structures):
+    structures = make_structures(5)
+    labels = [structure_link_label(s) for s in structures]
+    process = started(base_inputs(runner_code, chgnet_model, structures))
+    child = fake_child(structures, {label: 'out_of_memory' for label in labels}, exit_status('ERROR_OUT_OF_MEMORY'))
+    assert process.handle_out_of_memory(child) is not None
+    assert [sorted(batch['structures']) for batch in process.ctx.queue] == [sorted(labels[:3]), sorted(labels[3:])]
+    # Down to one structure: then it is recorded, not retried.
+    single = started(base_inputs(runner_code, chgnet_model, structures[:1]))
+    alone = fake_child(structures[:1], {labels[0]: 'out_of_memory'}, exit_status('ERROR_OUT_OF_MEMORY'))
+    assert single.handle_out_of_memory(alone) is not None and single.ctx.queue == []
+
+
+def test_host_out_of_memory_splits_what_was_not_reached(runner_code, chgnet_model, make_structures):
+    structures = make_structures(4)
+    labels = [structure_link_label(s) for s in structures]
+    process = started(base_inputs(runner_code, chgnet_model, structures))
+    child = fake_child(structures, {labels[0]: 'ok', **dict.fromkeys(labels[1:], 'not_run')}, 110)
+    assert process.handle_not_run(child) is None
+    process.handle_out_of_memory(child)
+    assert sorted(label for batch in process.ctx.queue for label in batch['structures']) == sorted(labels[1:])
+    assert len(process.ctx.queue) == 2
+
+
+def test_walltime_resubmits_what_was_not_reached(runner_code, chgnet_model, make_structures):
+    structures = make_structures(3)
+    labels = [structure_link_label(s) for s in structures]
+    process = started(base_inputs(runner_code, chgnet_model, structures))
+    child = fake_child(structures, {labels[0]: 'ok', labels[1]: 'not_run', labels[2]: 'not_run'}, 304)
+    for _ in range(MliapBaseWorkChain.defaults.resubmissions):
+        assert process.handle_not_run(child) is not None
+    assert [sorted(b['structures']) for b in process.ctx.queue] == [sorted(labels[1:])] * 2
+    # From the original structures, with the same parameters; then no more.
+    assert process.ctx.queue[0]['structures'] == {label: process.ctx.original[label] for label in labels[1:]}
+    process.ctx.queue.clear()
+    process.handle_not_run(child)
+    assert process.ctx.queue == []
+
+
+def test_permanent_failures_are_recorded_not_retried(runner_code, chgnet_model, make_structures):
+    structures = make_structures(3)
+    labels = [structure_link_label(s) for s in structures]
+    process = started(base_inputs(runner_code, chgnet_model, structures))
+    child = fake_child(
+        structures,
+        {labels[0]: 'ok', labels[1]: 'unsupported_element', labels[2]: 'exploded'},
+        exit_status('ERROR_SOME_STRUCTURES_FAILED'),
+    )
+    assert process.handle_permanent_failures(child) is not None
+    for handler in (process.handle_unconverged, process.handle_not_run, process.handle_out_of_memory):
+        assert handler(child) is None
+    assert process.ctx.queue == []
+
+
+def test_real_restart_of_unconverged_chgnet_relaxations(runner_code, chgnet_model, make_structures):
+    """Two steps are too few: the work chain continues the unconverged structures until they converge or give up."""
+    structures = make_structures(2)
+    outputs, node = run_get_node(MliapBaseWorkChain, **base_inputs(runner_code, chgnet_model, structures))
+    assert node.is_finished_ok, node.exit_message
+    children = sorted(node.called, key=lambda child: child.ctime)
+    calcs = [child for child in children if child.process_type == 'aiida.calculations:mliap.calc']
+    assert len(calcs) >= 2, 'two steps should leave something unconverged'
+    first, second = calcs[0], calcs[1]
+    unconverged = first.outputs.summary['labels']['unconverged']
+    assert sorted(second.inputs.structures) == sorted(unconverged)
+    for label in unconverged:
+        assert second.inputs.structures[label].pk == first.outputs.relaxed_structures[label].pk
+    assert second.inputs.parameters['max_steps'] == 4
+    labels = sorted(structure_link_label(s) for s in structures)
+    assert sorted(outputs['results']) == labels
+    assert outputs['summary']['n_structures'] == 2
+    # Each final result is the latest calculation's.
+    for label in unconverged:
+        holders = [c for c in calcs if label in c.outputs.results]
+        assert outputs['results'][label].pk == holders[-1].outputs.results[label].pk
