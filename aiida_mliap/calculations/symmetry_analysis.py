@@ -130,31 +130,27 @@ def results_by_label(summaries: list[orm.Dict]) -> dict[str, dict[str, Any]]:
 
 
 def calculation_pairs(summaries: list[orm.Dict]) -> dict[str, dict[str, Any]]:
-    """Per structure label: the calculation's input structure and its relaxed structure (if any), with the
-    result's model, task and energy."""
+    """Per structure label: its input structure and its relaxed structure (if any), with the result's model, task
+    and energy. Pass the summaries of one task of one model."""
     calculations = calculations_of(summaries)
     inputs = inputs_of(calculations, 'structures')
     relaxed = outputs_of(calculations, 'relaxed_structures')
     results = outputs_of(calculations, 'results', project='attributes')
     parameters = inputs_of_single(calculations, 'parameters')
     pairs: dict[str, dict[str, Any]] = {}
-    for pk in calculations:
+    for pk in sorted(calculations):  # restarts: the first calculation holds the initial structure, the latest the final
         fix_symmetry = with_defaults(parameters.get(pk, {}))['fix_symmetry']
         for label, structure in inputs[pk].items():
-            if label in pairs:
-                raise ValueError(f'two calculations hold `{label}`: pass the summaries of one task of one model')
             result = results[pk].get(label, {})
             final = relaxed[pk].get(label)
-            pairs[label] = {
-                'label': label,
-                'mp_id': structure.label,
-                'model_sha256': result.get('model_sha256'),
-                'task': result.get('task'),
-                'fix_symmetry': fix_symmetry,
-                'energy_per_atom': result.get('energy_per_atom'),
-                'initial': structure.get_ase(),
-                'final': final.get_ase() if final is not None else None,
-            }
+            pair = pairs.setdefault(label, {'label': label, 'mp_id': structure.label, 'initial': structure.get_ase()})
+            pair.update(
+                model_sha256=result.get('model_sha256'),
+                task=result.get('task'),
+                fix_symmetry=fix_symmetry,
+                energy_per_atom=result.get('energy_per_atom'),
+                final=final.get_ase() if final is not None else None,
+            )
     return pairs
 
 

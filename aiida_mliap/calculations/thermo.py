@@ -40,15 +40,17 @@ def thermodynamics_inputs(
 
 
 def results_of(summaries: list[orm.Dict]) -> dict[str, dict[str, Any]]:
-    """Attributes of the ``results.<label>`` outputs of the processes that produced ``summaries``."""
+    """Attributes of the ``results.<label>`` outputs of the processes that produced ``summaries``.
+
+    A structure that several calculations hold (restarts of an unconverged relaxation) counts with its latest
+    result; so pass the summaries of one task of one model.
+    """
     query = orm.QueryBuilder().append(orm.Dict, filters={'id': {'in': [s.pk for s in summaries]}}, tag='summary')
     query.append(orm.ProcessNode, with_outgoing='summary', project='id')
     results: dict[str, dict[str, Any]] = {}
-    for outputs in outputs_of(query.all(flat=True), 'results', project='attributes').values():
-        for label, attributes in outputs.items():
-            if label in results:
-                raise ValueError(f'two calculations give a result for `{label}`: pass the summaries of one task')
-            results[label] = attributes
+    outputs = outputs_of(query.all(flat=True), 'results', project='attributes')
+    for pk in sorted(outputs):
+        results.update(outputs[pk])
     return results
 
 

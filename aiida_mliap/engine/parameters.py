@@ -6,7 +6,7 @@ from typing import Any
 
 TASKS = ('static', 'relax')
 OPTIMIZERS = ('FIRE', 'BFGS', 'LBFGS')
-DTYPES = ('float32', 'float64')
+DTYPES = ('float32', 'float64', 'highest')  # highest: float64 where the framework supports it
 DEVICES = ('auto', 'cpu', 'cuda')
 
 DEFAULTS: dict[str, Any] = {

@@ -49,6 +49,9 @@ class MliapFramework(ABC):
         return None
 
     def resolve_dtype(self, requested: str | None) -> str:
+        """``highest``: float64 where the framework supports it (Matbench Discovery's choice), else its default."""
+        if requested == 'highest':
+            return 'float64' if 'float64' in self.dtypes else self.default_dtype
         dtype = requested or self.default_dtype
         if dtype not in self.dtypes:
             raise ValueError(f'{self.name} supports dtype {list(self.dtypes)}, not {dtype}')

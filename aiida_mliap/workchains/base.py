@@ -20,6 +20,12 @@ from ..engine.parameters import with_defaults
 from ..engine.status import PERMANENT_FAILURES, WITH_RESULT, Status
 
 SCHEDULER_OUT_OF_MEMORY = 110
+# The benchmark's tasks as runner parameters.
+TASKS = {
+    'static': {'task': 'static'},
+    'relax': {'task': 'relax', 'fix_symmetry': False},
+    'relax_fixsym': {'task': 'relax', 'fix_symmetry': True},
+}
 
 
 @calcfunction
@@ -68,6 +74,35 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         spec.exit_code(
             420, 'ERROR_NO_STRUCTURE_SUCCEEDED', message='No structure got a result: {counts}', invalidates_cache=False
         )
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        model,
+        structures: list[orm.StructureData],
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        task: str = 'relax',
+    ):
+        """A builder with the protocol's parameters for ``task`` (``static``, ``relax``, ``relax_fixsym``);
+        ``overrides={'parameters': {...}, 'max_iterations': n, 'clean_workdir': bool}``."""
+        from ..calculations.mliap import get_builder_for
+        from ..protocols import protocol_parameters
+
+        overrides = dict(overrides or {})
+        if task not in TASKS:
+            raise ValueError(f'unknown task `{task}`: choose one of {sorted(TASKS)}')
+        parameters = {**protocol_parameters(protocol, overrides.pop('parameters', None)), **TASKS[task]}
+        calculation = get_builder_for(code, model, structures, parameters, options)
+        builder = cls.get_builder()
+        builder.mliap = {key: calculation[key] for key in ('code', 'model', 'structures', 'parameters')}
+        if options:
+            builder.mliap['metadata'] = {'options': options}
+        for key, value in overrides.items():
+            builder[key] = orm.to_aiida_type(value) if not isinstance(value, orm.Data) else value
+        return builder
 
     def setup(self) -> None:
         super().setup()

@@ -1,0 +1,75 @@
+"""MliapBenchmarkWorkChain end to end on a real MP subsystem with CHGNet: three tasks, batches, waves, caching."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from aiida.manage.caching import enable_caching
+
+from aiida_mliap.calculations.dataset import import_reference_file
+from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, results_group_label
+
+TASKS = ['static', 'relax', 'relax_fixsym']
+
+
+@pytest.fixture
+def li_o_group(lifepo_entries, tmp_path):
+    """The Li-O entries of MP's Li-Fe-P-O file with at most 3 atoms (19, elemental Li and O included)."""
+    entries = [e for e in lifepo_entries if set(e['composition']) <= {'Li', 'O'} and len(e['structure']['sites']) <= 3]
+    path = tmp_path / 'Li-O-small.json.gz'
+    with gzip.open(path, 'wt') as handle:
+        json.dump(entries, handle)
+    group, _, _ = import_reference_file(path, 'benchmark/Li-O')
+    return group, len(entries)
+
+
+def builder_for(runner_code, chgnet_model, group):
+    return MliapBenchmarkWorkChain.get_builder_from_protocol(
+        runner_code,
+        {'chgnet': chgnet_model},
+        group,
+        protocol='fast',
+        tasks=TASKS,
+        overrides={'parameters': {'max_steps': 30, 'device': 'cpu'}, 'batch_size': 8, 'max_concurrent': 2},
+    )
+
+
+def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o_group):
+    group, count = li_o_group
+    _, node = run_get_node(builder_for(runner_code, chgnet_model, group))
+    assert node.is_finished_ok, node.exit_message
+
+    bases = [child for child in node.called if child.process_label == 'MliapBaseWorkChain']
+    assert len(bases) == 3 * 3  # 19 structures in batches of 8, three tasks
+    for base in bases:
+        # Every structure has a result or a recorded reason.
+        assert base.outputs.summary['n_structures'] == len(base.inputs.mliap.structures)
+
+    results = orm.load_group(results_group_label(group.label, chgnet_model))
+    by_type = {}
+    for member in results.nodes:
+        by_type.setdefault(member.__class__.__name__, []).append(member)
+    assert len(by_type['MliapResultData']) >= 3 * count
+    assert len(by_type['MliapThermoData']) == 3 * count
+    assert len(by_type['MliapSymmetryData']) == 3 * count  # the DFT structures, relax, relax_fixsym
+    fixsym = [s for s in by_type['MliapSymmetryData'] if s.get('fix_symmetry')]
+    assert fixsym and all(s['fixsym_energy_gap_per_atom'] is not None for s in fixsym if s['status'] == 'ok')
+    thermo_static = [t for t in by_type['MliapThermoData'] if t['task'] == 'static']
+    assert sum(t['status'] == 'ok' for t in thermo_static) >= count - 2  # CHGNet may refuse molecular O phases
+
+    # With caching on, the same launch reuses every finished calculation.
+    with enable_caching(identifier='aiida.calculations:mliap.calc'):
+        _, again = run_get_node(builder_for(runner_code, chgnet_model, group))
+    assert again.is_finished_ok
+    calcs = [
+        calc
+        for base in again.called
+        if base.process_label == 'MliapBaseWorkChain'
+        for calc in base.called
+        if isinstance(calc, orm.CalcJobNode)
+    ]
+    assert calcs and all(calc.base.caching.is_created_from_cache for calc in calcs)
