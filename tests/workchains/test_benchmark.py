@@ -9,8 +9,11 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 from aiida.manage.caching import enable_caching
+from click.testing import CliRunner
 
+from aiida_mliap.analysis.benchmark import error_summary, progress
 from aiida_mliap.calculations.dataset import import_reference_file
+from aiida_mliap.cli import cmd_root
 from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, results_group_label
 
 TASKS = ['static', 'relax', 'relax_fixsym']
@@ -61,10 +64,27 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     thermo_static = [t for t in by_type['MliapThermoData'] if t['task'] == 'static']
     assert sum(t['status'] == 'ok' for t in thermo_static) >= count - 2  # CHGNet may refuse molecular O phases
 
-    # With caching on, the same launch reuses every finished calculation.
+    table = {(row['task'], row['quantity']): row for row in error_summary(node)}
+    assert table[('static', 'total energy')]['n'] >= count - 2
+    assert all(row['done'] + row['failed'] == count and row['pending'] == 0 for row in progress(node))
+
+    # With caching on, the same launch (from the CLI this time) reuses every finished calculation.
     with enable_caching(identifier='aiida.calculations:mliap.calc'):
-        _, again = run_get_node(builder_for(runner_code, chgnet_model, group))
-    assert again.is_finished_ok
+        args = ['benchmark', 'launch', '--group', group.label, '--model', chgnet_model.sha256, '--protocol', 'fast',
+                '--max-steps', '30', '--device', 'cpu', '--batch-size', '8', '--max-concurrent', '2',
+                '--code', runner_code.full_label] + [f'--task={task}' for task in TASKS]  # fmt: skip
+        result = CliRunner().invoke(cmd_root, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert 'Ehull (DFT-ref hull)' in result.output and 'MliapBenchmarkWorkChain' in result.output
+    again = (
+        orm.QueryBuilder()
+        .append(MliapBenchmarkWorkChain, project='*')
+        .order_by({MliapBenchmarkWorkChain: {'id': 'desc'}})
+        .first(flat=True)
+    )
+    assert again.pk != node.pk and again.is_finished_ok
+    status = CliRunner().invoke(cmd_root, ['benchmark', 'status', str(again.pk)], catch_exceptions=False)
+    assert status.exit_code == 0 and 'relax_fixsym' in status.output, status.output
     calcs = [
         calc
         for base in again.called

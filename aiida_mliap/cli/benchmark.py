@@ -1,0 +1,79 @@
+"""``aiida-mliap benchmark``: launch a whole benchmark over a dataset group, and follow it."""
+
+from __future__ import annotations
+
+import click
+from aiida.cmdline.params import arguments, options
+from aiida.cmdline.utils import decorators, echo
+
+from . import cmd_root
+from .utils import DAEMON, DEFAULT_CODE_LABEL, launch_process, resolve_model
+
+
+@cmd_root.group('benchmark')
+def cmd_benchmark():
+    """Benchmarks: models x tasks over every structure of a dataset group."""
+
+
+@cmd_benchmark.command('launch')
+@click.option('-G', '--group', 'group_label', required=True, help='Dataset group (from `dataset import`).')
+@click.option('--model', 'model_ids', multiple=True, required=True, help='Model name, sha256 or pk; repeatable.')
+@click.option('--task', 'tasks', multiple=True, type=click.Choice(['static', 'relax', 'relax_fixsym']),
+              default=['static'], show_default=True, help='Repeatable.')  # fmt: skip
+@click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='balanced', show_default=True)
+@options.CODE(default=DEFAULT_CODE_LABEL, show_default=True, help='The aiida-mliap-run code.')
+@click.option('--batch-size', type=int, default=100, show_default=True, help='Structures per calculation.')
+@click.option('--max-concurrent', type=int, default=4, show_default=True, help='Batches in flight.')
+@click.option('--max-steps', type=int, help='Override the protocol: relaxation step limit.')
+@click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
+@DAEMON
+@decorators.with_dbenv()
+def benchmark_launch(group_label, model_ids, tasks, protocol, code, batch_size, max_concurrent, max_steps, device,
+                     daemon):  # fmt: skip
+    """Run every structure of GROUP through each model and task, then Ef, Ehull (both hulls) and symmetry."""
+    from aiida import orm
+
+    from ..labels import link_label
+    from ..workchains.benchmark import MliapBenchmarkWorkChain
+
+    try:
+        group = orm.load_group(group_label)
+    except Exception as exception:
+        raise click.BadParameter(f'no group `{group_label}`: {exception}', param_hint='--group') from None
+    models = {link_label(model.name): model for model in map(resolve_model, model_ids)}
+    parameters = {'device': device, **({'max_steps': max_steps} if max_steps else {})}
+    builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
+        code,
+        models,
+        group,
+        protocol=protocol,
+        tasks=list(tasks),
+        overrides={'parameters': parameters, 'batch_size': batch_size, 'max_concurrent': max_concurrent},
+    )
+    echo.echo_report(f'benchmark of {", ".join(models)} on `{group.label}`: tasks {list(tasks)}, protocol {protocol}')
+    node = launch_process(builder, daemon)
+    if daemon:
+        echo.echo(f'follow it with: aiida-mliap benchmark status {node.pk}')
+        return
+    echo.echo(error_table(node))
+
+
+@cmd_benchmark.command('status')
+@arguments.PROCESS()
+@decorators.with_dbenv()
+def benchmark_status(process):
+    """Structures done / failed / pending per model and task of a benchmark."""
+    from tabulate import tabulate
+
+    from ..analysis.benchmark import progress
+
+    echo.echo(f'{process.process_label}<{process.pk}>: {process.process_state.value if process.process_state else ""}')
+    echo.echo(tabulate(progress(process), headers='keys', showindex=False))
+
+
+def error_table(node) -> str:
+    from tabulate import tabulate
+
+    from ..analysis.benchmark import error_summary
+
+    return tabulate(error_summary(node), headers='keys', showindex=False, floatfmt='.1f')
