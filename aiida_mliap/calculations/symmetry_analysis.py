@@ -17,6 +17,7 @@ from ..data.symmetry import MliapSymmetryData
 from ..engine.parameters import with_defaults
 from .outputs import attach_outputs, inputs_of, outputs_of
 from .symmetry import SYMPRECS, SymmetryError, analyse_atoms, symmetry_change, symprec_key
+from .thermo import results_of
 
 SUMMARIES, FREE = 'summaries', 'free'
 
@@ -50,7 +51,7 @@ def analyse_symmetry(parameters, dataset=None, **summaries):
     if (dataset is None) == (not analysed):
         raise ValueError('give either a dataset or the summaries of calculations, not both')
     pairs = dataset_pairs(dataset) if dataset is not None else calculation_pairs(analysed)
-    free_energies = {label: r['energy_per_atom'] for label, r in results_by_label(free).items()} if free else {}
+    free_energies = {label: r['energy_per_atom'] for label, r in results_of(free).items()} if free else {}
     records = {}
     for label, pair in pairs.items():
         record = structure_record(pair, symprecs)
@@ -120,13 +121,6 @@ def calculations_of(summaries: list[orm.Dict]) -> list[int]:
     query = orm.QueryBuilder().append(orm.Dict, filters={'id': {'in': [s.pk for s in summaries]}}, tag='summary')
     query.append(orm.CalcJobNode, with_outgoing='summary', project='id')
     return query.all(flat=True)
-
-
-def results_by_label(summaries: list[orm.Dict]) -> dict[str, dict[str, Any]]:
-    results: dict[str, dict[str, Any]] = {}
-    for by_label in outputs_of(calculations_of(summaries), 'results', project='attributes').values():
-        results.update(by_label)
-    return results
 
 
 def calculation_pairs(summaries: list[orm.Dict]) -> dict[str, dict[str, Any]]:
