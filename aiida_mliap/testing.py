@@ -5,6 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from aiida import orm
+from aiida.engine import calcfunction
+
+from .calculations.dataset import imported_nodes
+from .calculations.outputs import attach_outputs
+from .data.model import MliapModelData
+from .data.result import MliapResultData
+
 
 def build_tiny_mace(path: Path, atomic_numbers: Sequence[int], seed: int = 0) -> Path:
     """A one-interaction ScaleShiftMACE over ``atomic_numbers``, saved whole with ``torch.save`` (a ``.model``)."""
@@ -43,3 +51,24 @@ def build_tiny_m3gnet(path: Path, elements: Sequence[str], seed: int = 0) -> Pat
     )  # fmt: skip
     Potential(model=model).save(path)
     return path
+
+
+def oracle_model(directory: Path) -> MliapModelData:
+    """A model node standing for 'the DFT code itself' on the raw scale, so that MP2020 is applied afresh."""
+    path = Path(directory) / 'dft-as-a-model.txt'
+    path.write_text('placeholder checkpoint: the oracle feeds DFT energies through the pipeline')
+    return MliapModelData.get_or_create(path, framework='mace', name='dft-oracle', energy_scale='raw_dft')[0]
+
+
+@calcfunction
+def dft_as_model(dataset):
+    """What a perfect raw-scale model would return for ``dataset``: its raw DFT energies as result nodes (the oracle
+    of the thermodynamics tests and benchmark), plus a ``summary`` to hand to ``compute_thermodynamics``."""
+    references = imported_nodes([dataset], 'references', project='attributes')[dataset.sha256]
+    results = {}
+    for label, attributes in references.items():
+        energy = attributes['energy']
+        record = {'label': label, 'status': 'ok', 'task': 'static', 'energy': energy}
+        results[label] = MliapResultData({**record, 'energy_per_atom': energy / attributes['n_atoms']})
+    attach_outputs({'results': results})
+    return {'summary': orm.Dict({'n_structures': len(results)})}

@@ -43,12 +43,8 @@ def fresh_profile(directory: Path, name: str) -> None:
 
 
 def one_repeat(path: Path) -> dict[str, float]:
-    from aiida import orm
-    from aiida.engine import calcfunction
-
     from aiida_mliap.calculations.dataset import import_reference_file, imported_nodes
     from aiida_mliap.calculations.hull import hull_quantities
-    from aiida_mliap.calculations.outputs import attach_outputs
     from aiida_mliap.calculations.thermo import (
         compute_thermodynamics,
         results_of,
@@ -56,20 +52,8 @@ def one_repeat(path: Path) -> dict[str, float]:
         thermodynamics,
         thermodynamics_inputs,
     )
-    from aiida_mliap.data import MliapModelData, MliapResultData
     from aiida_mliap.data.reference import to_entry
-
-    @calcfunction
-    def dft_as_model(dataset):
-        references = imported_nodes([dataset], 'references', project='attributes')[dataset.sha256]
-        results = {
-            label: MliapResultData(
-                {'label': label, 'status': 'ok', 'task': 'static', 'energy': a['energy'], 'energy_per_atom': None}
-            )
-            for label, a in references.items()
-        }
-        attach_outputs({'results': results})
-        return {'summary': orm.Dict({'n_structures': len(results)})}
+    from aiida_mliap.testing import dft_as_model, oracle_model
 
     times = {}
     start = time.perf_counter()
@@ -77,9 +61,7 @@ def one_repeat(path: Path) -> dict[str, float]:
     times['import'] = time.perf_counter() - start
     assert created, 'the profile is fresh: the import must create the nodes'
 
-    checkpoint = Path(tempfile.mkdtemp()) / 'dft-as-a-model.txt'
-    checkpoint.write_text('DFT energies standing in for a raw-scale model')
-    model, _ = MliapModelData.get_or_create(checkpoint, framework='mace', name='dft-oracle', energy_scale='raw_dft')
+    model = oracle_model(tempfile.mkdtemp())
     summary = dft_as_model(dataset)['summary']
 
     start = time.perf_counter()

@@ -8,7 +8,7 @@ from aiida import orm
 from aiida.common.links import LinkType
 
 from ..calculations.outputs import outputs_of
-from ..engine.status import PERMANENT_FAILURES, WITH_RESULT
+from ..engine.status import WITH_RESULT
 
 QUANTITIES = {
     'total energy': ('energy_per_atom_model', 'energy_per_atom_dft'),
@@ -28,14 +28,14 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     for name in sorted(benchmark.inputs.models):
         for task in benchmark.inputs.tasks.get_list():
             rows[(name, task)] = {'model': name, 'task': task, 'done': 0, 'failed': 0, 'pending': total}
-    with_result, failed = {s.value for s in WITH_RESULT}, {s.value for s in PERMANENT_FAILURES}
+    with_result = {s.value for s in WITH_RESULT}
     for child in benchmark.called:
         key = (child.base.extras.get('mliap_model', None), child.base.extras.get('mliap_task', None))
         if key not in rows or not child.is_terminated or 'summary' not in child.outputs:
             continue
         counts = child.outputs.summary['counts']
         done = sum(count for status, count in counts.items() if status in with_result)
-        lost = sum(count for status, count in counts.items() if status in failed or status not in with_result)
+        lost = sum(count for status, count in counts.items() if status not in with_result)  # recorded reasons
         rows[key]['done'] += done
         rows[key]['failed'] += lost
         rows[key]['pending'] -= done + lost

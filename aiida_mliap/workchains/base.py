@@ -165,9 +165,7 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         labels = self._labels(node, Status.NOT_RUN)
         if not labels:
             return None
-        retry = [label for label in labels if self.ctx.resubmissions.get(label, 0) < self.defaults.resubmissions]
-        for label in retry:
-            self.ctx.resubmissions[label] = self.ctx.resubmissions.get(label, 0) + 1
+        retry = self._count_attempts(labels, self.ctx.resubmissions, self.defaults.resubmissions)
         if retry:
             self._queue(retry, self.ctx.batch['parameters'], from_node=None)
         self.report(f'{len(labels)} structures not reached (walltime or a killed job): {len(retry)} resubmitted')
@@ -180,12 +178,10 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         if not labels:
             return None
         parameters = with_defaults(self.ctx.batch['parameters'])
-        retry = [label for label in labels if self.ctx.step_restarts.get(label, 0) < self.defaults.step_restarts]
+        retry = self._count_attempts(labels, self.ctx.step_restarts, self.defaults.step_restarts)
         by_attempt: dict[int, list[str]] = {}
         for label in retry:
-            attempt = self.ctx.step_restarts.get(label, 0) + 1
-            self.ctx.step_restarts[label] = attempt
-            by_attempt.setdefault(attempt, []).append(label)
+            by_attempt.setdefault(self.ctx.step_restarts[label], []).append(label)
         for attempt, members in by_attempt.items():
             update = (
                 {'max_steps': parameters['max_steps'] * self.defaults.step_factor}
@@ -212,6 +208,14 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         return ProcessHandlerReport()
 
     # -- helpers ------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _count_attempts(labels: list[str], attempts: dict[str, int], limit: int) -> list[str]:
+        """The labels with attempts left, each counted one more attempt in ``attempts`` (a ctx dict)."""
+        allowed = [label for label in labels if attempts.get(label, 0) < limit]
+        for label in allowed:
+            attempts[label] = attempts.get(label, 0) + 1
+        return allowed
 
     def _labels(self, node, status: Status) -> list[str]:
         summary = node.outputs.summary.get_dict() if 'summary' in node.outputs else {}

@@ -7,8 +7,8 @@ import json
 
 import pytest
 from aiida import orm
-from aiida.engine import calcfunction
 
+from aiida_mliap import testing
 from aiida_mliap.calculations.dataset import (
     ImportRefusedError,
     import_elemental_references,
@@ -16,18 +16,16 @@ from aiida_mliap.calculations.dataset import (
     imported_nodes,
 )
 from aiida_mliap.calculations.thermo import compute_thermodynamics, thermo_records, thermodynamics_inputs
-from aiida_mliap.data import MliapDatasetData, MliapModelData, MliapReferenceData, MliapResultData
+from aiida_mliap.data import MliapDatasetData, MliapReferenceData
 from aiida_mliap.parsers.entries import DatasetError
+from aiida_mliap.testing import dft_as_model
 
 STARRED = ['Li-Fe-P-O', 'Li-Co-Ni-O', 'Na-Fe-P-O']
 
 
 @pytest.fixture(scope='session')
 def oracle_model(tmp_path_factory):
-    """A model node standing for 'the DFT code itself' on the raw scale, so that MP2020 is applied afresh."""
-    path = tmp_path_factory.mktemp('oracle') / 'dft-as-a-model.txt'
-    path.write_text('placeholder checkpoint: the oracle feeds DFT energies through the pipeline')
-    return path
+    return testing.oracle_model(tmp_path_factory.mktemp('oracle'))
 
 
 def import_file(shared_data, name: str, group: str):
@@ -38,27 +36,8 @@ def references_of(dataset) -> dict[str, MliapReferenceData]:
     return imported_nodes([dataset], 'references')[dataset.sha256]
 
 
-@calcfunction
-def dft_as_model(dataset):
-    """What a perfect raw-scale model would return: the raw DFT energies, as result nodes plus a summary."""
-    results = {}
-    for label, attributes in imported_nodes([dataset], 'references', project='attributes')[dataset.sha256].items():
-        energy = attributes['energy']
-        results[label] = MliapResultData(
-            {
-                'label': label,
-                'status': 'ok',
-                'task': 'static',
-                'energy': energy,
-                'energy_per_atom': energy / attributes['n_atoms'],
-            }
-        )
-    return {'results': results, 'summary': orm.Dict({'n_structures': len(results)})}
-
-
 def oracle_inputs(oracle_model, dataset, **kwargs):
-    model, _ = MliapModelData.get_or_create(oracle_model, framework='mace', name='dft-oracle', energy_scale='raw_dft')
-    return thermodynamics_inputs(model, dataset, [dft_as_model(dataset)['summary']], **kwargs)
+    return thermodynamics_inputs(oracle_model, dataset, [dft_as_model(dataset)['summary']], **kwargs)
 
 
 @pytest.mark.parametrize('name', STARRED)
@@ -125,10 +104,9 @@ def test_results_from_another_dataset_refused(shared_data, oracle_model):
     """One dataset is one hull: results of entries that are not in it are an error, not silently mixed in."""
     _, lifepo, _ = import_file(shared_data, 'Li-Fe-P-O', 'oracle/Li-Fe-P-O')
     _, nafepo, _ = import_file(shared_data, 'Na-Fe-P-O', 'twice')
-    model, _ = MliapModelData.get_or_create(oracle_model, framework='mace', name='dft-oracle', energy_scale='raw_dft')
     summary = dft_as_model(nafepo)['summary']
     with pytest.raises(ValueError, match=r'have no entry in Li-Fe-P-O\.json\.gz'):
-        compute_thermodynamics(**thermodynamics_inputs(model, lifepo, [summary]))
+        compute_thermodynamics(**thermodynamics_inputs(oracle_model, lifepo, [summary]))
 
 
 def write_entries(tmp_path, entries, name='entries.json.gz'):

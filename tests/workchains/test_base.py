@@ -56,14 +56,19 @@ def fake_child(structures, statuses: dict[str, str], exit_status: int, relaxed: 
     return node
 
 
+def batch_of(n, runner_code, chgnet_model, make_structures):
+    """``n`` real structures, their labels, and a work chain set up on them."""
+    structures = make_structures(n)
+    labels = [structure_link_label(s) for s in structures]
+    return structures, labels, started(base_inputs(runner_code, chgnet_model, structures))
+
+
 def exit_status(name: str) -> int:
     return MliapCalculation.exit_codes[name].status
 
 
 def test_unconverged_continue_from_last_geometry_with_more_steps(runner_code, chgnet_model, make_structures):
-    structures = make_structures(3)
-    process = started(base_inputs(runner_code, chgnet_model, structures))
-    labels = [structure_link_label(s) for s in structures]
+    structures, labels, process = batch_of(3, runner_code, chgnet_model, make_structures)
     child = fake_child(
         structures, {labels[0]: 'ok', labels[1]: 'unconverged', labels[2]: 'unconverged'}, 410, relaxed=True
     )
@@ -83,9 +88,7 @@ def test_unconverged_continue_from_last_geometry_with_more_steps(runner_code, ch
 
 
 def test_out_of_memory_splits_the_batch(runner_code, chgnet_model, make_structures):
-    structures = make_structures(5)
-    labels = [structure_link_label(s) for s in structures]
-    process = started(base_inputs(runner_code, chgnet_model, structures))
+    structures, labels, process = batch_of(5, runner_code, chgnet_model, make_structures)
     child = fake_child(structures, {label: 'out_of_memory' for label in labels}, exit_status('ERROR_OUT_OF_MEMORY'))
     assert process.handle_out_of_memory(child) is not None
     assert [sorted(batch['structures']) for batch in process.ctx.queue] == [sorted(labels[:3]), sorted(labels[3:])]
@@ -96,9 +99,7 @@ def test_out_of_memory_splits_the_batch(runner_code, chgnet_model, make_structur
 
 
 def test_host_out_of_memory_splits_what_was_not_reached(runner_code, chgnet_model, make_structures):
-    structures = make_structures(4)
-    labels = [structure_link_label(s) for s in structures]
-    process = started(base_inputs(runner_code, chgnet_model, structures))
+    structures, labels, process = batch_of(4, runner_code, chgnet_model, make_structures)
     child = fake_child(structures, {labels[0]: 'ok', **dict.fromkeys(labels[1:], 'not_run')}, 110)
     assert process.handle_not_run(child) is None
     process.handle_out_of_memory(child)
@@ -107,9 +108,7 @@ def test_host_out_of_memory_splits_what_was_not_reached(runner_code, chgnet_mode
 
 
 def test_walltime_resubmits_what_was_not_reached(runner_code, chgnet_model, make_structures):
-    structures = make_structures(3)
-    labels = [structure_link_label(s) for s in structures]
-    process = started(base_inputs(runner_code, chgnet_model, structures))
+    structures, labels, process = batch_of(3, runner_code, chgnet_model, make_structures)
     child = fake_child(structures, {labels[0]: 'ok', labels[1]: 'not_run', labels[2]: 'not_run'}, 304)
     for _ in range(MliapBaseWorkChain.defaults.resubmissions):
         assert process.handle_not_run(child) is not None
@@ -122,9 +121,7 @@ def test_walltime_resubmits_what_was_not_reached(runner_code, chgnet_model, make
 
 
 def test_permanent_failures_are_recorded_not_retried(runner_code, chgnet_model, make_structures):
-    structures = make_structures(3)
-    labels = [structure_link_label(s) for s in structures]
-    process = started(base_inputs(runner_code, chgnet_model, structures))
+    structures, labels, process = batch_of(3, runner_code, chgnet_model, make_structures)
     child = fake_child(
         structures,
         {labels[0]: 'ok', labels[1]: 'unsupported_element', labels[2]: 'exploded'},
