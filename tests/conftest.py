@@ -143,6 +143,27 @@ def make_structures(small_lifepo_atoms):
 
 
 @pytest.fixture
+def li_o_group(lifepo_entries, tmp_path):
+    """Factory: a dataset group of the Li-O entries of MP's Li-Fe-P-O file with at most ``max_atoms`` atoms
+    (elemental Li and O included, so formation energies and hulls are defined); returns (group, entry count)."""
+    from aiida_mliap.calculations.dataset import import_reference_file
+
+    def factory(max_atoms: int):
+        entries = [
+            entry
+            for entry in lifepo_entries
+            if set(entry['composition']) <= {'Li', 'O'} and len(entry['structure']['sites']) <= max_atoms
+        ]
+        path = tmp_path / f'Li-O-max{max_atoms}.json.gz'
+        with gzip.open(path, 'wt') as handle:
+            json.dump(entries, handle)
+        group, _, _ = import_reference_file(path, f'benchmark/Li-O-max{max_atoms}')
+        return group, len(entries)
+
+    return factory
+
+
+@pytest.fixture
 def li_extxyz(tmp_path):
     """An extxyz reference file of two Li polymorphs with raw DFT-like energies, ids ``{prefix}-1``/``-2``."""
 

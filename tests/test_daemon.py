@@ -15,3 +15,34 @@ def test_submit_to_daemon(submit_and_await, runner_code, chgnet_model, make_stru
     assert node.is_finished_ok, node.exit_message
     assert {r['status'] for r in node.outputs.results.values()} == {'ok'}
     assert node.outputs.summary['environment']['framework'] == 'chgnet'
+
+
+def test_benchmark_of_two_models_through_the_daemon(
+    submit_and_await, runner_code, chgnet_model, mace_model, li_o_group
+):
+    """CHGNet and a tiny MACE over 14 real Li-O structures, static and relax, every step run by the daemon."""
+    from aiida import orm
+
+    from aiida_mliap.analysis.benchmark import error_summary, progress
+    from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, results_group_label
+
+    group, count = li_o_group(max_atoms=2)
+    builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
+        runner_code,
+        {'chgnet': chgnet_model, 'tiny_mace': mace_model},
+        group,
+        protocol='fast',
+        tasks=['static', 'relax'],
+        overrides={'parameters': {'max_steps': 20, 'device': 'cpu'}, 'batch_size': 8, 'max_concurrent': 2},
+    )
+    node = submit_and_await(builder, timeout=900)
+    assert node.is_finished_ok, node.exit_message
+    rows = progress(node)
+    assert len(rows) == 4  # two models x two tasks
+    assert all(row['done'] + row['failed'] == count and row['pending'] == 0 for row in rows), rows
+    assert {row['model'] for row in error_summary(node)} == {'chgnet-0.3.0', 'tiny-mace'}
+    for model in (chgnet_model, mace_model):
+        results = orm.load_group(results_group_label(group.label, model))
+        thermo = [member for member in results.nodes if member.__class__.__name__ == 'MliapThermoData']
+        assert len(thermo) == 2 * count
+        assert {member['model_sha256'] for member in thermo} == {model.sha256}

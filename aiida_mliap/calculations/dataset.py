@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 
 from aiida import orm
@@ -12,7 +13,13 @@ from ..data.dataset import MP_CREDIT, MliapDatasetData
 from ..data.reference import MliapReferenceData
 from ..data.structure import structure_data
 from ..engine.hashing import sha256_of_file
-from ..parsers.entries import ReferenceRecord, dataset_release, read_dataset
+from ..parsers.entries import (
+    ReferenceRecord,
+    dataset_release,
+    parse_chemsys,
+    read_dataset,
+    select_chemical_system,
+)
 from .outputs import attach_outputs, outputs_of
 
 
@@ -50,13 +57,22 @@ class ImportRefusedError(ValueError):
     """The import would mix releases in one group, or the file is unreadable; nothing was stored."""
 
 
-def import_reference_file(path: str | Path, group_label: str, force: bool = False, credit: str = MP_CREDIT):
-    """Import ``path`` into ``group_label``; returns (group, dataset node, created).
+def import_reference_file(
+    path: str | Path, group_label: str, force: bool = False, credit: str = MP_CREDIT, chemsys: str | None = None
+):
+    """Import ``path`` (or only its entries within ``chemsys``) into ``group_label``; returns (group, dataset, created).
 
-    A file imported before (same sha256) creates nothing: its nodes are only added to the group.
+    A file (or selection) imported before (same sha256) creates nothing: its nodes are only added to the group.
+    A selection is the output of ``select_subsystem`` on the whole file's node, so the provenance shows where it
+    came from.
     """
     path = Path(path)
-    digest = sha256_of_file(path)
+    content = path.read_bytes()
+    name = path.name
+    if chemsys:
+        chemsys = '-'.join(sorted(parse_chemsys(chemsys)))
+        content, name = select_chemical_system(content, name, chemsys), subsystem_filename(chemsys, name)
+    digest = hashlib.sha256(content).hexdigest()
     existing = MliapDatasetData.find(digest)
     if existing is not None:
         group, _ = orm.Group.collection.get_or_create(group_label)
@@ -64,7 +80,7 @@ def import_reference_file(path: str | Path, group_label: str, force: bool = Fals
         return group, existing, False
 
     # Parsed before anything is stored, so that every problem surfaces first; the calcfunction reuses the parse.
-    records = parse_reference_file(path.read_bytes(), path.name)
+    records = parse_reference_file(content, name)
     release = dataset_release(records)
     if not force:
         query = orm.QueryBuilder().append(orm.Group, filters={'label': group_label}, tag='group')
@@ -74,18 +90,48 @@ def import_reference_file(path: str | Path, group_label: str, force: bool = Fals
             raise ImportRefusedError(
                 f'group `{group_label}` holds {clash[0].source} '
                 f'(MP release of {clash[0].base.attributes.get("release")}) '
-                f'and {path.name} is from {release}: one hull must not mix MP releases, whose energies and corrections '
+                f'and {name} is from {release}: one hull must not mix MP releases, whose energies and corrections '
                 'differ. Import into another group, or pass --force if you know they are compatible.'
             )
-    dataset = MliapDatasetData(path, kind='entries', credit=credit, sha256=digest)
-    dataset.base.attributes.set('n_entries', len(records))
-    dataset.base.attributes.set('release', release)
-    dataset.base.attributes.set('chemsys', sorted({el for r in records for el in r.attributes['composition']}))
-    dataset.store()
+    if chemsys:
+        whole = MliapDatasetData.find(sha256_of_file(path)) or MliapDatasetData(path, kind='entries', credit=credit)
+        if not whole.is_stored:
+            describe_dataset(whole, parse_reference_file(path.read_bytes(), path.name)).store()
+        dataset = select_subsystem(whole, orm.Str(chemsys))
+    else:
+        dataset = describe_dataset(MliapDatasetData(path, kind='entries', credit=credit, sha256=digest), records)
+        dataset.store()
     import_dataset(dataset)
     group, _ = orm.Group.collection.get_or_create(group_label)
     group.add_nodes(_imported_nodes(dataset))
     return group, dataset, True
+
+
+def subsystem_filename(chemsys: str, filename: str) -> str:
+    return f'{chemsys}_from_{filename.removesuffix(".gz")}.gz'
+
+
+def describe_dataset(dataset: MliapDatasetData, records: tuple[ReferenceRecord, ...]) -> MliapDatasetData:
+    """Entry count, MP release and elements as attributes, so that listing datasets needs no file read."""
+    dataset.base.attributes.set('n_entries', len(records))
+    dataset.base.attributes.set('release', dataset_release(records))
+    dataset.base.attributes.set('chemsys', sorted({el for r in records for el in r.attributes['composition']}))
+    return dataset
+
+
+@calcfunction
+def select_subsystem(dataset, chemsys):
+    """The entries of ``dataset`` whose elements lie within ``chemsys``, as a dataset of their own."""
+    import tempfile
+
+    with dataset.open(mode='rb') as handle:
+        content = select_chemical_system(handle.read(), dataset.source, chemsys.value)
+    name = subsystem_filename(chemsys.value, dataset.source)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / name
+        path.write_bytes(content)
+        selection = MliapDatasetData(path, kind='entries', credit=dataset.credit)
+    return describe_dataset(selection, parse_reference_file(content, name))
 
 
 def import_elemental_references(path: str | Path) -> tuple[MliapDatasetData, bool]:

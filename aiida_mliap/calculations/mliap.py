@@ -116,7 +116,10 @@ class MliapCalculation(MliapBaseCalculation):
             calcinfo.local_copy_list = [(model.uuid, name, f'{files.MODEL_DIR}/{name}') for name in model.filenames]
         codeinfo = CodeInfo()
         codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['.']
+        # The cores this job was given (AiiDA's resources): the runner's torch threads, so that jobs sharing a machine
+        # do not oversubscribe it.
+        cores = self.node.get_option('resources').get('num_cores_per_mpiproc')
+        codeinfo.cmdline_params = ['.', *(['--threads', str(cores)] if cores else [])]
         codeinfo.stdout_name = files.LOG
         calcinfo.codes_info = [codeinfo]
         calcinfo.retrieve_list = [files.RESULTS, files.RESULTS_PARTIAL, files.FINAL_STRUCTURES, files.LOG]

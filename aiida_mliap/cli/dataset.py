@@ -20,33 +20,36 @@ def cmd_dataset():
 @cmd_dataset.command('import')
 @click.argument('file', type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option('-G', '--group', 'group_label', required=True, help='Group that receives the dataset.')
+@click.option('--chemsys', help='Import only the entries within this chemical system (e.g. Li-Fe-P): its hull is '
+              'complete when the file is.')  # fmt: skip
 @click.option('--force', is_flag=True, help='Import even if the group holds a dataset of another MP release.')
 @decorators.with_dbenv()
-def dataset_import(file, group_label, force):
+def dataset_import(file, group_label, chemsys, force):
     """Import FILE: a JSON(.gz) list of pymatgen ComputedStructureEntry dicts, or extxyz with energies in info.
 
     Every entry becomes a StructureData (the DFT structure, labelled by its MP id) and a reference node (raw
     energy, MP2020 correction, run type, U values, oxidation states, the source's Ehull and Ef). A file imported
-    before creates nothing new.
+    before creates nothing new. With --chemsys, the selection is a dataset of its own, made from the file's node by
+    the `select_subsystem` calcfunction.
     """
     from ..calculations.dataset import ImportRefusedError, import_reference_file
 
     try:
-        group, dataset, created = import_reference_file(file, group_label, force=force)
+        group, dataset, created = import_reference_file(file, group_label, force=force, chemsys=chemsys)
     except ImportRefusedError as exception:
         raise click.ClickException(str(exception)) from exception
     except ValueError as exception:
         raise click.ClickException(str(exception)) from exception
     if created:
         echo.echo_success(
-            f'imported {dataset.base.attributes.get("n_entries")} entries of {file.name} into group `{group.label}` '
-            f'(dataset pk {dataset.pk}, sha256 {dataset.sha256[:12]}..., '
+            f'imported {dataset.base.attributes.get("n_entries")} entries of {dataset.source} '
+            f'into group `{group.label}` (dataset pk {dataset.pk}, sha256 {dataset.sha256[:12]}..., '
             f'release {dataset.base.attributes.get("release")})'
         )
     else:
         echo.echo_report(
-            f'{file.name} was imported before (dataset pk {dataset.pk}): nothing new created; group `{group.label}` '
-            'holds its nodes'
+            f'{dataset.source} was imported before (dataset pk {dataset.pk}): nothing new created; '
+            f'group `{group.label}` holds its nodes'
         )
     echo.echo(f'Credit: {dataset.credit}')
 
@@ -117,10 +120,17 @@ def dataset_list():
             'attributes.release',
             'attributes.sha256',
         ],
-        tag='dataset',
     )
-    query.append(orm.Group, with_node='dataset', project='label', outerjoin=True)
-    rows = [[pk, source, kind, n, release, sha[:12], group] for pk, source, kind, n, release, sha, group in query.all()]
+    # A second query: aiida's outer join through the group table drops the datasets that are in no group.
+    in_groups = orm.QueryBuilder().append(MliapDatasetData, project='id', tag='dataset')
+    in_groups.append(orm.Group, with_node='dataset', project='label')
+    groups: dict[int, list[str]] = {}
+    for pk, label in in_groups.all():
+        groups.setdefault(pk, []).append(label)
+    rows = [
+        [pk, source, kind, n, release, sha[:12], ', '.join(sorted(groups.get(pk, []))) or '(none)']
+        for pk, source, kind, n, release, sha in query.order_by({MliapDatasetData: 'id'}).all()
+    ]
     if not rows:
         echo.echo_report('no datasets: import one with `aiida-mliap dataset import FILE --group LABEL`')
         return

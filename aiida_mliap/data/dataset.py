@@ -22,7 +22,8 @@ class MliapDatasetData(FindBySha256, SinglefileData):
         """``sha256`` saves hashing the file twice when the caller has just computed it."""
         if kind not in KINDS:
             raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
-        super().__init__(file=str(path), **kwargs)
+        # SinglefileData accepts only absolute paths; a user types relative ones.
+        super().__init__(file=str(Path(path).resolve()), **kwargs)
         self.base.attributes.set('sha256', sha256 or sha256_of_file(path))
         self.base.attributes.set('kind', kind)
         self.base.attributes.set('source', Path(path).name)

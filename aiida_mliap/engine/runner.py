@@ -44,11 +44,16 @@ class FatalError(Exception):
 
 
 def default_threads() -> int:
-    """Cores the scheduler gave this job: Slurm's count, else the CPU affinity mask."""
-    for variable in ('SLURM_CPUS_PER_TASK', 'PBS_NUM_PPN', 'NSLOTS'):
+    """Cores this job may use: OMP_NUM_THREADS if set, else the scheduler's count, else the CPU affinity mask."""
+    for variable in ('OMP_NUM_THREADS', 'SLURM_CPUS_PER_TASK', 'PBS_NUM_PPN', 'NSLOTS'):
         value = os.environ.get(variable, '')
         if value.isdigit() and int(value) > 0:
             return int(value)
+    return available_cores()
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity mask)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
 

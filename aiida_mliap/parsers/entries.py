@@ -60,6 +60,55 @@ def read_dataset(content: bytes, filename: str) -> list[ReferenceRecord]:
     return records
 
 
+def parse_chemsys(chemsys: str) -> frozenset[str]:
+    """``'Li-Fe-P'`` -> its elements; refuses what is not a dash-separated list of element symbols."""
+    from pymatgen.core.periodic_table import Element
+
+    elements = frozenset(part.strip() for part in chemsys.split('-') if part.strip())
+    unknown = sorted(symbol for symbol in elements if not Element.is_valid_symbol(symbol))
+    if not elements or unknown:
+        raise DatasetError(f'`{chemsys}` is not a chemical system such as Li-Fe-P (unknown: {", ".join(unknown)})')
+    return elements
+
+
+def select_chemical_system(content: bytes, filename: str, chemsys: str) -> bytes:
+    """The entries of the file whose elements all lie in ``chemsys``, as a file of the same format (gzipped).
+
+    A complete chemical system contains every one of its subsystems complete, so the hull of the selection is exact.
+    """
+    elements = parse_chemsys(chemsys)
+    text = decompress(content).decode()
+    if '.xyz' in filename or '.extxyz' in filename:
+        import ase.io
+
+        frames = ase.io.read(io.StringIO(text), index=':', format='extxyz')
+        kept = [atoms for atoms in frames if set(atoms.get_chemical_symbols()) <= elements]
+        buffer = io.StringIO()
+        ase.io.write(buffer, kept, format='extxyz')
+        selected = buffer.getvalue()
+    else:
+        from pymatgen.core import Composition
+
+        try:
+            entries = json.loads(text)
+        except json.JSONDecodeError as exception:
+            raise DatasetError(f'{filename}: not JSON: {exception}') from None
+        kept = [entry for entry in entries if _entry_elements(entry, Composition) <= elements]
+        selected = json.dumps(kept)
+    if not kept:
+        raise DatasetError(f'{filename} holds no entry within {"-".join(sorted(elements))}')
+    # mtime=0: the same selection gives the same bytes, hence the same sha256, and a second import creates nothing.
+    return gzip.compress(selected.encode(), mtime=0)
+
+
+def _entry_elements(entry: Any, composition: type) -> set[str]:
+    """Elements of an entry dict; empty for a malformed one, which is kept so that the import names its problem."""
+    try:
+        return {element.symbol for element in composition(entry['composition']).elements}
+    except Exception:
+        return set()
+
+
 def _read_entries_json(text: str) -> tuple[list[ReferenceRecord], list[str]]:
     from pymatgen.entries.computed_entries import ComputedStructureEntry
 

@@ -39,6 +39,20 @@ def validate_tasks(value: orm.List, _) -> str | None:
     return f'unknown tasks {unknown}: choose from {sorted(TASKS)}' if unknown else None
 
 
+def cores_per_job(code: orm.AbstractCode, concurrent: int) -> int | None:
+    """On this machine with no batch scheduler, the cores each of ``concurrent`` jobs gets (None elsewhere).
+
+    Jobs that each start a thread per core oversubscribe the machine, and torch's threads then spin against each other:
+    measured on 2 cores, 2 jobs x 2 threads made CHGNet 10-17x slower per step than 1 thread each.
+    """
+    from ..engine.runner import available_cores
+
+    computer = getattr(code, 'computer', None)
+    if computer is None or computer.scheduler_type != 'core.direct' or computer.transport_type != 'core.local':
+        return None
+    return max(1, available_cores() // max(1, concurrent))
+
+
 class MliapBenchmarkWorkChain(WorkChain):
     """Benchmark models against the reference energies of a dataset group; survives per-structure failures."""
 
@@ -150,8 +164,13 @@ class MliapBenchmarkWorkChain(WorkChain):
                     },
                 }
             )
-            if 'options' in self.inputs:
-                inputs.mliap['metadata'] = {'options': self.inputs.options.get_dict()}
+            options = self.inputs.options.get_dict() if 'options' in self.inputs else {}
+            cores = cores_per_job(inputs.mliap['code'], self.inputs.max_concurrent.value)
+            if cores and 'resources' not in options:
+                options['resources'] = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+                options['resources']['num_cores_per_mpiproc'] = cores
+            if options:
+                inputs.mliap['metadata'] = {'options': options}
             node = self.submit(MliapBaseWorkChain, **inputs)
             node.base.extras.set_many({'mliap_model': batch['model'], 'mliap_task': batch['task']})
             self.to_context(children=append_(node))

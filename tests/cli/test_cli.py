@@ -89,6 +89,10 @@ def test_dataset_import_list_show(li_extxyz):
     assert 'li-cli.extxyz' in invoke('dataset', 'list')
     shown = invoke('dataset', 'show', 'cli-li')
     assert 'li-cli.extxyz: 2 entries' in shown and "{'GGA': 2}" in shown
+    selected = invoke('dataset', 'import', path, '--group', 'cli-li-only', '--chemsys', 'Li')
+    assert 'imported 2 entries of Li_from_li-cli.extxyz.gz' in selected
+    listed = invoke('dataset', 'list')
+    assert 'Li_from_li-cli.extxyz.gz' in listed and 'cli-li-only' in listed
 
 
 def test_dataset_import_names_bad_entries(tmp_path):

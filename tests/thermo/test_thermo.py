@@ -188,3 +188,33 @@ def test_fixed_elemental_references(shared_data, oracle_model):
     # MP's reference entries of Na, Fe, P, O are not this file's lowest elemental entries everywhere: Ef differs.
     shifts = [abs(r['e_form_dft'] - references[label]['e_form_per_atom']) for label, r in records.items()]
     assert max(shifts) > 1e-3
+
+
+def test_subsystem_import_is_complete_and_traceable(shared_data, oracle_model):
+    """The Li-Fe-P entries of the Li-Fe-P-O file: their own hull reproduces MP's Ehull (a complete subsystem), and the
+    selection is a calcfunction output of the whole file's node."""
+    path = shared_data / 'mp' / 'Li-Fe-P-O.json.gz'
+    before = orm.QueryBuilder().append(orm.Node).count()
+    with pytest.raises(DatasetError, match='not a chemical system'):
+        import_reference_file(path, 'subsystem', chemsys='Li-Xx')
+    with pytest.raises(DatasetError, match='holds no entry within Cl-Na'):
+        import_reference_file(path, 'subsystem', chemsys='Na-Cl')
+    assert orm.QueryBuilder().append(orm.Node).count() == before, 'a refused selection stores nothing'
+
+    group, dataset, created = import_reference_file(path, 'subsystem', chemsys='P-Li-Fe')
+    assert created and dataset.source == 'Fe-Li-P_from_Li-Fe-P-O.json.gz'
+    assert dataset.creator.process_label == 'select_subsystem'
+    assert dataset.creator.inputs.dataset.sha256 == '6094d28065e18965b38ba99ba141b632a4010da2551002b40bf58b66fcfc07b3'
+    references = references_of(dataset)
+    assert len(references) == dataset.base.attributes.get('n_entries') == 56
+    assert all(set(reference['composition']) <= {'Li', 'Fe', 'P'} for reference in references.values())
+    assert dataset.base.attributes.get('chemsys') == ['Fe', 'Li', 'P']
+
+    outputs, node = compute_thermodynamics.run_get_node(**oracle_inputs(oracle_model, dataset))
+    assert outputs['summary']['counts'] == {'ok': 56}
+    for label, thermo in thermo_records(node).items():
+        assert thermo['e_above_hull_dft'] == pytest.approx(references[label]['e_above_hull'], abs=1e-6)
+        assert thermo['e_form_dft'] == pytest.approx(references[label]['e_form_per_atom'], abs=1e-6)
+
+    again_group, again, created = import_reference_file(path, 'subsystem-again', chemsys='Li-Fe-P')
+    assert not created and again.pk == dataset.pk and len(again_group.nodes) == len(group.nodes)

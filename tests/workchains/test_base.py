@@ -154,3 +154,53 @@ def test_real_restart_of_unconverged_chgnet_relaxations(runner_code, chgnet_mode
     for label in unconverged:
         holders = [c for c in calcs if label in c.outputs.results]
         assert outputs['results'][label].pk == holders[-1].outputs.results[label].pk
+
+
+# A real runner on a device that holds at most two structures: larger batches meet CUDA's out-of-memory error inside
+# the model call, which the runner classifies (its own error path) and the parser turns into exit code 403.
+SCARCE_MEMORY_RUNNER = """#!{python}
+import sys
+
+import ase.io
+import torch
+
+from aiida_mliap.engine import files, runner
+
+batch = len(ase.io.read(files.STRUCTURES, index=':', format='extxyz'))
+run_task = runner.run_task
+
+
+def scarce_memory(atoms, calculator, parameters):
+    if batch > 2:
+        raise torch.OutOfMemoryError(f'CUDA out of memory. Tried to allocate 2.00 GiB (a batch of {{batch}})')
+    return run_task(atoms, calculator, parameters)
+
+
+runner.run_task = scarce_memory
+sys.exit(runner.main())
+"""
+
+
+def test_out_of_memory_batch_is_split_until_it_completes(aiida_localhost, chgnet_model, make_structures, tmp_path):
+    import stat
+    import sys
+
+    script = tmp_path / 'scarce-memory-runner'
+    script.write_text(SCARCE_MEMORY_RUNNER.format(python=sys.executable))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    code = orm.InstalledCode(computer=aiida_localhost, filepath_executable=str(script), label='scarce-memory-runner')
+    structures = make_structures(5)
+    parameters = {'task': 'relax', 'fmax': 0.1, 'max_steps': 200, 'device': 'cpu'}
+    outputs, node = run_get_node(MliapBaseWorkChain, **base_inputs(code.store(), chgnet_model, structures, parameters))
+
+    assert node.is_finished_ok, node.exit_message
+    calcs = sorted((c for c in node.called if isinstance(c, orm.CalcJobNode)), key=lambda calc: calc.ctime)
+    sizes = [len(calc.inputs.structures) for calc in calcs]
+    assert sizes == [5, 3, 2, 2, 1]  # halves of 5, then halves of the 3 that still did not fit
+    assert [calc.exit_status for calc in calcs[:2]] == [exit_status('ERROR_OUT_OF_MEMORY')] * 2
+    assert calcs[0].outputs.summary['counts'] == {'out_of_memory': 5}
+    assert all(calc.is_finished_ok for calc in calcs[2:])
+    labels = sorted(structure_link_label(s) for s in structures)
+    assert sorted(outputs['results']) == labels
+    assert outputs['summary']['counts'] == {'ok': 5}
+    assert all(result['status'] == 'ok' for result in outputs['results'].values())

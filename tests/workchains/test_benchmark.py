@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
-import json
-
-import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 from aiida.manage.caching import enable_caching
 from click.testing import CliRunner
 
 from aiida_mliap.analysis.benchmark import error_summary, progress
-from aiida_mliap.calculations.dataset import import_reference_file
 from aiida_mliap.cli import cmd_root
 from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, results_group_label
 
 TASKS = ['static', 'relax', 'relax_fixsym']
-
-
-@pytest.fixture
-def li_o_group(lifepo_entries, tmp_path):
-    """The Li-O entries of MP's Li-Fe-P-O file with at most 3 atoms (19, elemental Li and O included)."""
-    entries = [e for e in lifepo_entries if set(e['composition']) <= {'Li', 'O'} and len(e['structure']['sites']) <= 3]
-    path = tmp_path / 'Li-O-small.json.gz'
-    with gzip.open(path, 'wt') as handle:
-        json.dump(entries, handle)
-    group, _, _ = import_reference_file(path, 'benchmark/Li-O')
-    return group, len(entries)
 
 
 def builder_for(runner_code, chgnet_model, group):
@@ -42,7 +26,7 @@ def builder_for(runner_code, chgnet_model, group):
 
 
 def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o_group):
-    group, count = li_o_group
+    group, count = li_o_group(max_atoms=3)
     _, node = run_get_node(builder_for(runner_code, chgnet_model, group))
     assert node.is_finished_ok, node.exit_message
 
