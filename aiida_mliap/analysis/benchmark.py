@@ -5,17 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from aiida import orm
-from aiida.common.links import LinkType
 
-from ..calculations.outputs import outputs_of
 from ..engine.status import WITH_RESULT
-
-QUANTITIES = {
-    'total energy': ('energy_per_atom_model', 'energy_per_atom_dft'),
-    'formation energy': ('e_form_model', 'e_form_dft'),
-    'Ehull (model hull)': ('e_above_hull_model', 'e_above_hull_dft'),
-    'Ehull (DFT-ref hull)': ('e_above_hull_model_dftref', 'e_above_hull_dft'),
-}
 
 
 def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
@@ -43,29 +34,9 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
 
 
 def error_summary(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
-    """MAE and mean signed error (model - DFT, meV/atom) per model, task and quantity, from the thermo nodes."""
-    from ..labels import link_label
+    """MAE, mean signed error and RMSE (model - DFT, meV/atom) per model, task and quantity, from provenance."""
+    from .metrics import headline_table
+    from .results import load_results
 
-    calls = benchmark.base.links.get_outgoing(link_type=LinkType.CALL_CALC, link_label_filter='thermo_%').all()
-    by_label = {link.link_label: link.node.pk for link in calls}
-    values = outputs_of(by_label.values(), 'thermo', project='attributes')
-    rows = []
-    for name, model in sorted(benchmark.inputs.models.items()):
-        for task in benchmark.inputs.tasks.get_list():
-            pk = by_label.get(f'thermo_{link_label(name)}_{task}')
-            records = list(values[pk].values()) if pk else []
-            for quantity, (model_key, dft_key) in QUANTITIES.items():
-                errors = [r[model_key] - r[dft_key] for r in records if None not in (r[model_key], r[dft_key])]
-                if errors:
-                    rows.append(
-                        {
-                            'model': model.name,
-                            'task': task,
-                            'quantity': quantity,
-                            'n': len(errors),
-                            'MAE meV/atom': 1000 * sum(abs(e) for e in errors) / len(errors),
-                            'mean signed meV/atom': 1000 * sum(errors) / len(errors),
-                            'underpredicted': f'{sum(e < 0 for e in errors) / len(errors):.0%}',
-                        }
-                    )
-    return rows
+    table = headline_table(load_results(benchmark))
+    return table.to_dict('records')

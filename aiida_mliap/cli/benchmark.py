@@ -76,4 +76,5 @@ def error_table(node) -> str:
 
     from ..analysis.benchmark import error_summary
 
-    return tabulate(error_summary(node), headers='keys', showindex=False, floatfmt='.1f')
+    rows = [{**row, 'underpredicted': f'{row["underpredicted"]:.0%}'} for row in error_summary(node)]
+    return tabulate(rows, headers='keys', showindex=False, floatfmt='.1f')

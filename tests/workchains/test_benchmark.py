@@ -8,6 +8,7 @@ from aiida.manage.caching import enable_caching
 from click.testing import CliRunner
 
 from aiida_mliap.analysis.benchmark import error_summary, progress
+from aiida_mliap.analysis.results import load_results
 from aiida_mliap.cli import cmd_root
 from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, results_group_label
 
@@ -51,6 +52,7 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     table = {(row['task'], row['quantity']): row for row in error_summary(node)}
     assert table[('static', 'total energy')]['n'] >= count - 2
     assert all(row['done'] + row['failed'] == count and row['pending'] == 0 for row in progress(node))
+    check_results_table(node, group, chgnet_model, count)
 
     # With caching on, the same launch (from the CLI this time) reuses every finished calculation.
     with enable_caching(identifier='aiida.calculations:mliap.calc'):
@@ -77,3 +79,34 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
         if isinstance(calc, orm.CalcJobNode)
     ]
     assert calcs and all(calc.base.caching.is_created_from_cache for calc in calcs)
+
+
+# The contract of ../shared/DESIGN.md, "The results table".
+DESIGN_COLUMNS = (
+    'mp_id formula chemsys n_atoms model model_sha256 task status converged n_steps energy_per_atom_dft '
+    'energy_per_atom_model e_form_dft e_form_model e_above_hull_dft e_above_hull_model e_above_hull_model_dftref '
+    'spacegroup_initial spacegroup_final crystal_system dof symmetry_change'
+).split()
+
+
+def check_results_table(node, group, model, count):
+    """load_results from the benchmark, its results group and its dataset group: the same rows, all columns."""
+    table = load_results(node)
+    assert set(DESIGN_COLUMNS) <= set(table.columns)
+    assert len(table) == 3 * count and set(table['task']) == set(TASKS)
+    assert set(table['model_sha256']) == {model.sha256} and set(table['model']) == {model.name}
+    assert not table.duplicated(['mp_id', 'task']).any()
+    static, relaxed = table[table['task'] == 'static'], table[table['task'] != 'static']
+    assert static['symmetry_change'].isna().all() and static['crystal_system'].notna().all()
+    done = relaxed[relaxed['status'].isin(['ok', 'unconverged'])]
+    assert done['spacegroup_final'].notna().all() and done['symmetry_change'].notna().all()
+    assert (static['spacegroup_final'] == static['spacegroup_initial']).all()
+    ok = table[table['thermo_status'] == 'ok']
+    assert (ok['error_energy'] == ok['energy_per_atom_model'] - ok['energy_per_atom_dft']).all()
+    fixsym = table[(table['task'] == 'relax_fixsym') & (table['status'] == 'ok')]
+    assert fixsym['fixsym_energy_gap_per_atom'].notna().all()
+    columns = ['mp_id', 'task', 'energy_per_atom_model', 'status', 'spacegroup_final']
+    expected = table[columns].sort_values(['mp_id', 'task']).reset_index(drop=True)
+    for source in (results_group_label(group.label, model), group.label, str(node.pk)):
+        again = load_results(source)[columns].sort_values(['mp_id', 'task']).reset_index(drop=True)
+        assert again.equals(expected), source

@@ -1,0 +1,122 @@
+"""Error and stability-classification metrics over a results table (``load_results``), Matbench Discovery's way.
+
+Classification follows Riebesell et al., "A framework to evaluate machine learning crystal stability predictions",
+Nat. Mach. Intell. 7, 836 (2025), arXiv:2308.14920 (``matbench_discovery.metrics.discovery``): a material is stable
+when its energy above hull is <= 0 (``STABILITY_THRESHOLD``), DFT decides the truth, and the discovery acceleration
+factor is precision divided by the prevalence of stable materials in the set.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+STABILITY_THRESHOLD = 0.0
+
+# quantity -> (model column, DFT column); errors are model - DFT in eV/atom.
+QUANTITIES = {
+    'energy': ('energy_per_atom_model', 'energy_per_atom_dft'),
+    'e_form': ('e_form_model', 'e_form_dft'),
+    'e_above_hull': ('e_above_hull_model', 'e_above_hull_dft'),
+    'e_above_hull_dftref': ('e_above_hull_model_dftref', 'e_above_hull_dft'),
+}
+QUANTITY_NAMES = {
+    'energy': 'total energy',
+    'e_form': 'formation energy',
+    'e_above_hull': 'Ehull (model hull)',
+    'e_above_hull_dftref': 'Ehull (DFT-ref hull)',
+}
+
+
+def error_metrics(errors: pd.Series | np.ndarray) -> dict[str, float]:
+    """MAE, mean signed error, RMSE (eV/atom) and fraction underpredicted of signed errors (model - DFT)."""
+    values = np.asarray(pd.Series(errors).dropna(), dtype=float)
+    if not len(values):
+        return {'n': 0, 'mae': math.nan, 'me': math.nan, 'rmse': math.nan, 'fraction_under': math.nan}
+    return {
+        'n': len(values),
+        'mae': float(np.mean(np.abs(values))),
+        'me': float(np.mean(values)),
+        'rmse': float(np.sqrt(np.mean(values**2))),
+        'fraction_under': float(np.mean(values < 0)),
+    }
+
+
+def classification_metrics(
+    e_above_hull_true: pd.Series | np.ndarray,
+    e_above_hull_pred: pd.Series | np.ndarray,
+    threshold: float = STABILITY_THRESHOLD,
+) -> dict[str, float]:
+    """Stability classification against DFT: precision, recall, F1, accuracy and DAF (pairs with a NaN are dropped)."""
+    frame = pd.DataFrame({'true': np.asarray(e_above_hull_true, float), 'pred': np.asarray(e_above_hull_pred, float)})
+    frame = frame.dropna()
+    actual, predicted = frame['true'] <= threshold, frame['pred'] <= threshold
+    tp = int((actual & predicted).sum())
+    fp = int((~actual & predicted).sum())
+    fn = int((actual & ~predicted).sum())
+    tn = int((~actual & ~predicted).sum())
+    n = tp + fp + fn + tn
+    precision = tp / (tp + fp) if tp + fp else math.nan
+    recall = tp / (tp + fn) if tp + fn else math.nan
+    prevalence = (tp + fn) / n if n else math.nan
+    return {
+        'n': n,
+        'tp': tp,
+        'fp': fp,
+        'fn': fn,
+        'tn': tn,
+        'precision': precision,
+        'recall': recall,
+        'f1': 2 * precision * recall / (precision + recall) if precision + recall > 0 else math.nan,
+        'accuracy': (tp + tn) / n if n else math.nan,
+        'prevalence': prevalence,
+        'daf': precision / prevalence if prevalence and not math.isnan(precision) else math.nan,
+    }
+
+
+def add_errors(table: pd.DataFrame) -> pd.DataFrame:
+    """Signed (``error_<quantity>``) and absolute (``abs_error_<quantity>``) errors, model - DFT, eV/atom."""
+    table = table.copy()
+    for quantity, (model, dft) in QUANTITIES.items():
+        table[f'error_{quantity}'] = table[model] - table[dft]
+        table[f'abs_error_{quantity}'] = table[f'error_{quantity}'].abs()
+    return table
+
+
+def summary_metrics(table: pd.DataFrame) -> dict[str, Any]:
+    """Per model and task: error metrics of every quantity and classification on both hull conventions."""
+    table = add_errors(table) if 'error_energy' not in table else table
+    summary: dict[str, Any] = {}
+    for (model, sha256, task), rows in table.groupby(['model', 'model_sha256', 'task'], sort=True):
+        entry: dict[str, Any] = {'model': model, 'model_sha256': sha256, 'task': task, 'n_rows': len(rows)}
+        entry['errors'] = {quantity: error_metrics(rows[f'error_{quantity}']) for quantity in QUANTITIES}
+        entry['classification'] = {
+            hull: classification_metrics(rows['e_above_hull_dft'], rows[column])
+            for hull, column in (('model_hull', 'e_above_hull_model'), ('dftref_hull', 'e_above_hull_model_dftref'))
+        }
+        summary[f'{model}/{task}'] = entry
+    return summary
+
+
+def headline_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per model, task and quantity: n, MAE, mean signed error (meV/atom), fraction underpredicted."""
+    rows = []
+    for entry in summary_metrics(table).values():
+        for quantity, metrics in entry['errors'].items():
+            if metrics['n']:
+                rows.append(
+                    {
+                        'model': entry['model'],
+                        'task': entry['task'],
+                        'quantity': QUANTITY_NAMES[quantity],
+                        'n': metrics['n'],
+                        'MAE meV/atom': 1000 * metrics['mae'],
+                        'mean signed meV/atom': 1000 * metrics['me'],
+                        'RMSE meV/atom': 1000 * metrics['rmse'],
+                        'underpredicted': metrics['fraction_under'],
+                    }
+                )
+    return pd.DataFrame(rows)
