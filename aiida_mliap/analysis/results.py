@@ -7,6 +7,7 @@ a query with projections over all calls at once: no node is loaded one by one.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -16,6 +17,7 @@ from aiida.common.links import LinkType
 
 from ..calculations.outputs import outputs_of
 from ..data.dataset import MliapDatasetData
+from ..data.model import MliapModelData
 from ..data.thermo import MliapThermoData
 from .metrics import add_errors
 
@@ -49,13 +51,37 @@ def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFram
     _add_results(rows, summaries)
     _add_symmetry(rows, summaries, thermo_calls)
     # A structure evaluated by the same model and task in several benchmarks (a relaunch) counts once: the latest.
-    table = pd.DataFrame.from_records(rows).sort_values('thermo_call', kind='stable')
+    # Creation times, not pks, order everything: an archive import renumbers the nodes.
+    table = pd.DataFrame.from_records(rows).sort_values('thermo_ctime', kind='stable')
     table = table.drop_duplicates(['label', 'model_sha256', 'task'], keep='last')
     for column in COLUMNS:
         if column not in table:
             table[column] = None
     ordered = table[COLUMNS + [c for c in table.columns if c not in COLUMNS]]
-    return add_errors(ordered.sort_values(['model', 'task', 'mp_id'], kind='stable').reset_index(drop=True))
+    result = add_errors(ordered.sort_values(['model', 'task', 'mp_id'], kind='stable').reset_index(drop=True))
+    result.attrs.update(provenance(thermo_calls, summaries))
+    return result
+
+
+def provenance(calls: list[int], summaries: pd.DataFrame) -> dict[str, Any]:
+    """What a report must state beside the numbers: models, datasets and the exact parameters of every task."""
+    found: dict[str, Any] = {}
+    for key, node_class, label, keys in (
+        ('models', MliapModelData, 'model', ('name', 'sha256', 'framework', 'framework_version', 'energy_scale')),
+        ('datasets', MliapDatasetData, 'dataset', ('source', 'sha256', 'release', 'n_entries', 'credit')),
+    ):
+        query = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': calls}}, tag='call')
+        query.append(node_class, with_outgoing='call', edge_filters={'label': label}, project='attributes')
+        unique = {attributes['sha256']: {k: attributes.get(k) for k in keys} for attributes in query.all(flat=True)}
+        found[key] = [unique[sha256] for sha256 in sorted(unique)]
+    parameters: dict[str, list[dict[str, Any]]] = {}
+    for task, parameter_set in zip(summaries['task'], summaries['parameters'], strict=True):
+        if parameter_set not in parameters.setdefault(task, []):
+            parameters[task].append(parameter_set)
+    found['parameters'] = {
+        task: sorted(sets, key=lambda p: json.dumps(p, sort_keys=True)) for task, sets in sorted(parameters.items())
+    }
+    return found
 
 
 def resolve_source(source: orm.Group | orm.ProcessNode | str | int) -> orm.Group | orm.ProcessNode:
@@ -103,7 +129,9 @@ def thermo_calls_of(source: orm.Group | orm.ProcessNode) -> tuple[list[int], set
 def _thermo_rows(calls: list[int], members: set[int] | None) -> list[dict[str, Any]]:
     if not calls:
         return []
-    query = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': calls}}, project='id', tag='call')
+    query = orm.QueryBuilder().append(
+        orm.CalcFunctionNode, filters={'id': {'in': calls}}, project=['id', 'ctime'], tag='call'
+    )
     query.append(
         MliapThermoData,
         with_incoming='call',
@@ -111,13 +139,14 @@ def _thermo_rows(calls: list[int], members: set[int] | None) -> list[dict[str, A
         project=['id', 'attributes'],
     )
     rows = []
-    for call, pk, attributes in query.all():
+    for call, ctime, pk, attributes in query.all():
         if members is not None and pk not in members:
             continue
         row = {key: value for key, value in attributes.items() if not key.startswith('decomposition')}
         row.update(
             thermo_pk=pk,
             thermo_call=call,
+            thermo_ctime=ctime,
             model=attributes.get('model_name'),
             thermo_status=attributes.get('status'),
             status=None,
@@ -131,9 +160,10 @@ def _summaries(calls: list[int]) -> pd.DataFrame:
     query = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': calls}}, project='id', tag='call')
     query.append(orm.Dict, with_outgoing='call', edge_filters={'label': {'like': 'summaries__%'}}, project='id',
                  tag='summary')  # fmt: skip
-    query.append(orm.CalcJobNode, with_outgoing='summary', project='id', tag='calc')
+    query.append(orm.CalcJobNode, with_outgoing='summary', project=['id', 'ctime'], tag='calc')
     query.append(orm.Dict, with_outgoing='calc', edge_filters={'label': 'parameters'}, project='attributes')
-    frame = pd.DataFrame(query.all(), columns=['call', 'summary', 'calc', 'parameters'])
+    frame = pd.DataFrame(query.all(), columns=['call', 'summary', 'calc', 'calc_ctime', 'parameters'])
+    frame = frame.sort_values(['call', 'calc_ctime'], kind='stable')
     frame['task'] = [task_name(parameters) for parameters in frame['parameters']]
     return frame
 
@@ -150,7 +180,7 @@ def _add_results(rows: list[dict[str, Any]], summaries: pd.DataFrame) -> None:
     results = outputs_of(sorted(set(summaries['calc'])), 'results', project='attributes')
     latest: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
     tasks: dict[int, str] = {}
-    for call, calc, task in sorted(zip(summaries['call'], summaries['calc'], summaries['task'], strict=True)):
+    for call, calc, task in zip(summaries['call'], summaries['calc'], summaries['task'], strict=True):  # by ctime
         latest[call].update(results[calc])
         tasks[call] = task
     for row in rows:
@@ -165,11 +195,12 @@ def _add_results(rows: list[dict[str, Any]], summaries: pd.DataFrame) -> None:
 def _add_symmetry(rows: list[dict[str, Any]], summaries: pd.DataFrame, calls: list[int]) -> None:
     """Initial symmetry from the DFT structures' analysis, final symmetry from the analysis of the same calculations."""
     by_summary = _symmetry_calls_by_summary(sorted(set(summaries['summary'])))
-    symmetry_call: dict[int, int] = {}
+    symmetry_call: dict[int, tuple[Any, int]] = {}
     for call, summary in zip(summaries['call'], summaries['summary'], strict=True):
         if summary in by_summary:
-            symmetry_call[call] = max(symmetry_call.get(call, 0), by_summary[summary])
+            symmetry_call[call] = max(symmetry_call.get(call, by_summary[summary]), by_summary[summary])
     dft_call = _dft_symmetry_calls(calls)
+    symmetry_call = {call: pk for call, (_, pk) in symmetry_call.items()}
     records = outputs_of(sorted({*symmetry_call.values(), *dft_call.values()}), 'symmetry', project='attributes')
     for row in rows:
         initial = records.get(dft_call.get(row['thermo_call']), {}).get(row['label'], {})
@@ -187,8 +218,8 @@ def _add_symmetry(rows: list[dict[str, Any]], summaries: pd.DataFrame, calls: li
             row['fixsym_energy_gap_per_atom'] = final.get('fixsym_energy_gap_per_atom')
 
 
-def _symmetry_calls_by_summary(summaries: list[int]) -> dict[int, int]:
-    """The latest ``analyse_symmetry`` call that analysed each summary's calculation."""
+def _symmetry_calls_by_summary(summaries: list[int]) -> dict[int, tuple[Any, int]]:
+    """The latest ``analyse_symmetry`` call (ctime, pk) that analysed each summary's calculation."""
     if not summaries:
         return {}
     query = orm.QueryBuilder().append(orm.Dict, filters={'id': {'in': summaries}}, project='id', tag='summary')
@@ -197,11 +228,11 @@ def _symmetry_calls_by_summary(summaries: list[int]) -> dict[int, int]:
         with_incoming='summary',
         edge_filters={'label': {'like': 'summaries__%'}},
         filters={'attributes.process_label': SYMMETRY_LABEL, 'attributes.process_state': 'finished'},
-        project='id',
+        project=['ctime', 'id'],
     )
-    found: dict[int, int] = {}
-    for summary, call in query.all():
-        found[summary] = max(found.get(summary, 0), call)
+    found: dict[int, tuple[Any, int]] = {}
+    for summary, ctime, call in query.all():
+        found[summary] = max(found.get(summary, (ctime, call)), (ctime, call))
     return found
 
 
@@ -214,9 +245,9 @@ def _dft_symmetry_calls(calls: list[int]) -> dict[int, int]:
         with_incoming='dataset',
         edge_filters={'label': 'dataset'},
         filters={'attributes.process_label': SYMMETRY_LABEL, 'attributes.process_state': 'finished'},
-        project='id',
+        project=['ctime', 'id'],
     )
-    found: dict[int, int] = {}
-    for call, symmetry in query.all():
-        found[call] = max(found.get(call, 0), symmetry)
-    return found
+    latest: dict[int, tuple[Any, int]] = {}
+    for call, ctime, symmetry in query.all():
+        latest[call] = max(latest.get(call, (ctime, symmetry)), (ctime, symmetry))
+    return {call: pk for call, (_, pk) in latest.items()}

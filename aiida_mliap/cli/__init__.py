@@ -11,4 +11,4 @@ def cmd_root():
     """Benchmark machine-learning interatomic potentials with AiiDA provenance."""
 
 
-from . import benchmark, dataset, launch, model, setup  # noqa: E402, F401
+from . import benchmark, dataset, launch, model, report, setup  # noqa: E402, F401

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from aiida import orm
 from aiida.engine import run_get_node
 from aiida.manage.caching import enable_caching
@@ -26,7 +32,7 @@ def builder_for(runner_code, chgnet_model, group):
     )
 
 
-def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o_group):
+def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o_group, tmp_path):
     group, count = li_o_group(max_atoms=3)
     _, node = run_get_node(builder_for(runner_code, chgnet_model, group))
     assert node.is_finished_ok, node.exit_message
@@ -53,6 +59,7 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     assert table[('static', 'total energy')]['n'] >= count - 2
     assert all(row['done'] + row['failed'] == count and row['pending'] == 0 for row in progress(node))
     check_results_table(node, group, chgnet_model, count)
+    check_report_and_archive_round_trip(group, tmp_path)
 
     # With caching on, the same launch (from the CLI this time) reuses every finished calculation.
     with enable_caching(identifier='aiida.calculations:mliap.calc'):
@@ -110,3 +117,28 @@ def check_results_table(node, group, model, count):
     for source in (results_group_label(group.label, model), group.label, str(node.pk)):
         again = load_results(source)[columns].sort_values(['mp_id', 'task']).reset_index(drop=True)
         assert again.equals(expected), source
+
+
+def check_report_and_archive_round_trip(group, tmp_path):
+    """report writes its three files; a profile that only imported the exported archive reports the same metrics."""
+    result = CliRunner().invoke(cmd_root, ['report', group.label, '-o', str(tmp_path / 'here')], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert 'Ehull (DFT-ref hull)' in result.output
+    html = (tmp_path / 'here' / 'report.html').read_text()
+    assert html.count('<img') >= 4 and 'sha256' in html and 'Materials Project' in html
+    archive = tmp_path / 'benchmark.aiida'
+    result = CliRunner().invoke(cmd_root, ['export', group.label, '-o', str(archive)], catch_exceptions=False)
+    assert result.exit_code == 0 and archive.stat().st_size > 0, result.output
+
+    environment = {**os.environ, 'AIIDA_PATH': str(tmp_path / 'elsewhere')}
+    bin_dir = Path(sys.executable).parent
+    for command in (
+        [bin_dir / 'verdi', 'presto', '--profile-name', 'imported', '--no-broker'],
+        [bin_dir / 'verdi', '-p', 'imported', 'archive', 'import', archive],
+        [bin_dir / 'aiida-mliap', '-p', 'imported', 'report', group.label, '-o', tmp_path / 'there'],
+    ):
+        done = subprocess.run([str(part) for part in command], env=environment, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    here = json.loads((tmp_path / 'here' / 'metrics.json').read_text())
+    there = json.loads((tmp_path / 'there' / 'metrics.json').read_text())
+    assert here == there and here['n_rows'] > 0

@@ -1,0 +1,157 @@
+"""``write_report``: report.html (one self-contained page), results.csv and metrics.json from the results table."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .breakdowns import BREAKDOWNS, breakdown, symmetry_hypothesis
+from .metrics import headline_table, summary_metrics
+from .plots import make_plots
+
+CAPTIONS = {
+    'parity': 'Model against DFT total energy per atom (MP2020-corrected scale), per model and task.',
+    'error_distribution': 'Signed error of the total energy; left of zero is underprediction.',
+    'error_vs_dof': 'Signed error by symmetry degrees of freedom of the DFT structure (boxes: quartiles).',
+    'error_by_crystal_system': 'Signed error by crystal system of the DFT structure.',
+    'fixsym_gap': 'Energy of the fixed-symmetry relaxation minus the free one, against DOF.',
+}
+
+
+def metrics_document(table: pd.DataFrame) -> dict[str, Any]:
+    """Everything metrics.json holds: deterministic (seeded bootstrap, sorted keys, no pks or dates)."""
+    return _clean(
+        {
+            'models': table.attrs.get('models', []),
+            'datasets': table.attrs.get('datasets', []),
+            'parameters': table.attrs.get('parameters', {}),
+            'n_rows': len(table),
+            'status_counts': {
+                f'{model}/{task}': rows['status'].value_counts().sort_index().to_dict()
+                for (model, task), rows in table.groupby(['model', 'task'], sort=True)
+            },
+            'metrics': summary_metrics(table),
+            'breakdowns': {by: breakdown(table, by).to_dict('records') for by in BREAKDOWNS},
+            'symmetry_hypothesis': symmetry_hypothesis(table),
+        }
+    )
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(value, dict):
+        return {str(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(item) for item in value]
+    if hasattr(value, 'item'):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def write_report(table: pd.DataFrame, directory: Path, title: str) -> dict[str, Path]:
+    """Write the three files (and the figures, PNG and SVG, under ``figures/``); returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    document = metrics_document(table)
+    paths = {'csv': directory / 'results.csv', 'json': directory / 'metrics.json', 'html': directory / 'report.html'}
+    table.to_csv(paths['csv'], index=False)
+    paths['json'].write_text(json.dumps(document, indent=1, sort_keys=True) + '\n')
+    figures = make_plots(table, directory / 'figures')
+    paths['html'].write_text(render_html(table, document, figures, title))
+    return paths
+
+
+def _table_html(frame: pd.DataFrame, floats: str = '{:.1f}') -> str:
+    return frame.to_html(index=False, border=0, classes='data', float_format=floats.format, na_rep='-')
+
+
+def render_html(table: pd.DataFrame, document: dict[str, Any], figures: dict[str, Path], title: str) -> str:
+    headline = headline_table(table)
+    if not headline.empty:
+        headline['underpredicted'] = headline['underpredicted'].map('{:.0%}'.format)
+    classification = pd.DataFrame(
+        [
+            {'model': entry['model'], 'task': entry['task'], 'hull': hull, **values}
+            for entry in document['metrics'].values()
+            for hull, values in entry['classification'].items()
+        ]
+    )
+    hypothesis = pd.DataFrame(
+        [
+            {
+                'model': row['model'],
+                'task': row['task'],
+                'n': row['n'],
+                'rho(error, DOF)': _with_ci(row, 'rho_dof'),
+                'rho(error, DOF | atoms, E_DFT)': _with_ci(row, 'rho_dof_controlled'),
+                'rho(error, atoms)': _with_ci(row, 'rho_n_atoms'),
+                'rho(error, E_DFT)': _with_ci(row, 'rho_energy_dft'),
+                'what the data say': row['verdict'],
+            }
+            for row in document['symmetry_hypothesis']
+        ]
+    )
+    sections = [
+        f'<h1>{html.escape(title)}</h1>',
+        '<h2>Errors against DFT (model - DFT)</h2>',
+        _table_html(headline) if not headline.empty else '<p>No results with energies.</p>',
+        '<h2>Stability classification (stable: E<sub>hull</sub> ≤ 0; Matbench Discovery)</h2>',
+        _table_html(classification, '{:.3f}') if not classification.empty else '<p>-</p>',
+        '<h2>Symmetry hypothesis against systematic softening</h2>',
+        '<p>Spearman rank correlation of the signed energy error with the DOF of the DFT structure, with bootstrap '
+        '95 % intervals; negative: more DOF, more underprediction. The controlled column removes the rank effect of '
+        'the number of atoms and of the DFT energy per atom.</p>',
+        _table_html(hypothesis) if not hypothesis.empty else '<p>Fewer than 10 structures per model and task.</p>',
+    ]
+    for name, path in figures.items():
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        sections.append(
+            f'<figure><img alt="{name}" src="data:image/png;base64,{encoded}">'
+            f'<figcaption>{html.escape(CAPTIONS[name])}</figcaption></figure>'
+        )
+    for by in ('crystal_system', 'dof_bin', 'symmetry_change', 'ehull_bin', 'element'):
+        frame = pd.DataFrame(document['breakdowns'][by])
+        if frame.empty:
+            continue
+        frame = frame.assign(**{k: 1000 * frame[k] for k in ('mae', 'me', 'rmse')})
+        frame = frame.rename(columns={'mae': 'MAE meV/atom', 'me': 'mean signed', 'rmse': 'RMSE'})
+        sections += [f'<h2>Total-energy error by {by.replace("_", " ")}</h2>', _table_html(frame, '{:.2f}')]
+    status = pd.DataFrame([{'model/task': k, **v} for k, v in document['status_counts'].items()]).fillna(0)
+    sections += ['<h2>Structures by status</h2>', _table_html(status, '{:.0f}')]
+    sections += ['<h2>Models</h2>', _table_html(pd.DataFrame(document['models']))]
+    sections += ['<h2>Protocol (runner parameters per task, as run)</h2>']
+    sections += [
+        f'<h3>{html.escape(task)}</h3><pre>{html.escape(json.dumps(sets, indent=1, sort_keys=True))}</pre>'
+        for task, sets in document['parameters'].items()
+    ]
+    datasets = pd.DataFrame(document['datasets'])
+    sections += ['<h2>Data and credit</h2>', _table_html(datasets) if not datasets.empty else '']
+    return PAGE.format(title=html.escape(title), body='\n'.join(sections))
+
+
+def _with_ci(row: dict[str, Any], key: str) -> str:
+    low, high = row[f'{key}_ci']
+    return f'{row[key]:+.2f} [{low:+.2f}, {high:+.2f}]'
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table.data {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
+table.data th, table.data td {{ padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }}
+table.data th {{ background: #f3f3f3; }}
+figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.9em; }}
+pre {{ background: #f7f7f7; padding: 0.7em; font-size: 0.85em; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""

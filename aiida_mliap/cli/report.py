@@ -1,0 +1,58 @@
+"""``aiida-mliap report`` and ``aiida-mliap export``: the study's tables and figures, and the archive to share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from aiida.cmdline.utils import decorators, echo
+
+from . import cmd_root
+
+
+@cmd_root.command('report')
+@click.argument('source')
+@click.option('-o', '--output', 'directory', type=click.Path(file_okay=False, path_type=Path), default='report',
+              show_default=True, help='Folder for report.html, results.csv, metrics.json and figures/.')  # fmt: skip
+@decorators.with_dbenv()
+def cmd_report(source, directory):
+    """Report on SOURCE: a dataset group, a results group (label or pk) or a benchmark work chain (pk)."""
+    from tabulate import tabulate
+
+    from ..analysis.metrics import headline_table
+    from ..analysis.report import write_report
+    from ..analysis.results import load_results, resolve_source
+
+    try:
+        resolved = resolve_source(source)
+    except ValueError as exception:
+        raise click.BadParameter(str(exception), param_hint='SOURCE') from None
+    table = load_results(resolved)
+    if table.empty:
+        raise click.ClickException(f'{source}: no results yet (no finished compute_thermodynamics behind it)')
+    name = getattr(resolved, 'label', None) or f'{resolved.process_label}<{resolved.pk}>'
+    paths = write_report(table, directory, title=f'aiida-mliap report: {name}')
+    headline = headline_table(table)
+    headline['underpredicted'] = headline['underpredicted'].map('{:.0%}'.format)
+    echo.echo(tabulate(headline, headers='keys', showindex=False, floatfmt='.1f'))
+    echo.echo_success(f'{len(table)} rows: ' + ', '.join(str(path) for path in paths.values()))
+
+
+@cmd_root.command('export')
+@click.argument('group_label')
+@click.option('-o', '--output', 'filename', type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help='The archive to write (FILE.aiida).')  # fmt: skip
+@click.option('-f', '--force', is_flag=True, help='Overwrite an existing file.')
+@decorators.with_dbenv()
+def cmd_export(group_label, filename, force):
+    """Archive a dataset group with everything benchmarks made of it: results groups, work chains, models.
+
+    Import it elsewhere with `verdi archive import FILE`; `aiida-mliap report GROUP_LABEL` then works there.
+    """
+    from ..analysis.archive import export_benchmark
+
+    try:
+        counts = export_benchmark(group_label, filename, overwrite=force)
+    except (ValueError, FileExistsError) as exception:
+        raise click.ClickException(str(exception)) from None
+    echo.echo_success(f'wrote {filename}: ' + ', '.join(f'{count} {kind}' for kind, count in counts.items()))
