@@ -53,21 +53,31 @@ def build_tiny_m3gnet(path: Path, elements: Sequence[str], seed: int = 0) -> Pat
     return path
 
 
-def oracle_model(directory: Path) -> MliapModelData:
-    """A model node standing for 'the DFT code itself' on the raw scale, so that MP2020 is applied afresh."""
-    path = Path(directory) / 'dft-as-a-model.txt'
-    path.write_text('placeholder checkpoint: the oracle feeds DFT energies through the pipeline')
-    return MliapModelData.get_or_create(path, framework='mace', name='dft-oracle', energy_scale='raw_dft')[0]
+def oracle_model(directory: Path, variant: int = 0) -> MliapModelData:
+    """A model node standing for 'the DFT code itself' on the raw scale, so that MP2020 is applied afresh.
+
+    ``variant`` > 0 gives distinct model nodes (another sha256), e.g. to fill a profile with many models' results."""
+    path = Path(directory) / f'dft-as-a-model-{variant}.txt'
+    path.write_text('placeholder checkpoint: the oracle feeds DFT energies through the pipeline' + ' ' * variant)
+    name = 'dft-oracle' + (f'-{variant}' if variant else '')
+    return MliapModelData.get_or_create(path, framework='mace', name=name, energy_scale='raw_dft')[0]
 
 
 @calcfunction
-def dft_as_model(dataset):
+def dft_as_model(dataset, parameters=None):
     """What a perfect raw-scale model would return for ``dataset``: its raw DFT energies as result nodes (the oracle
-    of the thermodynamics tests and benchmark), plus a ``summary`` to hand to ``compute_thermodynamics``."""
+    of the thermodynamics tests and benchmark), plus a ``summary`` to hand to ``compute_thermodynamics``.
+
+    ``parameters`` (runner parameters) make it look like a calculation to ``load_results``; ``{'noise': sigma}``
+    adds seeded Gaussian noise (eV/atom) to the energies."""
+    import numpy as np
+
     references = imported_nodes([dataset], 'references', project='attributes')[dataset.sha256]
+    sigma = parameters.get('noise', 0.0) if parameters is not None else 0.0
+    noise = np.random.default_rng(int(parameters.get('seed', 0)) if parameters is not None else 0)
     results = {}
-    for label, attributes in references.items():
-        energy = attributes['energy']
+    for label, attributes in sorted(references.items()):  # sorted: the same noise for the same label every time
+        energy = attributes['energy'] + (sigma * noise.normal() * attributes['n_atoms'] if sigma else 0.0)
         record = {'label': label, 'status': 'ok', 'task': 'static', 'energy': energy}
         results[label] = MliapResultData({**record, 'energy_per_atom': energy / attributes['n_atoms']})
     attach_outputs({'results': results})

@@ -160,7 +160,9 @@ def _summaries(calls: list[int]) -> pd.DataFrame:
     query = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': calls}}, project='id', tag='call')
     query.append(orm.Dict, with_outgoing='call', edge_filters={'label': {'like': 'summaries__%'}}, project='id',
                  tag='summary')  # fmt: skip
-    query.append(orm.CalcJobNode, with_outgoing='summary', project=['id', 'ctime'], tag='calc')
+    # Any process with a `parameters` input counts as the calculation behind a summary (MliapCalculation, or a
+    # stand-in such as aiida_mliap.testing.dft_as_model).
+    query.append(orm.ProcessNode, with_outgoing='summary', project=['id', 'ctime'], tag='calc')
     query.append(orm.Dict, with_outgoing='calc', edge_filters={'label': 'parameters'}, project='attributes')
     frame = pd.DataFrame(query.all(), columns=['call', 'summary', 'calc', 'calc_ctime', 'parameters'])
     frame = frame.sort_values(['call', 'calc_ctime'], kind='stable')
