@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from aiida_mliap.analysis.benchmark import error_summary, progress
 from aiida_mliap.analysis.results import load_results
 from aiida_mliap.cli import cmd_root
+from aiida_mliap.engine.runner import available_cores
 from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, results_group_label
 
 TASKS = ['static', 'relax', 'relax_fixsym']
@@ -42,6 +43,11 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     for base in bases:
         # Every structure has a result or a recorded reason.
         assert base.outputs.summary['n_structures'] == len(base.inputs.mliap.structures)
+    # Two jobs in flight on this machine (direct scheduler): each runner used its share of the cores.
+    share = max(1, available_cores() // 2)
+    for calc in (c for base in bases for c in base.called if isinstance(c, orm.CalcJobNode)):
+        assert calc.get_option('resources')['num_cores_per_mpiproc'] == share
+        assert calc.outputs.summary['environment']['torch_threads'] == share
 
     results = orm.load_group(results_group_label(group.label, chgnet_model))
     by_type = {}
