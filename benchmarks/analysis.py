@@ -25,14 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hull import SHARED, fresh_profile
 
 
-def fill(models: int, directory: Path, dataset) -> None:
+def fill(first: int, models: int, directory: Path, dataset) -> None:
+    """Models ``first`` .. ``first + models - 1``, each through ``compute_thermodynamics``."""
     from aiida import orm
 
     from aiida_mliap.calculations.thermo import compute_thermodynamics, thermodynamics_inputs
     from aiida_mliap.testing import dft_as_model, oracle_model
 
-    for variant in range(models):
-        model = oracle_model(directory, variant=variant + 1)
+    for variant in range(first, first + models):
+        model = oracle_model(directory, variant=variant)
         parameters = orm.Dict({'task': 'static', 'noise': 0.03, 'seed': variant})
         summary = dft_as_model(dataset, parameters)['summary']
         compute_thermodynamics(**thermodynamics_inputs(model, dataset, [summary]))
@@ -75,7 +76,7 @@ def main() -> None:
         for rows in sorted(arguments.rows):
             models = math.ceil(rows / entries)
             tick = time.perf_counter()
-            fill(models - filled, root, dataset)
+            fill(filled + 1, models - filled, root, dataset)
             filled = models
             print(f'profile filled to {models} models x {entries} entries ({time.perf_counter() - tick:.0f} s)')
             runs = [timed('analysis', arguments.bootstrap) for _ in range(arguments.repeat)]

@@ -63,3 +63,14 @@ def test_breakdowns():
     assert set(by_hull['ehull_bin']) == {'on hull', '25-50', '>200 meV/atom'}
     with pytest.raises(ValueError, match='unknown breakdown'):
         breakdown(table, 'colour')
+
+
+def test_resampled_ranks_equal_ranking_each_resample():
+    from scipy.stats import rankdata
+
+    from aiida_mliap.analysis.breakdowns import _resampled_ranks
+
+    generator = np.random.default_rng(3)
+    values = generator.integers(0, 20, 400).astype(float)  # many ties, as DOF has
+    index = generator.integers(0, 400, (9, 400))
+    assert np.array_equal(_resampled_ranks(values, index), rankdata(values[index], axis=1))
