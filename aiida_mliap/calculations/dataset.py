@@ -67,7 +67,7 @@ def import_reference_file(
     came from.
     """
     path = Path(path)
-    content = path.read_bytes()
+    content = whole = path.read_bytes()
     name = path.name
     if chemsys:
         chemsys = '-'.join(sorted(parse_chemsys(chemsys)))
@@ -94,10 +94,11 @@ def import_reference_file(
                 'differ. Import into another group, or pass --force if you know they are compatible.'
             )
     if chemsys:
-        whole = MliapDatasetData.find(sha256_of_file(path)) or MliapDatasetData(path, kind='entries', credit=credit)
-        if not whole.is_stored:
-            describe_dataset(whole, parse_reference_file(path.read_bytes(), path.name)).store()
-        dataset = select_subsystem(whole, orm.Str(chemsys))
+        source = MliapDatasetData.find(hashlib.sha256(whole).hexdigest())
+        if source is None:
+            source = MliapDatasetData(path, kind='entries', credit=credit)
+            describe_dataset(source, parse_reference_file(whole, path.name)).store()
+        dataset = select_subsystem(source, orm.Str(chemsys))
     else:
         dataset = describe_dataset(MliapDatasetData(path, kind='entries', credit=credit, sha256=digest), records)
         dataset.store()
