@@ -101,10 +101,12 @@ def summary_metrics(table: pd.DataFrame) -> dict[str, Any]:
     return summary
 
 
-def headline_table(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per model, task and quantity: n, MAE, mean signed error (meV/atom), fraction underpredicted."""
+def headline_table(table: pd.DataFrame, summary: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One row per model, task and quantity: n, MAE, mean signed error (meV/atom), fraction underpredicted.
+
+    ``summary``: ``summary_metrics(table)`` when the caller has it already."""
     rows = []
-    for entry in summary_metrics(table).values():
+    for entry in (summary if summary is not None else summary_metrics(table)).values():
         for quantity, metrics in entry['errors'].items():
             if metrics['n']:
                 rows.append(
@@ -120,3 +122,10 @@ def headline_table(table: pd.DataFrame) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def as_percent(headline: pd.DataFrame) -> pd.DataFrame:
+    """The headline table for reading: the underpredicted fraction as a percentage."""
+    if headline.empty:
+        return headline
+    return headline.assign(underpredicted=headline['underpredicted'].map('{:.0%}'.format))

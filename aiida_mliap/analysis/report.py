@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from .breakdowns import BREAKDOWNS, breakdown, symmetry_hypothesis
-from .metrics import headline_table, summary_metrics
+from .metrics import as_percent, headline_table, summary_metrics
 from .plots import make_plots
 
 CAPTIONS = {
@@ -56,8 +56,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_report(table: pd.DataFrame, directory: Path, title: str) -> dict[str, Path]:
-    """Write the three files (and the figures, PNG and SVG, under ``figures/``); returns their paths."""
+def write_report(table: pd.DataFrame, directory: Path, title: str) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Write the three files (and the figures, PNG and SVG, under ``figures/``); returns their paths and what
+    metrics.json holds."""
     directory.mkdir(parents=True, exist_ok=True)
     document = metrics_document(table)
     paths = {'csv': directory / 'results.csv', 'json': directory / 'metrics.json', 'html': directory / 'report.html'}
@@ -65,7 +66,7 @@ def write_report(table: pd.DataFrame, directory: Path, title: str) -> dict[str, 
     paths['json'].write_text(json.dumps(document, indent=1, sort_keys=True) + '\n')
     figures = make_plots(table, directory / 'figures')
     paths['html'].write_text(render_html(table, document, figures, title))
-    return paths
+    return paths, document
 
 
 def _table_html(frame: pd.DataFrame, floats: str = '{:.1f}') -> str:
@@ -73,9 +74,7 @@ def _table_html(frame: pd.DataFrame, floats: str = '{:.1f}') -> str:
 
 
 def render_html(table: pd.DataFrame, document: dict[str, Any], figures: dict[str, Path], title: str) -> str:
-    headline = headline_table(table)
-    if not headline.empty:
-        headline['underpredicted'] = headline['underpredicted'].map('{:.0%}'.format)
+    headline = as_percent(headline_table(table, document['metrics']))
     classification = pd.DataFrame(
         [
             {'model': entry['model'], 'task': entry['task'], 'hull': hull, **values}

@@ -7,7 +7,7 @@ from aiida.cmdline.params import arguments, options
 from aiida.cmdline.utils import decorators, echo
 
 from . import cmd_root
-from .utils import DAEMON, DEFAULT_CODE_LABEL, launch_process, resolve_model
+from .utils import DAEMON, DEFAULT_CODE_LABEL, headline_text, launch_process, resolve_model
 
 
 @cmd_root.group('benchmark')
@@ -72,9 +72,8 @@ def benchmark_status(process):
 
 
 def error_table(node) -> str:
-    from tabulate import tabulate
+    import pandas as pd
 
     from ..analysis.benchmark import error_summary
 
-    rows = [{**row, 'underpredicted': f'{row["underpredicted"]:.0%}'} for row in error_summary(node)]
-    return tabulate(rows, headers='keys', showindex=False, floatfmt='.1f')
+    return headline_text(pd.DataFrame(error_summary(node)))

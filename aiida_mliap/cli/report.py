@@ -8,6 +8,7 @@ import click
 from aiida.cmdline.utils import decorators, echo
 
 from . import cmd_root
+from .utils import headline_text
 
 
 @cmd_root.command('report')
@@ -17,8 +18,6 @@ from . import cmd_root
 @decorators.with_dbenv()
 def cmd_report(source, directory):
     """Report on SOURCE: a dataset group, a results group (label or pk) or a benchmark work chain (pk)."""
-    from tabulate import tabulate
-
     from ..analysis.metrics import headline_table
     from ..analysis.report import write_report
     from ..analysis.results import load_results, resolve_source
@@ -31,10 +30,8 @@ def cmd_report(source, directory):
     if table.empty:
         raise click.ClickException(f'{source}: no results yet (no finished compute_thermodynamics behind it)')
     name = getattr(resolved, 'label', None) or f'{resolved.process_label}<{resolved.pk}>'
-    paths = write_report(table, directory, title=f'aiida-mliap report: {name}')
-    headline = headline_table(table)
-    headline['underpredicted'] = headline['underpredicted'].map('{:.0%}'.format)
-    echo.echo(tabulate(headline, headers='keys', showindex=False, floatfmt='.1f'))
+    paths, document = write_report(table, directory, title=f'aiida-mliap report: {name}')
+    echo.echo(headline_text(headline_table(table, document['metrics'])))
     echo.echo_success(f'{len(table)} rows: ' + ', '.join(str(path) for path in paths.values()))
 
 

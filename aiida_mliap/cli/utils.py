@@ -57,3 +57,12 @@ def resolve_model(identifier: str) -> MliapModelData:
     if isinstance(node, MliapModelData):
         return node
     raise click.BadParameter(f'no model `{identifier}`: register it with `aiida-mliap setup model`')
+
+
+def headline_text(headline) -> str:
+    """The headline error table (``analysis.metrics.headline_table``) for the terminal."""
+    from tabulate import tabulate
+
+    from ..analysis.metrics import as_percent
+
+    return tabulate(as_percent(headline), headers='keys', showindex=False, floatfmt='.1f')
