@@ -17,7 +17,7 @@ from aiida_mliap.analysis.benchmark import error_summary, progress
 from aiida_mliap.analysis.results import load_results
 from aiida_mliap.cli import cmd_root
 from aiida_mliap.engine.runner import available_cores
-from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, results_group_label
+from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, balanced_batches, results_group_label
 
 TASKS = ['static', 'relax', 'relax_fixsym']
 
@@ -33,13 +33,23 @@ def builder_for(runner_code, chgnet_model, group):
     )
 
 
+def test_batches_have_near_equal_counts_and_a_mix_of_sizes():
+    sizes = {f'mp-{i}': i % 50 + 1 for i in range(557)}
+    batches = balanced_batches(sizes, 100)
+    assert sorted(len(batch) for batch in batches) == [92] + [93] * 5
+    assert sorted(label for batch in batches for label in batch) == sorted(sizes)
+    atoms = [sum(sizes[label] for label in batch) for batch in batches]
+    assert max(atoms) - min(atoms) <= 50  # consecutive labels would give 5 x 100 and one batch of 57
+    assert balanced_batches({'a': 1, 'b': 2}, 100) == [['a', 'b']]
+
+
 def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o_group, tmp_path):
     group, count = li_o_group(max_atoms=3)
     _, node = run_get_node(builder_for(runner_code, chgnet_model, group))
     assert node.is_finished_ok, node.exit_message
 
     bases = [child for child in node.called if child.process_label == 'MliapBaseWorkChain']
-    assert len(bases) == 3 * 3  # 19 structures in batches of 8, three tasks
+    assert len(bases) == 3 * 3  # 19 structures in batches of at most 8 (7, 6, 6), three tasks
     for base in bases:
         # Every structure has a result or a recorded reason.
         assert base.outputs.summary['n_structures'] == len(base.inputs.mliap.structures)
