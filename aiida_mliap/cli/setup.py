@@ -96,8 +96,10 @@ def setup_code(computer, label, executable):
 def setup_model(source, framework, name, energy_scale, dtype, description):
     """Register a model: a bundled name (chgnet-0.3.0, chgnet-0.2.0) or a checkpoint file/folder PATH.
 
-    A model from a path needs --framework and --energy-scale: the scale decides whether MP2020 corrections are
-    applied to its energies, so it is never guessed.
+    A model from a path needs --framework, and --energy-scale unless it is a checkpoint the framework knows (e.g. the
+    original M3GNet-MP-2021.2.8-PES: raw_dft): the scale decides whether MP2020 corrections are applied to its
+    energies, so it is never guessed. The framework vets the checkpoint first: one it could not run faithfully is
+    refused here with the reason.
     """
     from ..frameworks.chgnet import BUNDLED
 
@@ -107,16 +109,21 @@ def setup_model(source, framework, name, energy_scale, dtype, description):
         path = Path(source)
         if not path.exists():
             raise click.BadParameter(f'`{source}` is neither a bundled model ({", ".join(BUNDLED)}) nor a path')
-        if framework is None or energy_scale is None:
-            raise click.UsageError('a model from a path needs --framework and --energy-scale')
-        node, created = MliapModelData.get_or_create(
-            path,
-            framework=framework,
-            name=name or path.name,
-            energy_scale=energy_scale,
-            default_dtype=dtype,
-        )
+        if framework is None:
+            raise click.UsageError('a model from a path needs --framework')
+        try:
+            node, created = MliapModelData.get_or_create(
+                path.absolute(),
+                framework=framework,
+                name=name or path.absolute().name,
+                energy_scale=energy_scale,
+                default_dtype=dtype,
+            )
+        except ValueError as exception:
+            raise click.ClickException(f'refusing {source}: {exception}') from exception
         if created and description:
             node.description = description
+        for key, value in node.checkpoint_facts.items():
+            echo.echo_report(f'{key}: {value}')
     verb = 'registered' if created else 'already registered'
     echo.echo_success(f'{verb}: {node.name} ({node.framework}, {node.energy_scale}) pk {node.pk} sha256 {node.sha256}')

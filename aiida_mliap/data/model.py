@@ -29,9 +29,11 @@ class MliapModelData(FindBySha256, Data):
         default_dtype: str | None = None,
         options: dict[str, Any] | None = None,
         sha256: str | None = None,
+        facts: dict[str, Any] | None = None,
         **kwargs,
     ):
-        """``sha256`` saves hashing a large checkpoint twice when the caller has just computed it."""
+        """``sha256`` saves hashing a large checkpoint twice when the caller has just computed it; ``facts`` are the
+        framework's ``checkpoint_facts`` (how it will run the checkpoint), kept as a queryable attribute."""
         super().__init__(**kwargs)
         if framework not in FRAMEWORKS:
             raise ValueError(f'framework must be one of {FRAMEWORKS}, got {framework!r}')
@@ -53,15 +55,35 @@ class MliapModelData(FindBySha256, Data):
         attributes.set('default_dtype', default_dtype)
         attributes.set('options', options or {})
         attributes.set('filenames', names)
+        attributes.set('checkpoint_facts', facts or {})
 
     @classmethod
-    def get_or_create(cls, path: str | Path, **kwargs) -> tuple[MliapModelData, bool]:
-        """Return the stored node with the same sha256 as ``path`` (created=False), else store a new one."""
+    def get_or_create(
+        cls, path: str | Path, framework: str, energy_scale: str | None = None, **kwargs
+    ) -> tuple[MliapModelData, bool]:
+        """Return the stored node with the same sha256 as ``path`` (created=False), else store a new one.
+
+        The framework vets the checkpoint first (a checkpoint it would refuse to run is refused here, ``ValueError``);
+        ``energy_scale`` may be left out only for a checkpoint whose scale the framework knows.
+        """
         digest = sha256_of_model(path)
         existing = cls.find(digest)
         if existing is not None:
             return existing, False
-        return cls(path, sha256=digest, **kwargs).store(), True
+        facts = _checkpoint_facts(framework, Path(path))
+        known = facts.get('energy_scale')
+        if energy_scale is None and known is None:
+            raise ValueError(
+                'give the energy scale (`energy_scale`, --energy-scale: raw_dft or mp2020_corrected): it decides '
+                'whether MP2020 corrections are applied, so it is never guessed'
+            )
+        if energy_scale is not None and known is not None and energy_scale != known:
+            raise ValueError(
+                f'{facts.get("checkpoint", "this checkpoint")} predicts {known} energies '
+                f'({facts.get("energy_scale_established_by")}), not {energy_scale}'
+            )
+        node = cls(path, framework, energy_scale=energy_scale or known, sha256=digest, facts=facts, **kwargs)
+        return node.store(), True
 
     @classmethod
     def from_bundled(cls, name: str) -> tuple[MliapModelData, bool]:
@@ -97,6 +119,10 @@ class MliapModelData(FindBySha256, Data):
         return self.base.attributes.get('options', {})
 
     @property
+    def checkpoint_facts(self) -> dict[str, Any]:
+        return self.base.attributes.get('checkpoint_facts', {})
+
+    @property
     def filenames(self) -> list[str]:
         return self.base.attributes.get('filenames')
 
@@ -110,6 +136,19 @@ class MliapModelData(FindBySha256, Data):
             'default_dtype': self.default_dtype,
             'options': self.options,
         }
+
+
+def _checkpoint_facts(framework: str, path: Path) -> dict[str, Any]:
+    from ..frameworks import get_framework
+
+    if framework not in FRAMEWORKS:
+        raise ValueError(f'framework must be one of {FRAMEWORKS}, got {framework!r}')
+    try:
+        return get_framework(framework).checkpoint_facts(path)
+    except (ImportError, importlib.metadata.PackageNotFoundError):
+        return {}  # registered on a machine without the framework: the runner vets it where it runs
+    except RuntimeError as exception:
+        raise ValueError(str(exception)) from exception
 
 
 def _installed_version(framework: str) -> str | None:

@@ -67,21 +67,22 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def describe_environment(framework: Any, device: str, threads: int) -> dict[str, Any]:
+def describe_environment(framework: Any, loaded: Any, threads: int) -> dict[str, Any]:
     import torch
 
-    cuda = torch.cuda.is_available()
+    on_gpu = loaded.device == 'cuda' and torch.cuda.is_available()
     return {
         'framework': framework.name,
         'framework_version': framework.version(),
         'torch_version': torch.__version__,
         'cuda_version': torch.version.cuda,
-        'device': device,
-        'device_name': torch.cuda.get_device_name(0) if device == 'cuda' and cuda else platform.processor() or 'cpu',
+        'device': loaded.device,
+        'device_name': torch.cuda.get_device_name(0) if on_gpu else platform.processor() or 'cpu',
         'torch_threads': threads,
         'ase_version': ase.__version__,
         'python_version': platform.python_version(),
         'hostname': socket.gethostname(),
+        'model_adaptations': loaded.adaptations,
     }
 
 
@@ -219,7 +220,7 @@ class Runner:
             print(f'FATAL [{error.kind}] {error}', flush=True)
             return EXIT_FATAL
 
-        environment = describe_environment(framework, loaded.device, self.threads)
+        environment = describe_environment(framework, loaded, self.threads)
         print(
             f'aiida-mliap-run: {len(structures)} structures, task {parameters["task"]}, '
             f'{framework.name} {environment["framework_version"]} on {loaded.device} ({loaded.dtype}, '

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ class LoadedModel:
     device: str
     # Single points of many structures in one call, where the framework offers it; same numbers as the calculator.
     evaluate_batch: Callable[[list[Atoms]], list[Outputs]] | None = None
+    # How the framework had to adapt this checkpoint to run it faithfully (recorded in every calculation's summary).
+    adaptations: dict[str, str] = field(default_factory=dict)
 
 
 class MliapFramework(ABC):
@@ -43,6 +45,13 @@ class MliapFramework(ABC):
     @abstractmethod
     def load(self, model_dir: Path, files: list[str], device: str, dtype: str, options: dict[str, Any]) -> LoadedModel:
         """Load the checkpoint ``files`` (relative to ``model_dir``) as an ASE calculator on ``device``."""
+
+    def checkpoint_facts(self, path: Path) -> dict[str, Any]:
+        """What is known about the checkpoint at ``path`` before it is registered, e.g. its ``energy_scale``.
+
+        Raises ``ValueError`` for a checkpoint this framework would refuse to run, so that registration refuses it too.
+        """
+        return {}
 
     def classify_error(self, exception: BaseException) -> tuple[Status, str] | None:
         """Map a framework-specific exception to a per-structure status; None leaves it a generic error."""

@@ -6,6 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from .base import LoadedModel, MliapFramework
+from .matgl_legacy import (
+    DESTINATION,
+    aggregation_convention,
+    check_matgl_version,
+    known_checkpoint,
+    restore_destination_aggregation,
+)
 
 
 class MatglFramework(MliapFramework):
@@ -18,11 +25,34 @@ class MatglFramework(MliapFramework):
         from matgl.ext.ase import PESCalculator
 
         folder = _model_folder(model_dir, files)
-        potential = matgl.load_model(folder).to(device)
+        convention, why = aggregation_convention(folder)
+        if convention == DESTINATION:
+            check_matgl_version(self.version())
+        potential = matgl.load_model(folder)
+        adaptations = {}
+        if convention == DESTINATION:
+            layers = restore_destination_aggregation(potential)
+            adaptations['aggregation'] = f'destination-atom node update in {layers} M3GNet layers ({why})'
+        potential = potential.to(device)
         # matgl defaults to GPa, which would make every ASE cell filter wrong by a factor of 160.
         calculator = PESCalculator(potential, stress_unit='eV/A3')
         numbers = frozenset(atomic_numbers[symbol] for symbol in potential.model.element_types)
-        return LoadedModel(calculator, numbers, dtype, device)
+        return LoadedModel(calculator, numbers, dtype, device, adaptations=adaptations)
+
+    def checkpoint_facts(self, path: Path) -> dict[str, Any]:
+        if not path.is_dir():
+            raise ValueError(f'{path} is not a folder: a matgl model is a folder with model.json, model.pt, state.pt')
+        folder = _model_folder(path, [p.relative_to(path).as_posix() for p in path.rglob('model.json')])
+        convention, why = aggregation_convention(folder)
+        if convention == DESTINATION:
+            check_matgl_version(self.version())
+        facts = {'aggregation': convention, 'aggregation_established_by': why}
+        known = known_checkpoint(folder)
+        if known is not None:
+            facts['checkpoint'] = known.name
+            facts['energy_scale'] = known.energy_scale
+            facts['energy_scale_established_by'] = known.energy_scale_measured
+        return facts
 
 
 def _model_folder(model_dir: Path, files: list[str]) -> Path:

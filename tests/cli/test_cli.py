@@ -29,13 +29,16 @@ def test_setup_code_is_idempotent(aiida_localhost):
     assert orm.load_code(f'runner-cli@{aiida_localhost.label}').default_calc_job_plugin == 'mliap.calc'
 
 
-def test_setup_model_bundled_and_from_path(tiny_mace_file):
+def test_setup_model_bundled_and_from_path(tiny_mace_file, tmp_path):
     output = invoke('setup', 'model', 'chgnet-0.3.0')
     assert 'chgnet-0.3.0 (chgnet, mp2020_corrected)' in output
     assert 'already registered' in invoke('setup', 'model', 'chgnet-0.3.0')
 
-    refused = invoke('setup', 'model', tiny_mace_file, '--framework', 'mace', ok=False)
-    assert '--energy-scale' in refused
+    unregistered = tmp_path / 'unregistered.model'
+    unregistered.write_bytes(tiny_mace_file.read_bytes() + b'another checkpoint')
+    refused = invoke('setup', 'model', unregistered, '--framework', 'mace', ok=False)
+    assert 'give the energy scale' in refused
+    assert not MliapModelData.find(MliapModelData(unregistered, 'mace', 'x', 'raw_dft').sha256)
     invoke('setup', 'model', tiny_mace_file, '--framework', 'mace', '--name', 'cli-mace', '--energy-scale', 'raw_dft')
     node = MliapModelData.find(MliapModelData(tiny_mace_file, 'mace', 'x', 'raw_dft').sha256)
     assert node.energy_scale == 'raw_dft' and node.framework == 'mace'
