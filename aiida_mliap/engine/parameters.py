@@ -8,6 +8,9 @@ TASKS = ('static', 'relax')
 OPTIMIZERS = ('FIRE', 'BFGS', 'LBFGS')
 DTYPES = ('float32', 'float64', 'highest')  # highest: float64 where the framework supports it
 DEVICES = ('auto', 'cpu', 'cuda')
+# ase: one ASE optimizer loop per structure; batched: the same optimizers advanced together, one batched model call
+# per step (frameworks without a batched call fall back to ase). Same results; batched is the faster (benchmarks/).
+ENGINES = ('ase', 'batched')
 
 DEFAULTS: dict[str, Any] = {
     'task': 'relax',
@@ -19,6 +22,8 @@ DEFAULTS: dict[str, Any] = {
     'symprec': 0.01,
     'dtype': None,
     'device': 'auto',
+    'engine': 'batched',
+    'batch_budget': None,  # batched engine: atoms + neighbour pairs per model call; None: from the device
 }
 
 
@@ -28,7 +33,7 @@ def _is_number(value: Any) -> bool:
 
 def _check(key: str, value: Any) -> str | None:
     """Return why ``value`` is not acceptable for ``key``, or None."""
-    choices = {'task': TASKS, 'optimizer': OPTIMIZERS, 'device': DEVICES}
+    choices = {'task': TASKS, 'optimizer': OPTIMIZERS, 'device': DEVICES, 'engine': ENGINES}
     if key in choices:
         return None if value in choices[key] else f'`{key}` must be one of {list(choices[key])}, got {value!r}'
     if key == 'dtype':
@@ -39,9 +44,11 @@ def _check(key: str, value: Any) -> str | None:
         if not _is_number(value) or not value > 0:
             return f'`{key}` must be a positive number, got {value!r}'
         return None
-    if key == 'max_steps':
+    if key in ('max_steps', 'batch_budget'):
+        if value is None and key == 'batch_budget':
+            return None
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            return f'`max_steps` must be a positive integer, got {value!r}'
+            return f'`{key}` must be a positive integer, got {value!r}'
         return None
     return f'unknown parameter `{key}`; known parameters: {sorted(DEFAULTS)}'
 

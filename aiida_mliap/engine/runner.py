@@ -16,6 +16,7 @@ import socket
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import ase.io
 from ase import Atoms
 
 from . import files
+from .batched import default_budget, relax_batched
 from .checks import check_structure
 from .hashing import sha256_of_model
 from .parameters import validate_parameters, with_defaults
@@ -88,6 +90,20 @@ def describe_environment(framework: Any, loaded: Any, threads: int) -> dict[str,
 
 def is_out_of_memory(exception: BaseException) -> bool:
     return isinstance(exception, MemoryError) or 'out of memory' in str(exception).lower()
+
+
+def failure_record(framework: Any, exception: BaseException) -> dict[str, Any]:
+    """The status and reason of a structure the model failed on; the others of its batch go on."""
+    if isinstance(exception, ExplodedError):
+        return {'status': Status.EXPLODED.value, 'message': str(exception)}
+    if is_out_of_memory(exception):
+        _release_memory()
+        return {'status': Status.OUT_OF_MEMORY.value, 'message': str(exception).splitlines()[0]}
+    known = framework.classify_error(exception)
+    if known:
+        return {'status': known[0].value, 'message': known[1]}
+    last = traceback.format_exception_only(type(exception), exception)[-1].strip()
+    return {'status': Status.ERROR.value, 'message': last}
 
 
 def clean_copy(atoms: Atoms, label: str) -> Atoms:
@@ -159,28 +175,38 @@ class Runner:
             return {'status': problem[0].value, 'message': problem[1]}
         try:
             return run_task(atoms, loaded.calculator, parameters)
-        except ExplodedError as exception:
-            return {'status': Status.EXPLODED.value, 'message': str(exception)}
         except Exception as exception:
-            if is_out_of_memory(exception):
-                _release_memory()
-                return {'status': Status.OUT_OF_MEMORY.value, 'message': str(exception).splitlines()[0]}
-            known = framework.classify_error(exception)
-            if known:
-                return {'status': known[0].value, 'message': known[1]}
-            last = traceback.format_exception_only(type(exception), exception)[-1].strip()
-            return {'status': Status.ERROR.value, 'message': last}
+            return failure_record(framework, exception)
 
     def records(self, structures: list[Atoms], framework, loaded, parameters: dict[str, Any]):
-        """Yield ``(atoms, record, seconds)`` per structure in input order, batching single points if possible."""
-        if parameters['task'] == 'static' and loaded.evaluate_batch is not None:
+        """Yield ``(atoms, record, seconds)`` per structure, batching model calls where the framework can."""
+        if loaded.evaluate_batch is not None and parameters['task'] == 'static':
             for start in range(0, len(structures), STATIC_BATCH):
                 yield from self.static_batch(structures[start : start + STATIC_BATCH], framework, loaded, parameters)
+            return
+        if loaded.evaluate_batch is not None and parameters['engine'] == 'batched':
+            yield from self.relax_batch(structures, framework, loaded, parameters)
             return
         for atoms in structures:
             tick = time.perf_counter()
             record = self.run_one(atoms, framework, loaded, parameters)
             yield atoms, record, time.perf_counter() - tick
+
+    def relax_batch(self, structures: list[Atoms], framework, loaded, parameters: dict[str, Any]):
+        """The batched engine over the structures that pass the checks (the others fail at once, alone)."""
+        valid = []
+        for atoms in structures:
+            problem = check_structure(atoms, loaded.supported_numbers)
+            if problem:
+                yield atoms, {'status': problem[0].value, 'message': problem[1]}, 0.0
+            else:
+                valid.append(atoms)
+        budget = parameters['batch_budget'] or default_budget(loaded.device)
+        finished = relax_batched(
+            valid, loaded.evaluate_batch, parameters, budget, partial(failure_record, framework), is_out_of_memory
+        )
+        for index, record, seconds in finished:
+            yield valid[index], record, seconds
 
     def static_batch(self, chunk: list[Atoms], framework, loaded, parameters: dict[str, Any]):
         """One batched call for the valid structures; if it fails, one by one so the culprit fails alone."""
@@ -228,7 +254,7 @@ class Runner:
             flush=True,
         )
         results = []
-        partial = (self.directory / files.RESULTS_PARTIAL).open('w')
+        partial_file = (self.directory / files.RESULTS_PARTIAL).open('w')
         final_path = self.directory / files.FINAL_STRUCTURES
         final_path.write_text('')
         progress = self.records(structures, framework, loaded, parameters)
@@ -247,15 +273,15 @@ class Runner:
             if parameters['task'] == 'relax' and Status(record['status']) in WITH_RESULT:
                 ase.io.write(final_path, clean_copy(atoms, label), format='extxyz', append=True)
             results.append(record)
-            partial.write(json.dumps(record) + '\n')
-            partial.flush()
+            partial_file.write(json.dumps(record) + '\n')
+            partial_file.flush()
             elapsed = time.perf_counter() - started
             print(
                 f'[{index}/{len(structures)}] {label} {record["status"]} '
                 f'{record["wall_time_s"]:.2f} s ({index / elapsed:.2f} structures/s)',
                 flush=True,
             )
-        partial.close()
+        partial_file.close()
         wall = time.perf_counter() - started
         self.write_results({'environment': environment, 'wall_time_s': wall, 'results': results})
         print(f'done: {len(structures)} structures in {wall:.1f} s', flush=True)

@@ -9,6 +9,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE, LBFGS
+from ase.optimize.optimize import Optimizer
 
 from .checks import check_outputs
 from .status import Status
@@ -39,14 +40,25 @@ def outputs_record(energy: float, forces: np.ndarray, stress: np.ndarray | None)
     }
 
 
-def relax(atoms: Atoms, parameters: dict[str, Any]) -> tuple[bool, int]:
-    """Relax ``atoms`` in place; return (converged, steps taken)."""
+def make_optimizer(atoms: Atoms, parameters: dict[str, Any]) -> Optimizer:
+    """The ASE optimizer (with FrechetCellFilter and FixSymmetry as asked) that relaxes ``atoms`` in place.
+
+    Both engines build it here, so the steps, the convergence test (largest force row of the filter, stress
+    included, below ``fmax``) and the step limit are the same whether evaluations are batched or not.
+    """
     if parameters['fix_symmetry']:
         from ase.constraints import FixSymmetry
 
         atoms.set_constraint(FixSymmetry(atoms, symprec=parameters['symprec']))
     system = FrechetCellFilter(atoms) if parameters['relax_cell'] and atoms.pbc.all() else atoms
     optimizer = OPTIMIZER_CLASSES[parameters['optimizer']](system, logfile=None)
+    optimizer.fmax = parameters['fmax']
+    return optimizer
+
+
+def relax(atoms: Atoms, parameters: dict[str, Any]) -> tuple[bool, int]:
+    """Relax ``atoms`` in place; return (converged, steps taken)."""
+    optimizer = make_optimizer(atoms, parameters)
     converged = bool(optimizer.run(fmax=parameters['fmax'], steps=parameters['max_steps']))
     return converged, int(optimizer.nsteps)
 
@@ -57,10 +69,13 @@ def run_task(atoms: Atoms, calculator: Calculator, parameters: dict[str, Any]) -
     if parameters['task'] == 'static':
         return static_record(evaluate(atoms))
     converged, steps = relax(atoms, parameters)
-    record = evaluate(atoms)
+    return relaxed_record(evaluate(atoms), converged, steps, parameters['fmax'])
+
+
+def relaxed_record(outputs: dict[str, Any], converged: bool, steps: int, fmax: float) -> dict[str, Any]:
     status = Status.OK if converged else Status.UNCONVERGED
-    message = '' if converged else f'not converged to fmax {parameters["fmax"]} eV/Å in {steps} steps'
-    return {**record, 'converged': converged, 'n_steps': steps, 'status': status.value, 'message': message}
+    message = '' if converged else f'not converged to fmax {fmax} eV/Å in {steps} steps'
+    return {**outputs, 'converged': converged, 'n_steps': steps, 'status': status.value, 'message': message}
 
 
 def static_record(outputs: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .base import LoadedModel, MliapFramework
+import numpy as np
+from ase import Atoms
+
+from .base import LoadedModel, MliapFramework, Outputs
 from .matgl_legacy import (
     DESTINATION,
     aggregation_convention,
@@ -37,7 +41,8 @@ class MatglFramework(MliapFramework):
         # matgl defaults to GPa, which would make every ASE cell filter wrong by a factor of 160.
         calculator = PESCalculator(potential, stress_unit='eV/A3')
         numbers = frozenset(atomic_numbers[symbol] for symbol in potential.model.element_types)
-        return LoadedModel(calculator, numbers, dtype, device, adaptations=adaptations)
+        batch = partial(_evaluate_batch, calculator)
+        return LoadedModel(calculator, numbers, dtype, device, evaluate_batch=batch, adaptations=adaptations)
 
     def checkpoint_facts(self, path: Path) -> dict[str, Any]:
         if not path.is_dir():
@@ -53,6 +58,35 @@ class MatglFramework(MliapFramework):
             facts['energy_scale'] = known.energy_scale
             facts['energy_scale_established_by'] = known.energy_scale_measured
         return facts
+
+
+def _evaluate_batch(calculator, frames: list[Atoms]) -> list[Outputs]:
+    """One matgl call on the batched graphs PESCalculator builds one at a time, converted as it converts them."""
+    import torch
+    from ase.stress import full_3x3_to_voigt_6_stress
+    from torch_geometric.data import Batch
+
+    graphs, lattices, states = [], [], []
+    for atoms in frames:
+        graph, lattice, state = calculator._atoms2graph.get_graph(atoms)
+        graphs.append(graph)
+        lattices.append(torch.as_tensor(lattice, dtype=torch.float32).reshape(1, 3, 3))
+        states.append(torch.as_tensor(calculator.state_attr if calculator.state_attr is not None else state))
+    energies, forces, stresses, *_ = calculator.potential(
+        Batch.from_data_list(graphs), torch.cat(lattices), torch.stack(states)
+    )
+    energies = energies.detach().cpu().numpy().reshape(-1)
+    forces = forces.detach().cpu().numpy()
+    stresses = stresses.detach().cpu().numpy().reshape(-1, 3, 3)
+    bounds = np.cumsum([0] + [len(atoms) for atoms in frames])
+    return [
+        (
+            float(energies[i]),
+            forces[bounds[i] : bounds[i + 1]],
+            full_3x3_to_voigt_6_stress(stresses[i]) * calculator.conversion_factor,
+        )
+        for i in range(len(frames))
+    ]
 
 
 def _model_folder(model_dir: Path, files: list[str]) -> Path:
