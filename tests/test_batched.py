@@ -107,3 +107,22 @@ def test_one_bad_structure_never_sinks_its_batch(loaded_models, small_lifepo_ato
     records = run_batched([frames[0], isolated, *frames[1:]], framework, loaded)
     assert records[1]['status'] == 'model_refused' and 'isolated' in records[1]['message']
     assert all(records[i]['status'] in ('ok', 'unconverged') and records[i]['n_steps'] > 0 for i in (0, 2, 3))
+
+
+def test_both_engines_through_the_calcjob(runner_code, chgnet_model, make_structures):
+    """The engine is a runner parameter: each calculation records the one it used, and both give the same results."""
+    from aiida.engine import run_get_node
+
+    from aiida_mliap.calculations.mliap import get_builder_for
+
+    structures = make_structures(3)
+    runs = {}
+    for engine in ('ase', 'batched'):
+        parameters = {'task': 'relax', 'max_steps': 60, 'device': 'cpu', 'engine': engine}
+        results, node = run_get_node(get_builder_for(runner_code, chgnet_model, structures, parameters))
+        assert node.is_finished_ok, node.exit_message
+        assert results['summary']['environment']['engine'] == engine
+        runs[engine] = {label: result.base.attributes.all for label, result in results['results'].items()}
+    for label, record in runs['ase'].items():
+        assert runs['batched'][label]['n_steps'] == record['n_steps']
+        assert runs['batched'][label]['energy_per_atom'] == pytest.approx(record['energy_per_atom'], abs=1e-5)

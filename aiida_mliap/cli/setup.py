@@ -123,7 +123,7 @@ def setup_model(source, framework, name, energy_scale, dtype, description):
             raise click.ClickException(f'refusing {source}: {exception}') from exception
         if created and description:
             node.description = description
-        for key, value in node.checkpoint_facts.items():
-            echo.echo_report(f'{key}: {value}')
     verb = 'registered' if created else 'already registered'
     echo.echo_success(f'{verb}: {node.name} ({node.framework}, {node.energy_scale}) pk {node.pk} sha256 {node.sha256}')
+    for key, value in node.checkpoint_facts.items():
+        echo.echo_report(f'{key}: {value}')

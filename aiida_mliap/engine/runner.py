@@ -92,6 +92,13 @@ def is_out_of_memory(exception: BaseException) -> bool:
     return isinstance(exception, MemoryError) or 'out of memory' in str(exception).lower()
 
 
+def engine_used(loaded: Any, parameters: dict[str, Any]) -> str:
+    """``batched`` where asked for and the framework has a batched call; single points are batched regardless."""
+    if loaded.evaluate_batch is None:
+        return 'ase'
+    return 'batched' if parameters['task'] == 'static' else parameters['engine']
+
+
 def failure_record(framework: Any, exception: BaseException) -> dict[str, Any]:
     """The status and reason of a structure the model failed on; the others of its batch go on."""
     if isinstance(exception, ExplodedError):
@@ -180,11 +187,12 @@ class Runner:
 
     def records(self, structures: list[Atoms], framework, loaded, parameters: dict[str, Any]):
         """Yield ``(atoms, record, seconds)`` per structure, batching model calls where the framework can."""
-        if loaded.evaluate_batch is not None and parameters['task'] == 'static':
+        engine = engine_used(loaded, parameters)
+        if engine == 'batched' and parameters['task'] == 'static':
             for start in range(0, len(structures), STATIC_BATCH):
                 yield from self.static_batch(structures[start : start + STATIC_BATCH], framework, loaded, parameters)
             return
-        if loaded.evaluate_batch is not None and parameters['engine'] == 'batched':
+        if engine == 'batched':
             yield from self.relax_batch(structures, framework, loaded, parameters)
             return
         for atoms in structures:
@@ -247,10 +255,11 @@ class Runner:
             return EXIT_FATAL
 
         environment = describe_environment(framework, loaded, self.threads)
+        environment['engine'] = engine_used(loaded, parameters)
         print(
             f'aiida-mliap-run: {len(structures)} structures, task {parameters["task"]}, '
             f'{framework.name} {environment["framework_version"]} on {loaded.device} ({loaded.dtype}, '
-            f'{self.threads} threads)',
+            f'{self.threads} threads, {environment["engine"]} engine)',
             flush=True,
         )
         results = []
