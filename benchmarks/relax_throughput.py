@@ -60,7 +60,7 @@ def load(framework_name: str, device: str, workdir: Path):
     return framework, framework.load(folder, ['model.json', 'model.pt', 'state.pt'], device, 'float32', {})
 
 
-def run(framework_name: str, engine: str, count: int, device: str, max_steps: int, threads: int, profile: bool):
+def run(framework_name, engine, count, device, max_steps, fmax, threads, profile):
     """One engine over the structures, in this (child) process: records, seconds, peak memory (MiB), profile."""
     import torch
 
@@ -71,7 +71,8 @@ def run(framework_name: str, engine: str, count: int, device: str, max_steps: in
 
     torch.set_num_threads(threads)
     frames = pick_structures(count)
-    parameters = with_defaults({'task': 'relax', 'max_steps': max_steps, 'device': device, 'engine': engine})
+    asked = {'task': 'relax', 'max_steps': max_steps, 'fmax': fmax, 'device': device, 'engine': engine}
+    parameters = with_defaults(asked)
     with tempfile.TemporaryDirectory() as workdir:
         framework, loaded = load(framework_name, device, Path(workdir))
         profiler = cProfile.Profile() if profile else None
@@ -110,6 +111,7 @@ def main():
     parser.add_argument('--framework', action='append', choices=['chgnet', 'mace', 'matgl'])
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--max-steps', type=int, default=500)
+    parser.add_argument('--fmax', type=float, default=0.05, help='eV/Å (the tiny MACE needs ~1e-4 to take steps)')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--profile', action='store_true')
     args = parser.parse_args()
@@ -119,7 +121,7 @@ def main():
         results = {}
         for engine in ('ase', 'batched'):
             with context.Pool(1) as pool:
-                task = (name, engine, args.count, args.device, args.max_steps, args.threads, args.profile)
+                task = (name, engine, args.count, args.device, args.max_steps, args.fmax, args.threads, args.profile)
                 results[engine] = pool.apply(run, task)
             records, seconds, peak, report = results[engine]
             line = f'{name:7s} {engine:8s} {len(records)} structures in {seconds:7.1f} s, peak {peak:7.0f} MiB'
@@ -134,7 +136,10 @@ def main():
         steps = sum(r.get('n_steps', 0) for r in ase_records.values())
         rates = (args.count / ase_s, args.count / s, ase_s / s)
         rows.append((name, *rates, close, len(both), same, steps, ase_peak, peak))
-    print(f'\ndevice {args.device}, {args.threads} torch threads, {args.count} structures, max_steps {args.max_steps}')
+    print(
+        f'\ndevice {args.device}, {args.threads} torch threads, {args.count} structures, fmax {args.fmax}, '
+        f'max_steps {args.max_steps}'
+    )
     print(
         '| framework | ASE structures/s | batched structures/s | ratio | within 1 meV/atom | same converged | '
         'FIRE steps (ASE) | peak MiB ASE / batched |'
