@@ -66,10 +66,10 @@ def run(framework_name, engine, count, device, max_steps, fmax, threads, profile
 
     from aiida_mliap.engine.batched import default_budget, relax_batched
     from aiida_mliap.engine.parameters import with_defaults
-    from aiida_mliap.engine.runner import failure_record, is_out_of_memory
+    from aiida_mliap.engine.runner import failure_record, is_out_of_memory, set_threads
     from aiida_mliap.engine.tasks import run_task
 
-    torch.set_num_threads(threads)
+    set_threads(threads)  # as the runner does
     frames = pick_structures(count)
     asked = {'task': 'relax', 'max_steps': max_steps, 'fmax': fmax, 'device': device, 'engine': engine}
     parameters = with_defaults(asked)
