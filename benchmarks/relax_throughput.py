@@ -60,7 +60,7 @@ def load(framework_name: str, device: str, workdir: Path):
     return framework, framework.load(folder, ['model.json', 'model.pt', 'state.pt'], device, 'float32', {})
 
 
-def run(framework_name, engine, count, device, max_steps, fmax, threads, profile):
+def run(framework_name, engine, count, device, max_steps, fmax, threads, profile, budget=None):
     """One engine over the structures, in this (child) process: records, seconds, peak memory (MiB), profile."""
     import torch
 
@@ -87,7 +87,7 @@ def run(framework_name, engine, count, device, max_steps, fmax, threads, profile
                 except Exception as exception:
                     records[index] = failure_record(framework, exception)
         else:
-            budget = default_budget(device)
+            budget = budget or default_budget(device)
             fail = partial(failure_record, framework)
             finished = relax_batched(frames, loaded.evaluate_batch, parameters, budget, fail, is_out_of_memory)
             records = {index: record for index, record, _ in finished}
@@ -114,20 +114,25 @@ def main():
     parser.add_argument('--fmax', type=float, default=0.05, help='eV/Å (the tiny MACE needs ~1e-4 to take steps)')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--profile', action='store_true')
+    parser.add_argument('--budget', type=int, help='batched engine: atoms + neighbour pairs per call (default: device)')
+    parser.add_argument('--engine', action='append', choices=['ase', 'batched'], help='default: both')
     args = parser.parse_args()
     context = multiprocessing.get_context('spawn')
     rows = []
     for name in args.framework or ['chgnet', 'mace', 'matgl']:
         results = {}
-        for engine in ('ase', 'batched'):
+        for engine in args.engine or ('ase', 'batched'):
             with context.Pool(1) as pool:
-                task = (name, engine, args.count, args.device, args.max_steps, args.fmax, args.threads, args.profile)
+                task = (name, engine, args.count, args.device, args.max_steps, args.fmax, args.threads, args.profile,
+                        args.budget)  # fmt: skip
                 results[engine] = pool.apply(run, task)
             records, seconds, peak, report = results[engine]
             line = f'{name:7s} {engine:8s} {len(records)} structures in {seconds:7.1f} s, peak {peak:7.0f} MiB'
             print(line, flush=True)
             if report:
                 print(report)
+        if len(results) < 2:
+            continue
         (ase_records, ase_s, ase_peak, _), (records, s, peak, _) = results['ase'], results['batched']
         both = [i for i in ase_records if ase_records[i].get('energy_per_atom') is not None and
                 records[i].get('energy_per_atom') is not None]  # fmt: skip
