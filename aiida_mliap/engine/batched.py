@@ -27,7 +27,7 @@ from .tasks import make_optimizer, outputs_record, relaxed_record
 NEIGHBOUR_RADIUS = 6.0
 # Batch budgets in graph elements (atoms + estimated neighbour pairs). On CPU a batch only amortises per-call overhead,
 # and a large one costs memory: 48 MP structures, 1 thread, budget 100,000: CHGNet 1.01x the ASE loop at a 13.4 GB
-# peak, M3GNet 1.26x at 6.6 GB; budget 10,000: 2.1 GB and 1.3 GB (benchmarks/relax_throughput.py).
+# peak, M3GNet 1.26x at 6.6 GB; budget 10,000: 1.24x at 2.1 GB and 1.30x at 1.3 GB (benchmarks/relax_throughput.py).
 CPU_BUDGET = 10_000
 BYTES_PER_ELEMENT_GPU = 20_000  # conservative for CHGNet's bond graph in float32; out-of-memory halves it anyway
 
