@@ -23,7 +23,6 @@ import pstats
 import resource
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'data'
@@ -39,7 +38,10 @@ def pick_structures(count: int, max_atoms: int = 40):
     entries.sort(key=lambda e: (len(e['structure']['sites']), e['data']['material_id']))
     step = len(entries) / count
     chosen = [entries[int(i * step)] for i in range(count)]
-    return [AseAtomsAdaptor.get_atoms(Structure.from_dict(e['structure'])) for e in chosen]
+    frames = [AseAtomsAdaptor.get_atoms(Structure.from_dict(e['structure'])) for e in chosen]
+    for index, atoms in enumerate(frames):
+        atoms.info['label'] = index
+    return frames
 
 
 def load(framework_name: str, device: str, workdir: Path):
@@ -64,33 +66,22 @@ def run(framework_name, engine, count, device, max_steps, fmax, threads, profile
     """One engine over the structures, in this (child) process: records, seconds, peak memory (MiB), profile."""
     import torch
 
-    from aiida_mliap.engine.batched import default_budget, relax_batched
     from aiida_mliap.engine.parameters import with_defaults
-    from aiida_mliap.engine.runner import failure_record, is_out_of_memory, set_threads
-    from aiida_mliap.engine.tasks import run_task
+    from aiida_mliap.engine.runner import Runner, set_threads
 
     set_threads(threads)  # as the runner does
     frames = pick_structures(count)
     asked = {'task': 'relax', 'max_steps': max_steps, 'fmax': fmax, 'device': device, 'engine': engine}
-    parameters = with_defaults(asked)
+    parameters = with_defaults({**asked, 'batch_budget': budget})
     with tempfile.TemporaryDirectory() as workdir:
         framework, loaded = load(framework_name, device, Path(workdir))
+        runner = Runner(Path(workdir), device, threads)  # its own dispatch between the engines, checks included
         profiler = cProfile.Profile() if profile else None
         if profiler:
             profiler.enable()
         started = time.perf_counter()
-        if engine == 'ase':
-            records = {}
-            for index, atoms in enumerate(frames):
-                try:
-                    records[index] = run_task(atoms, loaded.calculator, parameters)
-                except Exception as exception:
-                    records[index] = failure_record(framework, exception)
-        else:
-            budget = budget or default_budget(device)
-            fail = partial(failure_record, framework)
-            finished = relax_batched(frames, loaded.evaluate_batch, parameters, budget, fail, is_out_of_memory)
-            records = {index: record for index, record, _ in finished}
+        finished = runner.records(frames, framework, loaded, parameters)
+        records = {atoms.info['label']: record for atoms, record, _ in finished}
         seconds = time.perf_counter() - started
         report = ''
         if profiler:

@@ -21,7 +21,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..frameworks.base import Outputs
-from .tasks import make_optimizer, outputs_record, relaxed_record
+from .checks import check_outputs
+from .tasks import ExplodedError, make_optimizer, outputs_record, relaxed_record
 
 # Neighbours are estimated within this radius (Å): about the largest cutoff of the supported models' graphs.
 NEIGHBOUR_RADIUS = 6.0
@@ -130,10 +131,9 @@ def _advance(relaxation: Relaxation, output: Outputs, parameters: dict[str, Any]
     """Give the structure its evaluation, then one optimizer step; a record when it is finished, else None."""
     atoms, optimizer = relaxation.atoms, relaxation.optimizer
     energy, forces, stress = output
-    try:
-        outputs_record(energy, forces, stress)  # raises on NaN/inf or exploded forces
-    except Exception as exception:
-        return fail(exception)
+    problem = check_outputs(energy, forces, stress)
+    if problem:
+        return fail(ExplodedError(problem))
     atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.asarray(forces), stress=np.asarray(stress))
     converged = bool(optimizer.converged())
     if converged or optimizer.nsteps >= parameters['max_steps']:

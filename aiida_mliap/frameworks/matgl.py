@@ -10,13 +10,7 @@ import numpy as np
 from ase import Atoms
 
 from .base import LoadedModel, MliapFramework, Outputs
-from .matgl_legacy import (
-    DESTINATION,
-    aggregation_convention,
-    check_matgl_version,
-    known_checkpoint,
-    restore_destination_aggregation,
-)
+from .matgl_legacy import DESTINATION, establish_convention, restore_destination_aggregation
 
 
 class MatglFramework(MliapFramework):
@@ -29,14 +23,12 @@ class MatglFramework(MliapFramework):
         from matgl.ext.ase import PESCalculator
 
         folder = _model_folder(model_dir, files)
-        convention, why = aggregation_convention(folder)
-        if convention == DESTINATION:
-            check_matgl_version(self.version())
+        convention = establish_convention(folder, self.version())
         potential = matgl.load_model(folder)
         adaptations = {}
-        if convention == DESTINATION:
+        if convention.aggregation == DESTINATION:
             layers = restore_destination_aggregation(potential)
-            adaptations['aggregation'] = f'destination-atom node update in {layers} M3GNet layers ({why})'
+            adaptations['aggregation'] = f'destination-atom node update in {layers} M3GNet layers ({convention.why})'
         potential = potential.to(device)
         # matgl defaults to GPa, which would make every ASE cell filter wrong by a factor of 160.
         calculator = PESCalculator(potential, stress_unit='eV/A3')
@@ -48,15 +40,12 @@ class MatglFramework(MliapFramework):
         if not path.is_dir():
             raise ValueError(f'{path} is not a folder: a matgl model is a folder with model.json, model.pt, state.pt')
         folder = _model_folder(path, [p.relative_to(path).as_posix() for p in path.rglob('model.json')])
-        convention, why = aggregation_convention(folder)
-        if convention == DESTINATION:
-            check_matgl_version(self.version())
-        facts = {'aggregation': convention, 'aggregation_established_by': why}
-        known = known_checkpoint(folder)
-        if known is not None:
-            facts['checkpoint'] = known.name
-            facts['energy_scale'] = known.energy_scale
-            facts['energy_scale_established_by'] = known.energy_scale_measured
+        convention = establish_convention(folder, self.version())
+        facts = {'aggregation': convention.aggregation, 'aggregation_established_by': convention.why}
+        if convention.known is not None:
+            facts['checkpoint'] = convention.known.name
+            facts['energy_scale'] = convention.known.energy_scale
+            facts['energy_scale_established_by'] = convention.known.energy_scale_measured
         return facts
 
 

@@ -97,25 +97,42 @@ def declared_aggregation(metadata: dict[str, Any] | None) -> str | None:
     return None
 
 
-def aggregation_convention(folder: Path) -> tuple[str, str]:
-    """The convention the checkpoint in ``folder`` was trained with, and why we believe it."""
+@dataclass(frozen=True)
+class Convention:
+    aggregation: str
+    why: str  # how it was established
+    known: KnownCheckpoint | None
+
+
+def establish_convention(folder: Path, matgl_version: str) -> Convention:
+    """The aggregation the checkpoint in ``folder`` was trained with, and why we believe it; raises when it cannot
+    be established or cannot be honoured (a legacy checkpoint that is not M3GNet, or an unverified matgl)."""
     known = known_checkpoint(folder)
-    if known is not None:
-        return known.aggregation, f'known checkpoint {known.name} (sha256 of state.pt)'
     config = json.loads((folder / 'model.json').read_text())
-    declared = declared_aggregation(config.get('metadata'))
-    if declared is not None:
-        return declared, 'declared in model.json metadata'
-    missing = missing_init_args(config)
-    if not missing:
-        return SOURCE, 'written by the installed matgl generation (model.json has every constructor argument)'
-    raise UnestablishedConventionError(
-        f'{folder.name}: model.json was written by a matgl older than the one installed (it lacks '
-        f'{", ".join(missing[:4])}{" ..." if len(missing) > 4 else ""}) and its weights are not a known checkpoint. '
-        "matgl 3.0 changed the direction of M3GNet's node-update aggregation, so its energies cannot be trusted "
-        'until you state how it was trained: add "metadata": {"matgl_version": "<version that trained it>"} '
-        '(or {"aggregation": "destination" | "source"}) to model.json and register it again.'
-    )
+    if known is not None:
+        convention = Convention(known.aggregation, f'known checkpoint {known.name} (sha256 of state.pt)', known)
+    elif (declared := declared_aggregation(config.get('metadata'))) is not None:
+        convention = Convention(declared, 'declared in model.json metadata', None)
+    elif not (missing := missing_init_args(config)):
+        why = 'written by the installed matgl generation (model.json has every constructor argument)'
+        convention = Convention(SOURCE, why, None)
+    else:
+        raise UnestablishedConventionError(
+            f'{folder.name}: model.json was written by a matgl older than the one installed (it lacks '
+            f'{", ".join(missing[:4])}{" ..." if len(missing) > 4 else ""}) and its weights are not a known '
+            "checkpoint. matgl 3.0 changed the direction of M3GNet's node-update aggregation, so its energies cannot "
+            'be trusted until you state how it was trained: add "metadata": {"matgl_version": "<version that trained '
+            'it>"} (or {"aggregation": "destination" | "source"}) to model.json and register it again.'
+        )
+    if convention.aggregation == DESTINATION:
+        architecture = config.get('kwargs', {}).get('model', {}).get('@class')
+        if architecture != 'M3GNet':
+            raise UnestablishedConventionError(
+                f'no legacy support for {architecture}: only M3GNet checkpoints from matgl <= 2.x can be run with '
+                'their original aggregation'
+            )
+        check_matgl_version(matgl_version)
+    return convention
 
 
 def check_matgl_version(version: str) -> None:
@@ -131,12 +148,9 @@ def restore_destination_aggregation(potential: torch.nn.Module) -> int:
     """Give each M3GNet convolution of ``potential`` the destination-atom node update; returns how many."""
     from matgl.layers._graph_convolution import M3GNetGraphConv
 
-    if type(potential.model).__name__ != 'M3GNet':
-        raise UnestablishedConventionError(
-            f'no legacy support for {type(potential.model).__name__}: only M3GNet checkpoints from matgl <= 2.x can '
-            'be run with their original aggregation'
-        )
     layers = [module for module in potential.modules() if type(module) is M3GNetGraphConv]
+    if not layers:
+        raise UnestablishedConventionError('no M3GNet convolution layer found in the loaded potential')
     for layer in layers:
         layer.__class__ = _destination_conv_class()
     return len(layers)

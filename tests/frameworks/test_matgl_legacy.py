@@ -90,6 +90,13 @@ def test_declared_convention_is_used(tiny_matgl_dir, tmp_path, small_lifepo_atom
     assert atoms.get_potential_energy() != pytest.approx(energy_as_saved, abs=1e-6)
     newer = legacy_copy(tiny_matgl_dir, tmp_path / 'newer', metadata={'matgl_version': '3.0.0'})
     assert framework.checkpoint_facts(newer)['aggregation'] == 'source'
+    # A legacy checkpoint of another architecture: no known remedy, refused before anything loads.
+    other = legacy_copy(tiny_matgl_dir, tmp_path / 'other', metadata={'matgl_version': '2.1.0'})
+    config = json.loads((other / 'model.json').read_text())
+    config['kwargs']['model']['@class'] = 'TensorNet'
+    (other / 'model.json').write_text(json.dumps(config))
+    with pytest.raises(UnestablishedConventionError, match='no legacy support for TensorNet'):
+        framework.checkpoint_facts(other)
 
 
 def test_unverified_matgl_fails_loudly_for_legacy_checkpoints_only(m3gnet_dir, tiny_matgl_dir, monkeypatch):
@@ -109,7 +116,7 @@ def test_registration_knows_the_energy_scale(m3gnet_dir):
     assert node.name == 'M3GNet-MP-2021.2.8-PES' and node.energy_scale == 'raw_dft'
     assert sorted(node.filenames) == FILES
     assert node.checkpoint_facts['aggregation'] == 'destination'
-    assert 'raw_dft' in result.output or 'energy_scale: raw_dft' in result.output
+    assert 'energy_scale: raw_dft' in result.output and 'aggregation: destination' in result.output
     wrong = CliRunner().invoke(
         cmd_root, ['setup', 'model', str(m3gnet_dir), '--framework', 'matgl', '--energy-scale', 'mp2020_corrected']
     )
