@@ -1,36 +1,90 @@
-"""Progress and headline errors of a benchmark work chain, from its provenance."""
+"""Progress and headline errors of a benchmark work chain, from its provenance (and, for running jobs, from the
+partial results the runner streams into its working directory)."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from aiida import orm
+from aiida.common import timezone
+from aiida.common.links import LinkType
 
+from ..engine import files
 from ..engine.status import WITH_RESULT
 
 
 def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
-    """Per model and task: structures done (a result), failed (for good), pending (not finished or not started)."""
-    from ..calculations.dataset import group_datasets, imported_nodes
+    """Per model and task: structures done (a result), failed (for good) and pending, with the rate so far and an
+    estimate of the time left. Running calculations count what their runner has streamed so far."""
+    from ..parsers.results import read_partial_results
+    from ..workchains.benchmark import indexed_calls, union_of_datasets
 
-    datasets = group_datasets(orm.load_group(benchmark.inputs.group.value))
-    total = sum(len(labels) for labels in imported_nodes(datasets, 'references', project='id').values())
-    rows = {}
-    for name in sorted(benchmark.inputs.models):
-        for task in benchmark.inputs.tasks.get_list():
-            rows[(name, task)] = {'model': name, 'task': task, 'done': 0, 'failed': 0, 'pending': total}
+    datasets = [benchmark.inputs.datasets[key] for key in sorted(benchmark.inputs.datasets)]
+    total = len(union_of_datasets(datasets, 'structures', project='id'))
     with_result = {s.value for s in WITH_RESULT}
-    for child in benchmark.called:
-        key = (child.base.extras.get('mliap_model', None), child.base.extras.get('mliap_task', None))
-        if key not in rows or not child.is_terminated or 'summary' not in child.outputs:
+    elapsed = max((timezone.now() - benchmark.ctime).total_seconds(), 1e-9)
+    rows = []
+    for key, model in sorted(benchmark.inputs.models.items()):
+        for task in benchmark.inputs.tasks.get_list():
+            done = failed = 0
+            for child in indexed_calls(benchmark, LinkType.CALL_WORK, f'batch_{key}_{task}_').values():
+                if child.is_terminated and 'summary' in child.outputs:
+                    statuses = child.outputs.summary['counts']
+                else:  # still running: what its calculations have finished, the latest result of a structure
+                    statuses = {}
+                    for record in _streamed(child, read_partial_results).values():
+                        statuses[record['status']] = statuses.get(record['status'], 0) + 1
+                done += sum(count for status, count in statuses.items() if status in with_result)
+                failed += sum(count for status, count in statuses.items() if status not in with_result)
+            pending = max(total - done - failed, 0)
+            rate = (done + failed) / elapsed
+            rows.append(
+                {
+                    'model': model.name,
+                    'task': task,
+                    'done': done,
+                    'failed': failed,
+                    'pending': pending,
+                    'structures/min': round(60 * rate, 2),
+                    'time left': _duration(pending / rate) if rate and pending else '-',
+                }
+            )
+    return rows
+
+
+def _streamed(base: orm.WorkflowNode, read) -> dict[str, dict[str, Any]]:
+    """The records of a base work chain's calculations, finished ones from their outputs and running ones from the
+    partial-results file in their remote folder (through the computer's transport); the latest per label."""
+    from ..calculations.outputs import outputs_of
+
+    calculations = sorted((c for c in base.called if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)
+    finished = outputs_of([c.pk for c in calculations if c.is_terminated], 'results', project='attributes')
+    records: dict[str, dict[str, Any]] = {}
+    for calc in calculations:
+        if calc.is_terminated:
+            records.update(finished[calc.pk])
             continue
-        counts = child.outputs.summary['counts']
-        done = sum(count for status, count in counts.items() if status in with_result)
-        lost = sum(count for status, count in counts.items() if status not in with_result)  # recorded reasons
-        rows[key]['done'] += done
-        rows[key]['failed'] += lost
-        rows[key]['pending'] -= done + lost
-    return list(rows.values())
+        remote = calc.outputs.remote_folder if 'remote_folder' in calc.outputs else None
+        if remote is None:
+            continue
+        try:
+            with remote.computer.get_transport() as transport, tempfile.TemporaryDirectory() as directory:
+                target = Path(directory) / files.RESULTS_PARTIAL
+                source = f'{remote.get_remote_path()}/{files.RESULTS_PARTIAL}'
+                if transport.isfile(source):
+                    transport.getfile(source, str(target))
+                    records.update({r['label']: r for r in read(target.read_text()) if 'label' in r})
+        except Exception:  # an unreachable computer: this calculation's progress is unknown for now
+            continue
+    return records
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
 
 
 def error_summary(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:

@@ -50,10 +50,18 @@ def classification_metrics(
     e_above_hull_pred: pd.Series | np.ndarray,
     threshold: float = STABILITY_THRESHOLD,
 ) -> dict[str, float]:
-    """Stability classification against DFT: precision, recall, F1, accuracy and DAF (pairs with a NaN are dropped)."""
-    frame = pd.DataFrame({'true': np.asarray(e_above_hull_true, float), 'pred': np.asarray(e_above_hull_pred, float)})
-    frame = frame.dropna()
-    actual, predicted = frame['true'] <= threshold, frame['pred'] <= threshold
+    """Stability classification against DFT: tp, fp, fn, tn, n, precision, recall, F1, accuracy, DAF, n_failed.
+
+    As Matbench Discovery's ``classify_stable(fillna=True)``: a structure without a prediction (the model failed on
+    it) counts as predicted unstable and stays in the denominator (``n_failed`` says how many); only rows without a
+    DFT value are left out."""
+    true = np.asarray(e_above_hull_true, float)
+    pred = np.asarray(e_above_hull_pred, float)
+    known = ~np.isnan(true)
+    true, pred = true[known], pred[known]
+    failed = np.isnan(pred)
+    actual = true <= threshold
+    predicted = ~failed & (np.where(failed, np.inf, pred) <= threshold)
     tp = int((actual & predicted).sum())
     fp = int((~actual & predicted).sum())
     fn = int((actual & ~predicted).sum())
@@ -68,6 +76,7 @@ def classification_metrics(
         'fp': fp,
         'fn': fn,
         'tn': tn,
+        'n_failed': int(failed.sum()),
         'precision': precision,
         'recall': recall,
         'f1': 2 * precision * recall / (precision + recall) if precision + recall > 0 else math.nan,
@@ -75,6 +84,44 @@ def classification_metrics(
         'prevalence': prevalence,
         'daf': precision / prevalence if prevalence and not math.isnan(precision) else math.nan,
     }
+
+
+HULLS = {'model_hull': 'e_above_hull_model', 'dftref_hull': 'e_above_hull_model_dftref'}
+
+
+def group_metrics(rows: pd.DataFrame) -> dict[str, Any]:
+    """Error metrics of every quantity and classification on both hull conventions, for rows of one model and task.
+
+    The one implementation behind the report's metrics.json and the thermodynamics summary (JSON-safe: NaN -> None).
+    """
+    rows = add_errors(rows) if 'error_energy' not in rows else rows
+    metrics = {
+        'errors': {quantity: error_metrics(rows[f'error_{quantity}']) for quantity in QUANTITIES},
+        'classification': {
+            hull: classification_metrics(rows['e_above_hull_dft'], rows[column]) for hull, column in HULLS.items()
+        },
+    }
+    return json_safe(metrics)
+
+
+def record_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """``group_metrics`` of thermo records (one model and task)."""
+    columns = sorted({column for pair in QUANTITIES.values() for column in pair} | set(HULLS.values()))
+    frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in records], columns=columns, dtype=float)
+    return group_metrics(frame)
+
+
+def json_safe(value: Any) -> Any:
+    """JSON-safe: NaN -> None, numpy scalars -> Python, tuples -> lists, keys -> str."""
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if hasattr(value, 'item'):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def add_errors(table: pd.DataFrame) -> pd.DataFrame:
@@ -92,11 +139,7 @@ def summary_metrics(table: pd.DataFrame) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for (model, sha256, task), rows in table.groupby(['model', 'model_sha256', 'task'], sort=True):
         entry: dict[str, Any] = {'model': model, 'model_sha256': sha256, 'task': task, 'n_rows': len(rows)}
-        entry['errors'] = {quantity: error_metrics(rows[f'error_{quantity}']) for quantity in QUANTITIES}
-        entry['classification'] = {
-            hull: classification_metrics(rows['e_above_hull_dft'], rows[column])
-            for hull, column in (('model_hull', 'e_above_hull_model'), ('dftref_hull', 'e_above_hull_model_dftref'))
-        }
+        entry.update(group_metrics(rows))
         summary[f'{model}/{task}'] = entry
     return summary
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .breakdowns import BREAKDOWNS, breakdown, symmetry_hypothesis
-from .metrics import as_percent, headline_table, summary_metrics
+from .metrics import as_percent, headline_table, json_safe, summary_metrics
 from .plots import make_plots
 
 CAPTIONS = {
@@ -26,7 +25,7 @@ CAPTIONS = {
 
 def metrics_document(table: pd.DataFrame) -> dict[str, Any]:
     """Everything metrics.json holds: deterministic (seeded bootstrap, sorted keys, no pks or dates)."""
-    return _clean(
+    return json_safe(
         {
             'models': table.attrs.get('models', []),
             'datasets': table.attrs.get('datasets', []),
@@ -41,19 +40,6 @@ def metrics_document(table: pd.DataFrame) -> dict[str, Any]:
             'symmetry_hypothesis': symmetry_hypothesis(table),
         }
     )
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN -> None, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(value, dict):
-        return {str(key): _clean(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(item) for item in value]
-    if hasattr(value, 'item'):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def write_report(table: pd.DataFrame, directory: Path, title: str) -> tuple[dict[str, Path], dict[str, Any]]:

@@ -1,14 +1,14 @@
 """``load_results``: the results table (one row per structure, model and task) from provenance alone.
 
-Rows are the ``thermo.<label>`` outputs of ``compute_thermodynamics`` calls; the task, the per-structure result
-(status, convergence, steps) and the symmetry are reached from each call's ``summaries__*`` inputs. Every step is
-a query with projections over all calls at once: no node is loaded one by one.
+Rows are the ``thermo.<label>`` outputs of ``compute_thermodynamics`` calls; the task and the per-structure result
+(status, convergence, steps) come from each call's ``tables__*`` inputs (``MliapBatchTable``), the symmetry from the
+``analyse_symmetry`` calls on those tables and on the ``datasets__*``. Every step is a query with projections over
+all calls at once: no node is loaded one by one.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from typing import Any
 
 import pandas as pd
@@ -16,8 +16,10 @@ from aiida import orm
 from aiida.common.links import LinkType
 
 from ..calculations.outputs import outputs_of
+from ..calculations.tables import latest_by_label
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
+from ..data.table import MliapBatchTable
 from ..data.thermo import MliapThermoData
 from .metrics import add_errors
 
@@ -32,7 +34,7 @@ COLUMNS = [
     'lattice_system', 'spacegroup_symbol_initial', 'spacegroup_symbol_final', 'dof_final',
     'fixsym_energy_gap_per_atom', 'forces_max', 'wall_time_s', 'thermo_pk',
 ]  # fmt: skip
-RESULT_KEYS = ('status', 'converged', 'n_steps', 'forces_max', 'wall_time_s')
+RESULT_COLUMNS = ('status', 'converged', 'n_steps', 'forces_max', 'wall_time_s')  # from the model's result
 SYMMETRY_INITIAL = ('spacegroup_initial', 'spacegroup_symbol_initial', 'crystal_system', 'lattice_system', 'dof')
 SYMMETRY_FINAL = ('spacegroup_final', 'spacegroup_symbol_final', 'dof_final', 'symmetry_change')
 
@@ -47,9 +49,9 @@ def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFram
     rows = _thermo_rows(thermo_calls, members)
     if not rows:
         return add_errors(pd.DataFrame(columns=COLUMNS))
-    summaries = _summaries(thermo_calls)
-    _add_results(rows, summaries)
-    _add_symmetry(rows, summaries, thermo_calls)
+    tables = _tables(thermo_calls)
+    _add_results(rows, tables)
+    _add_symmetry(rows, tables, thermo_calls)
     # A structure evaluated by the same model and task in several benchmarks (a relaunch) counts once: the latest.
     # Creation times, not pks, order everything: an archive import renumbers the nodes.
     table = pd.DataFrame.from_records(rows).sort_values('thermo_ctime', kind='stable')
@@ -59,23 +61,24 @@ def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFram
             table[column] = None
     ordered = table[COLUMNS + [c for c in table.columns if c not in COLUMNS]]
     result = add_errors(ordered.sort_values(['model', 'task', 'mp_id'], kind='stable').reset_index(drop=True))
-    result.attrs.update(provenance(thermo_calls, summaries))
+    result.attrs.update(provenance(thermo_calls, tables))
     return result
 
 
-def provenance(calls: list[int], summaries: pd.DataFrame) -> dict[str, Any]:
+def provenance(calls: list[int], tables: pd.DataFrame) -> dict[str, Any]:
     """What a report must state beside the numbers: models, datasets and the exact parameters of every task."""
     found: dict[str, Any] = {}
     for key, node_class, label, keys in (
         ('models', MliapModelData, 'model', ('name', 'sha256', 'framework', 'framework_version', 'energy_scale')),
-        ('datasets', MliapDatasetData, 'dataset', ('source', 'sha256', 'release', 'n_entries', 'credit')),
+        ('datasets', MliapDatasetData, 'datasets__%', ('source', 'sha256', 'release', 'n_entries', 'credit')),
+        ('elemental_references', MliapDatasetData, 'elemental_references', ('source', 'sha256', 'credit')),
     ):
         query = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': calls}}, tag='call')
-        query.append(node_class, with_outgoing='call', edge_filters={'label': label}, project='attributes')
+        query.append(node_class, with_outgoing='call', edge_filters={'label': {'like': label}}, project='attributes')
         unique = {attributes['sha256']: {k: attributes.get(k) for k in keys} for attributes in query.all(flat=True)}
         found[key] = [unique[sha256] for sha256 in sorted(unique)]
     parameters: dict[str, list[dict[str, Any]]] = {}
-    for task, parameter_set in zip(summaries['task'], summaries['parameters'], strict=True):
+    for task, parameter_set in zip(tables['task'], tables['parameters'], strict=True):
         if parameter_set not in parameters.setdefault(task, []):
             parameters[task].append(parameter_set)
     found['parameters'] = {
@@ -155,58 +158,53 @@ def _thermo_rows(calls: list[int], members: set[int] | None) -> list[dict[str, A
     return rows
 
 
-def _summaries(calls: list[int]) -> pd.DataFrame:
-    """Per thermo call: its summary inputs, the calculation behind each, and that calculation's parameters."""
+def _tables(calls: list[int]) -> pd.DataFrame:
+    """Per thermo call: its batch tables (task, runner parameters, results by label), in creation order."""
     query = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': calls}}, project='id', tag='call')
-    query.append(orm.Dict, with_outgoing='call', edge_filters={'label': {'like': 'summaries__%'}}, project='id',
-                 tag='summary')  # fmt: skip
-    # Any process with a `parameters` input counts as the calculation behind a summary (MliapCalculation, or a
-    # stand-in such as aiida_mliap.testing.dft_as_model).
-    query.append(orm.ProcessNode, with_outgoing='summary', project=['id', 'ctime'], tag='calc')
-    query.append(orm.Dict, with_outgoing='calc', edge_filters={'label': 'parameters'}, project='attributes')
-    frame = pd.DataFrame(query.all(), columns=['call', 'summary', 'calc', 'calc_ctime', 'parameters'])
-    frame = frame.sort_values(['call', 'calc_ctime'], kind='stable')
-    frame['task'] = [task_name(parameters) for parameters in frame['parameters']]
-    return frame
+    query.append(
+        MliapBatchTable,
+        with_outgoing='call',
+        edge_filters={'label': {'like': 'tables__%'}},
+        project=['id', 'ctime', 'attributes.task', 'attributes.parameters', 'attributes.rows'],
+    )
+    frame = pd.DataFrame(query.all(), columns=['call', 'table', 'ctime', 'task', 'parameters', 'rows'])
+    return frame.sort_values(['call', 'ctime'], kind='stable')
 
 
-def task_name(parameters: dict[str, Any]) -> str:
-    """The benchmark's task (``static``, ``relax``, ``relax_fixsym``) from a calculation's runner parameters."""
-    if parameters.get('task', 'relax') == 'static':
-        return 'static'
-    return 'relax_fixsym' if parameters.get('fix_symmetry') else 'relax'
-
-
-def _add_results(rows: list[dict[str, Any]], summaries: pd.DataFrame) -> None:
-    """Task and the latest calculation's result (a restart's result replaces the earlier one) of every row."""
-    results = outputs_of(sorted(set(summaries['calc'])), 'results', project='attributes')
-    latest: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+def _add_results(rows: list[dict[str, Any]], tables: pd.DataFrame) -> None:
+    """Task and each structure's result from the tables its thermo call read (a relaunch: the latest wins)."""
+    latest: dict[int, dict[str, dict[str, Any]]] = {}
     tasks: dict[int, str] = {}
-    for call, calc, task in zip(summaries['call'], summaries['calc'], summaries['task'], strict=True):  # by ctime
-        latest[call].update(results[calc])
-        tasks[call] = task
+    for call, group in tables.groupby('call', sort=False):
+        latest[call] = latest_by_label(
+            {label: row['result'] for label, row in table_rows.items() if row['result']} for table_rows in group['rows']
+        )
+        tasks[call] = group['task'].iloc[-1]
     for row in rows:
         row['task'] = tasks.get(row['thermo_call'], row.get('task'))
-        result = latest[row['thermo_call']].get(row['label'])
+        result = latest.get(row['thermo_call'], {}).get(row['label'])
         if result is not None:
-            row.update({key: result.get(key) for key in RESULT_KEYS})
+            row.update({key: result.get(key) for key in RESULT_COLUMNS})
         else:
             row['status'] = 'not_run'
 
 
-def _add_symmetry(rows: list[dict[str, Any]], summaries: pd.DataFrame, calls: list[int]) -> None:
-    """Initial symmetry from the DFT structures' analysis, final symmetry from the analysis of the same calculations."""
-    by_summary = _symmetry_calls_by_summary(sorted(set(summaries['summary'])))
-    symmetry_call: dict[int, tuple[Any, int]] = {}
-    for call, summary in zip(summaries['call'], summaries['summary'], strict=True):
-        if summary in by_summary:
-            symmetry_call[call] = max(symmetry_call.get(call, by_summary[summary]), by_summary[summary])
-    dft_call = _dft_symmetry_calls(calls)
-    symmetry_call = {call: pk for call, (_, pk) in symmetry_call.items()}
-    records = outputs_of(sorted({*symmetry_call.values(), *dft_call.values()}), 'symmetry', project='attributes')
+def _add_symmetry(rows: list[dict[str, Any]], tables: pd.DataFrame, calls: list[int]) -> None:
+    """Initial symmetry from the DFT structures' analysis, final symmetry from the analysis of the same batches."""
+    by_table = _symmetry_calls_of(sorted(set(tables['table'])), 'table')
+    final_calls: dict[int, list[int]] = {}
+    for call, table in zip(tables['call'], tables['table'], strict=True):
+        if table in by_table:
+            final_calls.setdefault(call, []).append(by_table[table])
+    dft_calls = _dft_symmetry_calls(calls)
+    wanted = {pk for pks in (*final_calls.values(), *dft_calls.values()) for pk in pks}
+    records = outputs_of(sorted(wanted), 'symmetry', project='attributes')
+    merged = lambda pks: latest_by_label(records.get(pk, {}) for pk in sorted(pks))  # noqa: E731
+    final_by_call = {call: merged(pks) for call, pks in final_calls.items()}
+    dft_by_call = {call: merged(pks) for call, pks in dft_calls.items()}
     for row in rows:
-        initial = records.get(dft_call.get(row['thermo_call']), {}).get(row['label'], {})
-        final = records.get(symmetry_call.get(row['thermo_call']), {}).get(row['label'], {})
+        initial = dft_by_call.get(row['thermo_call'], {}).get(row['label'], {})
+        final = final_by_call.get(row['thermo_call'], {}).get(row['label'], {})
         row.update({key: (final or initial).get(key) for key in SYMMETRY_INITIAL})
         if row['task'] == 'static':  # nothing moved: the final structure is the DFT structure
             row.update(
@@ -220,36 +218,32 @@ def _add_symmetry(rows: list[dict[str, Any]], summaries: pd.DataFrame, calls: li
             row['fixsym_energy_gap_per_atom'] = final.get('fixsym_energy_gap_per_atom')
 
 
-def _symmetry_calls_by_summary(summaries: list[int]) -> dict[int, tuple[Any, int]]:
-    """The latest ``analyse_symmetry`` call (ctime, pk) that analysed each summary's calculation."""
-    if not summaries:
+def _symmetry_calls_of(pks: list[int], label: str) -> dict[int, int]:
+    """The latest ``analyse_symmetry`` call that took each node (a table or a dataset) as input ``label``."""
+    if not pks:
         return {}
-    query = orm.QueryBuilder().append(orm.Dict, filters={'id': {'in': summaries}}, project='id', tag='summary')
+    query = orm.QueryBuilder().append(orm.Data, filters={'id': {'in': pks}}, project='id', tag='input')
     query.append(
         orm.CalcFunctionNode,
-        with_incoming='summary',
-        edge_filters={'label': {'like': 'summaries__%'}},
+        with_incoming='input',
+        edge_filters={'label': label},
         filters={'attributes.process_label': SYMMETRY_LABEL, 'attributes.process_state': 'finished'},
         project=['ctime', 'id'],
     )
     found: dict[int, tuple[Any, int]] = {}
-    for summary, ctime, call in query.all():
-        found[summary] = max(found.get(summary, (ctime, call)), (ctime, call))
-    return found
+    for pk, ctime, call in query.all():
+        found[pk] = max(found.get(pk, (ctime, call)), (ctime, call))
+    return {pk: call for pk, (_, call) in found.items()}
 
 
-def _dft_symmetry_calls(calls: list[int]) -> dict[int, int]:
-    """Per thermo call, the latest ``analyse_symmetry`` call on the DFT structures of its dataset."""
+def _dft_symmetry_calls(calls: list[int]) -> dict[int, list[int]]:
+    """Per thermo call, the latest ``analyse_symmetry`` call on the DFT structures of each of its datasets."""
     query = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': calls}}, project='id', tag='call')
-    query.append(MliapDatasetData, with_outgoing='call', edge_filters={'label': 'dataset'}, tag='dataset')
-    query.append(
-        orm.CalcFunctionNode,
-        with_incoming='dataset',
-        edge_filters={'label': 'dataset'},
-        filters={'attributes.process_label': SYMMETRY_LABEL, 'attributes.process_state': 'finished'},
-        project=['ctime', 'id'],
-    )
-    latest: dict[int, tuple[Any, int]] = {}
-    for call, ctime, symmetry in query.all():
-        latest[call] = max(latest.get(call, (ctime, symmetry)), (ctime, symmetry))
-    return {call: pk for call, (_, pk) in latest.items()}
+    query.append(MliapDatasetData, with_outgoing='call', edge_filters={'label': {'like': 'datasets__%'}}, project='id')
+    pairs = query.all()
+    by_dataset = _symmetry_calls_of(sorted({dataset for _, dataset in pairs}), 'dataset')
+    found: dict[int, list[int]] = {}
+    for call, dataset in pairs:
+        if dataset in by_dataset:
+            found.setdefault(call, []).append(by_dataset[dataset])
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from aiida import orm
 from aiida.engine import calcfunction
@@ -15,15 +16,16 @@ from ..data.structure import structure_data
 from ..engine.hashing import sha256_of_file
 from ..parsers.entries import (
     ReferenceRecord,
-    dataset_release,
+    entry_disagreements,
     parse_chemsys,
     read_dataset,
     select_chemical_system,
+    structure_disagreement,
 )
 from .outputs import attach_outputs, outputs_of
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=4)
 def parse_reference_file(content: bytes, filename: str) -> tuple[ReferenceRecord, ...]:
     """``read_dataset`` remembered for the last file: the import checks the whole file before storing anything and
     the calcfunction then reads the same bytes (a pure function of them, so provenance is unaffected)."""
@@ -58,13 +60,20 @@ class ImportRefusedError(ValueError):
 
 
 def import_reference_file(
-    path: str | Path, group_label: str, force: bool = False, credit: str = MP_CREDIT, chemsys: str | None = None
+    path: str | Path,
+    group_label: str,
+    force: bool = False,
+    credit: str = MP_CREDIT,
+    chemsys: str | None = None,
+    release: str | None = None,
 ):
     """Import ``path`` (or only its entries within ``chemsys``) into ``group_label``; returns (group, dataset, created).
 
-    A file (or selection) imported before (same sha256) creates nothing: its nodes are only added to the group.
-    A selection is the output of ``select_subsystem`` on the whole file's node, so the provenance shows where it
-    came from.
+    A group is one benchmark over the union of its files: entries shared by several files (same MP id) are one
+    structure, and a file that disagrees with the group on a shared entry (energy, correction or structure), or
+    whose explicit ``release`` label differs from one already in the group, is refused before anything is stored
+    (``force`` skips the check). A file imported before (same sha256) creates nothing: its nodes join the group.
+    A selection is the output of ``select_subsystem`` on the whole file's node.
     """
     path = Path(path)
     content = whole = path.read_bytes()
@@ -73,34 +82,38 @@ def import_reference_file(
         chemsys = '-'.join(sorted(parse_chemsys(chemsys)))
         content, name = select_chemical_system(content, name, chemsys), subsystem_filename(chemsys, name)
     digest = hashlib.sha256(content).hexdigest()
+    # Parsed before anything is stored, so that every problem surfaces first; the calcfunction reuses the parse.
+    records = parse_reference_file(content, name)
     existing = MliapDatasetData.find(digest)
+    if existing is not None:
+        release = existing.base.attributes.get('release')
+    if not force:
+        problems = group_conflicts(group_label, records, release)
+        if problems:
+            shown = '\n  '.join(problems[:10]) + (
+                f'\n  ... and {len(problems) - 10} more' if len(problems) > 10 else ''
+            )
+            raise ImportRefusedError(
+                f'{name} cannot join group `{group_label}`: {len(problems)} disagreement(s), nothing imported:\n'
+                f'  {shown}\nFiles that disagree on a shared entry come from different MP releases, whose energies '
+                'and corrections differ, and one hull must not mix them. Import into another group, or pass --force '
+                'if you know they are compatible.'
+            )
     if existing is not None:
         group, _ = orm.Group.collection.get_or_create(group_label)
         group.add_nodes(_imported_nodes(existing))
         return group, existing, False
 
-    # Parsed before anything is stored, so that every problem surfaces first; the calcfunction reuses the parse.
-    records = parse_reference_file(content, name)
-    release = dataset_release(records)
-    if not force:
-        query = orm.QueryBuilder().append(orm.Group, filters={'label': group_label}, tag='group')
-        query.append(MliapDatasetData, with_group='group', filters={'attributes.kind': 'entries'})
-        clash = [n for n in query.all(flat=True) if n.base.attributes.get('release') != release]
-        if clash:
-            raise ImportRefusedError(
-                f'group `{group_label}` holds {clash[0].source} '
-                f'(MP release of {clash[0].base.attributes.get("release")}) '
-                f'and {name} is from {release}: one hull must not mix MP releases, whose energies and corrections '
-                'differ. Import into another group, or pass --force if you know they are compatible.'
-            )
     if chemsys:
         source = MliapDatasetData.find(hashlib.sha256(whole).hexdigest())
         if source is None:
             source = MliapDatasetData(path, kind='entries', credit=credit)
-            describe_dataset(source, parse_reference_file(whole, path.name)).store()
+            describe_dataset(source, parse_reference_file(whole, path.name), release).store()
         dataset = select_subsystem(source, orm.Str(chemsys))
     else:
-        dataset = describe_dataset(MliapDatasetData(path, kind='entries', credit=credit, sha256=digest), records)
+        dataset = describe_dataset(
+            MliapDatasetData(path, kind='entries', credit=credit, sha256=digest), records, release
+        )
         dataset.store()
     import_dataset(dataset)
     group, _ = orm.Group.collection.get_or_create(group_label)
@@ -108,14 +121,86 @@ def import_reference_file(
     return group, dataset, True
 
 
+def import_reference_files(
+    paths: list[str | Path], group_label: str, force: bool = False, chemsys: str | None = None, **kwargs
+) -> list[tuple[orm.Group, MliapDatasetData, bool]]:
+    """Import several files into one group; the files are checked against each other first, so that a refusal
+    leaves nothing of any of them stored. Shows a progress bar on a terminal."""
+    import click
+
+    if not force and len(paths) > 1:
+        seen: dict[str, dict[str, Any]] = {}
+        for path in paths:
+            content = Path(path).read_bytes()
+            name = Path(path).name
+            if chemsys:
+                content = select_chemical_system(content, name, chemsys)
+            records = {r.label: r.attributes for r in parse_reference_file(content, name)}
+            problems = entry_disagreements(records, seen, 'the files before it')
+            if problems:
+                raise ImportRefusedError(
+                    f'{name} disagrees with the files before it on {len(problems)} shared entries, nothing '
+                    f'imported: {"; ".join(problems[:10])}. They come from different MP releases.'
+                )
+            seen.update(records)
+    imported = []
+    with click.progressbar(paths, label='importing', item_show_func=lambda p: p and Path(p).name) as bar:
+        for path in bar:
+            imported.append(import_reference_file(path, group_label, force=force, chemsys=chemsys, **kwargs))
+    return imported
+
+
+def group_conflicts(group_label: str, records: tuple[ReferenceRecord, ...], release: str | None) -> list[str]:
+    """Why ``records`` cannot share a hull with the datasets already in the group (empty when they can).
+
+    The evidence: an explicit release label that differs, and shared entries (same MP id) whose energy, correction
+    or structure differ. Files without shared entries and without labels share no hull facet to disagree on.
+    """
+    found = orm.QueryBuilder().append(orm.Group, filters={'label': group_label}).all(flat=True)
+    datasets = group_datasets(found[0]) if found else []
+    if not datasets:
+        return []
+    problems = [
+        f'release `{release}` here, `{dataset.base.attributes.get("release")}` in {dataset.source}'
+        for dataset in datasets
+        if release and dataset.base.attributes.get('release') and dataset.base.attributes.get('release') != release
+    ]
+    new = {record.label: record for record in records}
+    references = _union(imported_nodes(datasets, 'references', project='attributes'))
+    problems += entry_disagreements({label: r.attributes for label, r in new.items()}, references, f'`{group_label}`')
+    shared = sorted(set(new) & set(references))
+    structures = _union(imported_nodes(datasets, 'structures', project='attributes'))
+    for label in shared:
+        old = structures[label]
+        symbols = {kind['name']: kind['symbols'][0] for kind in old['kinds']}
+        reason = structure_disagreement(
+            new[label].structure,
+            old['cell'],
+            [site['position'] for site in old['sites']],
+            [symbols[site['kind_name']] for site in old['sites']],
+        )
+        if reason:
+            problems.append(f'{new[label].attributes["mp_id"]}: {reason} than in `{group_label}`')
+    return problems
+
+
+def _union(by_dataset: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from .tables import latest_by_label
+
+    return latest_by_label(by_dataset.values())
+
+
 def subsystem_filename(chemsys: str, filename: str) -> str:
     return f'{chemsys}_from_{filename.removesuffix(".gz")}.gz'
 
 
-def describe_dataset(dataset: MliapDatasetData, records: tuple[ReferenceRecord, ...]) -> MliapDatasetData:
-    """Entry count, MP release and elements as attributes, so that listing datasets needs no file read."""
+def describe_dataset(
+    dataset: MliapDatasetData, records: tuple[ReferenceRecord, ...], release: str | None = None
+) -> MliapDatasetData:
+    """Entry count, the release label the user gave (or None) and elements as attributes, so that listing datasets
+    needs no file read."""
     dataset.base.attributes.set('n_entries', len(records))
-    dataset.base.attributes.set('release', dataset_release(records))
+    dataset.base.attributes.set('release', release)
     dataset.base.attributes.set('chemsys', sorted({el for r in records for el in r.attributes['composition']}))
     return dataset
 
@@ -132,7 +217,7 @@ def select_subsystem(dataset, chemsys):
         path = Path(directory) / name
         path.write_bytes(content)
         selection = MliapDatasetData(path, kind='entries', credit=dataset.credit)
-    return describe_dataset(selection, parse_reference_file(content, name))
+    return describe_dataset(selection, parse_reference_file(content, name), dataset.base.attributes.get('release'))
 
 
 def import_elemental_references(path: str | Path) -> tuple[MliapDatasetData, bool]:

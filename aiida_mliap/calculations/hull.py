@@ -17,7 +17,7 @@ from typing import Any
 from pymatgen.analysis.phase_diagram import PhaseDiagram
 from pymatgen.entries.computed_entries import ComputedEntry
 
-ENERGY_SCALES = ('mp2020_corrected', 'raw_dft')
+from ..data.model import ENERGY_SCALES
 
 
 def correct_model_entries(
@@ -50,29 +50,49 @@ def correct_model_entries(
     return corrected, refused
 
 
+def elemental_ground_states(entries: Mapping[str, ComputedEntry]) -> dict[str, str]:
+    """Per element, the label of its lowest-energy elemental entry: the hull's elemental reference."""
+    best: dict[str, tuple[float, str]] = {}
+    for label, entry in sorted(entries.items()):
+        if entry.composition.is_element:
+            element = str(entry.composition.elements[0])
+            if element not in best or entry.energy_per_atom < best[element][0]:
+                best[element] = (entry.energy_per_atom, label)
+    return {element: label for element, (_, label) in best.items()}
+
+
 def hull_quantities(
-    entries: Mapping[str, ComputedEntry], elemental_references: Mapping[str, float] | None = None
+    entries: Mapping[str, ComputedEntry],
+    elemental_references: Mapping[str, float] | None = None,
+    ground_states: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str], list[str]]:
     """Formation energy, Ehull and decomposition of every entry on the hull built from ``entries`` alone.
 
-    Entries containing an element without an elemental entry among ``entries`` get no value and a reason
-    (the hull is never completed with energies from elsewhere). Returns (values by label, reasons by label,
-    labels of the stable entries).
+    ``ground_states`` (element -> label, default: the lowest elemental entry of ``entries``) fix which elemental
+    entries are the hull's corners: a model hull takes the model's energies of the *DFT* ground states, so that
+    both hulls stand on the same phases. Other elemental entries are placed against that hull. An entry with an
+    element whose ground state is not among ``entries`` gets no value and a reason (never another reference).
+    Returns (values by label, reasons by label, labels of the stable entries).
     """
-    elements_with_reference = {
-        entry.composition.elements[0] for entry in entries.values() if entry.composition.is_element
-    }
+    if ground_states is None:
+        ground_states = elemental_ground_states(entries)
+    corners = set(ground_states.values())
     usable, undefined = {}, {}
     for label, entry in entries.items():
-        missing = sorted(str(el) for el in entry.composition.elements if el not in elements_with_reference)
+        missing = sorted(
+            f'{el} ({ground_states[str(el)]})' if str(el) in ground_states else str(el)
+            for el in entry.composition.elements
+            if ground_states.get(str(el)) not in entries
+        )
         if missing:
-            undefined[label] = f'no evaluated elemental entry for {", ".join(missing)}'
+            undefined[label] = f'no evaluated elemental ground state for {", ".join(missing)}'
         else:
             usable[label] = entry
     if not usable:
         return {}, undefined, []
     usable = _with_ids(usable)
-    diagram = PhaseDiagram(list(usable.values()))
+    on_hull = [e for label, e in usable.items() if not e.composition.is_element or label in corners]
+    diagram = PhaseDiagram(on_hull)
     values = {}
     for label, entry in usable.items():
         decomposition, e_above_hull = diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)

@@ -44,7 +44,7 @@ def validate_structures(value: dict, _) -> str | None:
 class MliapCalculation(MliapBaseCalculation):
     """Run ``aiida-mliap-run`` on a batch of structures; every structure gets its own result node."""
 
-    CACHE_VERSION = 1
+    CACHE_VERSION = 2  # 2: environment failures invalidate the cache; dtype recorded
 
     @classmethod
     def define(cls, spec: CalcJobProcessSpec) -> None:
@@ -90,11 +90,17 @@ class MliapCalculation(MliapBaseCalculation):
         add(spec, 305, 'ERROR_RUNNER_REFUSED_INPUT', 'The runner refused its input: {message}')
         add(spec, 400, 'ERROR_SOME_STRUCTURES_FAILED', 'Some structures failed: {counts}')
         add(spec, 401, 'ERROR_ALL_STRUCTURES_FAILED', 'Every structure failed: {counts}')
-        add(spec, 402, 'ERROR_MODEL_HASH_MISMATCH', 'The model files do not match the model node: {message}')
-        add(spec, 403, 'ERROR_OUT_OF_MEMORY', 'Out of memory for some structures: {counts}')
+        add(
+            spec,
+            402,
+            'ERROR_MODEL_HASH_MISMATCH',
+            'The model files do not match the model node: {message}',
+            environment=True,
+        )
+        add(spec, 403, 'ERROR_OUT_OF_MEMORY', 'Out of memory for some structures: {counts}', environment=True)
         add(spec, 404, 'ERROR_UNSUPPORTED_ELEMENT', "The model does not cover some structures' elements: {counts}")
-        add(spec, 405, 'ERROR_MODEL_LOAD_FAILED', 'The model could not be loaded: {message}')
-        add(spec, 406, 'ERROR_DEVICE_UNAVAILABLE', 'The requested device is not available: {message}')
+        add(spec, 405, 'ERROR_MODEL_LOAD_FAILED', 'The model could not be loaded: {message}', environment=True)
+        add(spec, 406, 'ERROR_DEVICE_UNAVAILABLE', 'The requested device is not available: {message}', environment=True)
         add(spec, 410, 'ERROR_UNCONVERGED', 'Some relaxations did not converge: {counts}')
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:

@@ -1,12 +1,13 @@
-"""``analyse_symmetry``: space group, DOF and symmetry change on relaxation for a batch of structures, in one call.
+"""``analyse_symmetry``: space group, DOF and symmetry change on relaxation, for a batch of structures in one call.
 
-Inputs are aggregate nodes that link to the structures (the ``summary`` outputs of MliapCalculations, or an
-imported dataset), so one call covers thousands of structures and each symmetry node traces back to them.
+Its inputs are what it reads: the structures themselves (``initial__<label>``, and ``final__<label>`` for the
+relaxed ones) with the batch's table for the model's energies, or a dataset file for its DFT structures alone.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from aiida import orm
@@ -14,48 +15,51 @@ from aiida.engine import calcfunction
 
 from ..data.dataset import MliapDatasetData
 from ..data.symmetry import MliapSymmetryData
+from ..data.table import MliapBatchTable
 from ..engine.parameters import with_defaults
-from .outputs import attach_outputs, inputs_of, outputs_of
+from .outputs import attach_outputs
 from .symmetry import SYMPRECS, SymmetryError, analyse_atoms, symmetry_change, symprec_key
-from .thermo import results_of
 
-SUMMARIES, FREE = 'summaries', 'free'
+INITIAL, FINAL = 'initial', 'final'
 
 
 def symmetry_inputs(
-    summaries: list[orm.Dict] = (),
-    free_relaxations: list[orm.Dict] = (),
+    initial: Mapping[str, orm.StructureData] | None = None,
+    final: Mapping[str, orm.StructureData] | None = None,
+    table: MliapBatchTable | None = None,
+    free: MliapBatchTable | None = None,
     dataset: MliapDatasetData | None = None,
     symprecs: tuple[float, ...] = SYMPRECS,
 ) -> dict[str, Any]:
     """The calcfunction's arguments.
 
-    ``summaries``: of the calculations whose structures to analyse (one task, one model); ``free_relaxations``:
-    of free relaxations of the same structures by the same model, when ``summaries`` are of a ``fix_symmetry``
-    relaxation (gives the energy the constraint leaves on the table); or ``dataset`` for its DFT structures alone.
+    ``initial``/``final``: a batch's input and relaxed structures by label, with ``table`` (that batch's table: the
+    model, task and energies); ``free``: the table of the free relaxation of the same batch, when ``table`` is of a
+    fixed-symmetry one (gives the energy the constraint leaves on the table); or ``dataset`` for its DFT structures.
     """
     inputs: dict[str, Any] = {'parameters': orm.Dict({'symprecs': list(symprecs)})}
-    if dataset is not None:
-        inputs['dataset'] = dataset
-    inputs.update({f'{SUMMARIES}__{index}': summary for index, summary in enumerate(summaries)})
-    inputs.update({f'{FREE}__{index}': summary for index, summary in enumerate(free_relaxations)})
+    for key, value in (('dataset', dataset), ('table', table), ('free', free)):
+        if value is not None:
+            inputs[key] = value
+    inputs.update({f'{INITIAL}__{label}': node for label, node in (initial or {}).items()})
+    inputs.update({f'{FINAL}__{label}': node for label, node in (final or {}).items()})
     return inputs
 
 
 @calcfunction
-def analyse_symmetry(parameters, dataset=None, **summaries):
+def analyse_symmetry(parameters, dataset=None, table=None, free=None, **structures):
     """Per structure a ``symmetry.<label>`` node (stored in bulk) and a ``summary`` with histograms."""
     symprecs = tuple(parameters['symprecs'])
-    analysed = [summary for key, summary in summaries.items() if key.startswith(f'{SUMMARIES}__')]
-    free = [summary for key, summary in summaries.items() if key.startswith(f'{FREE}__')]
-    if (dataset is None) == (not analysed):
-        raise ValueError('give either a dataset or the summaries of calculations, not both')
-    pairs = dataset_pairs(dataset) if dataset is not None else calculation_pairs(analysed)
-    free_energies = {label: r['energy_per_atom'] for label, r in results_of(free).items()} if free else {}
+    initial = {k[len(INITIAL) + 2 :]: node for k, node in structures.items() if k.startswith(f'{INITIAL}__')}
+    final = {k[len(FINAL) + 2 :]: node for k, node in structures.items() if k.startswith(f'{FINAL}__')}
+    if (dataset is None) == (not initial):
+        raise ValueError('give either a dataset or the initial structures of a batch, not both')
+    pairs = dataset_pairs(dataset) if dataset is not None else batch_pairs(initial, final, table)
+    free_energies = _energies(free) if free is not None else {}
     records = {}
     for label, pair in pairs.items():
         record = structure_record(pair, symprecs)
-        if free:
+        if free is not None:
             free_energy, energy = free_energies.get(label), pair.get('energy_per_atom')
             record['fixsym_energy_gap_per_atom'] = (
                 energy - free_energy if energy is not None and free_energy is not None else None
@@ -63,6 +67,14 @@ def analyse_symmetry(parameters, dataset=None, **summaries):
         records[label] = record
     attach_outputs({'symmetry': {label: MliapSymmetryData(record) for label, record in records.items()}})
     return {'summary': orm.Dict(summarize(records))}
+
+
+def _energies(table: MliapBatchTable) -> dict[str, float]:
+    return {
+        label: row['result']['energy_per_atom']
+        for label, row in table.rows.items()
+        if row['result'] and row['result'].get('energy_per_atom') is not None
+    }
 
 
 def structure_record(pair: dict[str, Any], symprecs: tuple[float, ...]) -> dict[str, Any]:
@@ -109,47 +121,39 @@ def summarize(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def dataset_pairs(dataset: MliapDatasetData) -> dict[str, dict[str, Any]]:
-    from .dataset import imported_nodes
+    """The DFT structures of a dataset, read from its file (the input itself)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
 
-    structures = imported_nodes([dataset], 'structures')[dataset.sha256]
+    from .dataset import read_records
+
     return {
-        label: {'label': label, 'mp_id': node.label, 'initial': node.get_ase()} for label, node in structures.items()
+        record.label: {
+            'label': record.label,
+            'mp_id': record.attributes['mp_id'],
+            'initial': AseAtomsAdaptor.get_atoms(record.structure),
+        }
+        for record in read_records(dataset)
     }
 
 
-def calculations_of(summaries: list[orm.Dict]) -> list[int]:
-    query = orm.QueryBuilder().append(orm.Dict, filters={'id': {'in': [s.pk for s in summaries]}}, tag='summary')
-    query.append(orm.CalcJobNode, with_outgoing='summary', project='id')
-    return query.all(flat=True)
-
-
-def calculation_pairs(summaries: list[orm.Dict]) -> dict[str, dict[str, Any]]:
-    """Per structure label: its input structure and its relaxed structure (if any), with the result's model, task
-    and energy. Pass the summaries of one task of one model."""
-    calculations = calculations_of(summaries)
-    inputs = inputs_of(calculations, 'structures')
-    relaxed = outputs_of(calculations, 'relaxed_structures')
-    results = outputs_of(calculations, 'results', project='attributes')
-    parameters = inputs_of_single(calculations, 'parameters')
-    pairs: dict[str, dict[str, Any]] = {}
-    for pk in sorted(calculations):  # restarts: the first calculation holds the initial structure, the latest the final
-        fix_symmetry = with_defaults(parameters.get(pk, {}))['fix_symmetry']
-        for label, structure in inputs[pk].items():
-            result = results[pk].get(label, {})
-            final = relaxed[pk].get(label)
-            pair = pairs.setdefault(label, {'label': label, 'mp_id': structure.label, 'initial': structure.get_ase()})
-            pair.update(
-                model_sha256=result.get('model_sha256'),
-                task=result.get('task'),
-                fix_symmetry=fix_symmetry,
-                energy_per_atom=result.get('energy_per_atom'),
-                final=final.get_ase() if final is not None else None,
-            )
+def batch_pairs(
+    initial: Mapping[str, orm.StructureData], final: Mapping[str, orm.StructureData], table: MliapBatchTable | None
+) -> dict[str, dict[str, Any]]:
+    """Per structure label: its input and relaxed structure, with the model, task and energy of its result."""
+    content = table.get_dict() if table is not None else {}
+    rows = content.get('rows', {})
+    fix_symmetry = with_defaults(content.get('parameters', {}))['fix_symmetry']
+    pairs = {}
+    for label, structure in initial.items():
+        result = (rows.get(label) or {}).get('result') or {}
+        pairs[label] = {
+            'label': label,
+            'mp_id': structure.label,
+            'initial': structure.get_ase(),
+            'final': final[label].get_ase() if label in final else None,
+            'model_sha256': result.get('model_sha256'),
+            'task': content.get('task'),
+            'fix_symmetry': fix_symmetry,
+            'energy_per_atom': result.get('energy_per_atom'),
+        }
     return pairs
-
-
-def inputs_of_single(calculations: list[int], link_label: str) -> dict[int, dict[str, Any]]:
-    """The dict of one ``Dict`` input (e.g. ``parameters``) of each calculation, in one query."""
-    query = orm.QueryBuilder().append(orm.CalcJobNode, filters={'id': {'in': calculations}}, project='id', tag='c')
-    query.append(orm.Dict, with_outgoing='c', edge_filters={'label': link_label}, project='attributes')
-    return dict(query.all())

@@ -1,7 +1,8 @@
-"""``compute_thermodynamics``: formation energy and Ehull (both hulls) of one model over one dataset, in one call.
+"""``compute_thermodynamics``: formation energy and Ehull (both hulls) of one model and task over a dataset group.
 
-Inputs are the reference nodes and the model's result nodes themselves, so each value traces back to the DFT
-entry and to the calculation that produced the model energy.
+Its inputs are the batch tables of that model and task (``tabulate_batch``: made from the reference and result
+nodes themselves), the datasets they come from and, optionally, fixed elemental references: it reads nothing else,
+so every value traces back through input and create links to the DFT entry and to the model's result.
 """
 
 from __future__ import annotations
@@ -15,43 +16,29 @@ from aiida.engine import calcfunction
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
 from ..data.reference import to_entry
+from ..data.table import MliapBatchTable
 from ..data.thermo import MliapThermoData
 from ..engine.status import WITH_RESULT, Status
-from .hull import correct_model_entries, hull_quantities
+from .hull import correct_model_entries, elemental_ground_states, hull_quantities
 from .outputs import attach_outputs, outputs_of
+from .tables import union_of_tables
+
+TABLES, DATASETS = 'tables', 'datasets'
 
 
 def thermodynamics_inputs(
     model: MliapModelData,
-    dataset: MliapDatasetData,
-    summaries: list[orm.Dict],
+    tables: list[MliapBatchTable],
+    datasets: list[MliapDatasetData] = (),
     elemental_references: MliapDatasetData | None = None,
 ) -> dict[str, Any]:
-    """The calcfunction's arguments: aggregate nodes that link to every reference and every result.
-
-    ``summaries`` are the ``summary`` outputs of the calculations whose results count (AiiDA's process functions
-    slow down quadratically with the number of inputs, so the thousands of result nodes are reached through them).
-    """
-    inputs: dict[str, Any] = {'model': model, 'dataset': dataset}
+    """The calcfunction's arguments: the tables of one model and task, and the datasets they were drawn from."""
+    inputs: dict[str, Any] = {'model': model}
     if elemental_references is not None:
         inputs['elemental_references'] = elemental_references
-    inputs.update({f'summaries__{index}': summary for index, summary in enumerate(summaries)})
+    inputs.update({f'{TABLES}__{index}': table for index, table in enumerate(tables)})
+    inputs.update({f'{DATASETS}__{index}': dataset for index, dataset in enumerate(datasets)})
     return inputs
-
-
-def results_of(summaries: list[orm.Dict]) -> dict[str, dict[str, Any]]:
-    """Attributes of the ``results.<label>`` outputs of the processes that produced ``summaries``.
-
-    A structure that several calculations hold (restarts of an unconverged relaxation) counts with its latest
-    result; so pass the summaries of one task of one model.
-    """
-    query = orm.QueryBuilder().append(orm.Dict, filters={'id': {'in': [s.pk for s in summaries]}}, tag='summary')
-    query.append(orm.ProcessNode, with_outgoing='summary', project='id')
-    results: dict[str, dict[str, Any]] = {}
-    outputs = outputs_of(query.all(flat=True), 'results', project='attributes')
-    for pk in sorted(outputs):
-        results.update(outputs[pk])
-    return results
 
 
 def thermo_records(node: orm.CalcFunctionNode) -> dict[str, dict[str, Any]]:
@@ -60,24 +47,28 @@ def thermo_records(node: orm.CalcFunctionNode) -> dict[str, dict[str, Any]]:
 
 
 @calcfunction
-def compute_thermodynamics(model, dataset, elemental_references=None, **summaries):
-    """Per reference entry of ``dataset`` a ``thermo.<label>`` node (stored in bulk), plus a ``summary`` with
-    counts, reasons and the members of both hulls."""
-    from .dataset import imported_nodes
-
-    if dataset.kind != 'entries':
-        raise ValueError(f'`dataset` must hold entries, not {dataset.kind}')
-    references = imported_nodes([dataset], 'references', project='attributes')[dataset.sha256]
-    results = results_of(list(summaries.values()))
-    unknown = sorted(set(results) - set(references))
-    if unknown:
-        raise ValueError(f'{len(unknown)} results have no entry in {dataset.source}, e.g. {unknown[:5]}')
+def compute_thermodynamics(model, elemental_references=None, **nodes):
+    """Per reference entry of the tables a ``thermo.<label>`` node (stored in bulk), plus a ``summary`` with counts,
+    reasons, the members of both hulls and the error and classification metrics."""
+    tables = [nodes[key] for key in sorted(nodes, key=_index) if key.startswith(f'{TABLES}__')]
+    datasets = [nodes[key] for key in sorted(nodes, key=_index) if key.startswith(f'{DATASETS}__')]
+    if not tables:
+        raise ValueError('give the batch tables of one model and task (tables__0, ...)')
+    task, references, results = union_of_tables(tables)
     fixed = read_elemental_references(elemental_references) if elemental_references is not None else None
     records, summary = thermodynamics(model, references, results, fixed)
-    summary['dataset'] = dataset.source
-    summary['elemental_references'] = elemental_references.source if elemental_references is not None else 'dataset'
-    attach_outputs({'thermo': {label: MliapThermoData(record) for label, record in records.items()}})
+    summary.update(
+        task=task,
+        datasets=[dataset.source for dataset in datasets],
+        elemental_references=elemental_references.source if elemental_references is not None else 'dataset',
+    )
+    attach_outputs({'thermo': {label: MliapThermoData({**record, 'task': task}) for label, record in records.items()}})
     return {'summary': orm.Dict(summary)}
+
+
+def _index(key: str) -> tuple[str, int]:
+    namespace, _, index = key.partition('__')
+    return namespace, int(index) if index.isdigit() else -1
 
 
 def thermodynamics(
@@ -86,12 +77,19 @@ def thermodynamics(
     results: dict[str, dict[str, Any]],
     fixed_references: dict[str, float] | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """The values behind ``compute_thermodynamics`` from reference and result attributes; one dataset is one hull."""
+    """The values behind ``compute_thermodynamics`` from reference and result attributes; all entries are one hull.
+
+    Both hulls stand on the same elemental phases: the DFT ground state of each element, evaluated by DFT for the
+    DFT hull and by the model for the model hull. Where the model has no energy for a ground state, the entries
+    with that element get ``no_model_elemental_reference``, never a silently different reference."""
+    from ..analysis.metrics import record_metrics
+
     attributes = references
     mp_ids = {label: a['mp_id'] for label, a in attributes.items()}
 
     dft_entries = {label: to_entry(a) for label, a in attributes.items()}
-    dft, dft_undefined, dft_stable = hull_quantities(dft_entries, fixed_references)
+    ground_states = elemental_ground_states(dft_entries)
+    dft, dft_undefined, dft_stable = hull_quantities(dft_entries, fixed_references, ground_states)
 
     raw, not_evaluated = {}, {}
     for label in references:
@@ -103,7 +101,7 @@ def thermodynamics(
         else:
             raw[label] = to_entry(attributes[label], energy=result['energy'], corrected=False)
     corrected, refused = correct_model_entries(raw, model.energy_scale)
-    modelled, model_undefined, model_stable = hull_quantities(corrected, fixed_references)
+    modelled, model_undefined, model_stable = hull_quantities(corrected, fixed_references, ground_states)
 
     records = {}
     for label, reference in attributes.items():
@@ -123,11 +121,15 @@ def thermodynamics(
     summary = {
         'n_entries': len(records),
         'counts': dict(Counter(record['status'] for record in records.values())),
+        'result_counts': dict(Counter(r['status'] if r else Status.NOT_RUN.value for r in map(results.get, records))),
+        'model_name': model.name,
         'model_sha256': model.sha256,
         'energy_scale': model.energy_scale,
+        'elemental_ground_states': {element: mp_ids[label] for element, label in sorted(ground_states.items())},
         'dft_hull': sorted(mp_ids[label] for label in dft_stable),
         'model_hull': sorted(mp_ids[label] for label in model_stable),
         'reasons': {label: record['reason'] for label, record in records.items() if record['reason']},
+        **record_metrics(list(records.values())),
     }
     return records, summary
 
@@ -182,3 +184,28 @@ def read_elemental_references(dataset: MliapDatasetData) -> dict[str, float]:
     with dataset.open(mode='rb') as handle:
         content = json.loads(decompress(handle.read()))
     return {symbol: float(ComputedEntry.from_dict(entry).energy_per_atom) for symbol, entry in content.items()}
+
+
+def elemental_reference_conflicts(references: MliapDatasetData, entries: dict[str, dict[str, Any]]) -> list[str]:
+    """Why fixed elemental references cannot serve datasets whose reference attributes by label are ``entries``:
+    the same evidence as between two dataset files (``entry_disagreements``) on the MP entries both hold."""
+    import json
+
+    from pymatgen.entries.computed_entries import ComputedEntry
+
+    from ..labels import link_label
+    from ..parsers.entries import decompress, entry_disagreements
+
+    with references.open(mode='rb') as handle:
+        content = json.loads(decompress(handle.read()))
+    as_attributes = {}
+    for data in content.values():
+        entry = ComputedEntry.from_dict(data)
+        mp_id = (entry.data or {}).get('material_id') or str(entry.entry_id).removesuffix('-GGA')
+        as_attributes[link_label(mp_id)] = {
+            'mp_id': mp_id,
+            'formula': entry.composition.reduced_formula,
+            'energy': float(entry.uncorrected_energy),
+            'correction': float(entry.correction),
+        }
+    return entry_disagreements(as_attributes, entries, 'the datasets')

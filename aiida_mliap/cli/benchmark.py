@@ -6,6 +6,7 @@ import click
 from aiida.cmdline.params import arguments, options
 from aiida.cmdline.utils import decorators, echo
 
+from ..protocols import protocol_names
 from . import cmd_root
 from .utils import DAEMON, DEFAULT_CODE_LABEL, headline_text, launch_process, resolve_model
 
@@ -20,7 +21,19 @@ def cmd_benchmark():
 @click.option('--model', 'model_ids', multiple=True, required=True, help='Model name, sha256 or pk; repeatable.')
 @click.option('--task', 'tasks', multiple=True, type=click.Choice(['static', 'relax', 'relax_fixsym']),
               default=['static'], show_default=True, help='Repeatable.')  # fmt: skip
-@click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='balanced', show_default=True)
+@click.option(
+    '--protocol',
+    type=click.Choice(protocol_names()),
+    default='balanced',
+    show_default=True,
+    help='matbench: exactly Matbench Discovery (no restarts, MP elemental references).',
+)
+@click.option(
+    '--elemental-references',
+    'references',
+    help='Fixed elemental references for formation energies: a '
+    'file (imported on first use), or the source name or pk of one from `dataset import-refs`.',
+)
 @options.CODE(default=DEFAULT_CODE_LABEL, show_default=True, help='The aiida-mliap-run code.')
 @click.option('--batch-size', type=int, default=100, show_default=True, help='Structures per calculation.')
 @click.option('--max-concurrent', type=int, default=4, show_default=True, help='Batches in flight.')
@@ -28,8 +41,8 @@ def cmd_benchmark():
 @click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
 @DAEMON
 @decorators.with_dbenv()
-def benchmark_launch(group_label, model_ids, tasks, protocol, code, batch_size, max_concurrent, max_steps, device,
-                     daemon):  # fmt: skip
+def benchmark_launch(group_label, model_ids, tasks, protocol, references, code, batch_size, max_concurrent, max_steps,
+                     device, daemon):  # fmt: skip
     """Run every structure of GROUP through each model and task, then Ef, Ehull (both hulls) and symmetry."""
     from aiida import orm
 
@@ -42,14 +55,15 @@ def benchmark_launch(group_label, model_ids, tasks, protocol, code, batch_size, 
         raise click.BadParameter(f'no group `{group_label}`: {exception}', param_hint='--group') from None
     models = {link_label(model.name): model for model in map(resolve_model, model_ids)}
     parameters = {'device': device, **({'max_steps': max_steps} if max_steps else {})}
-    builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
-        code,
-        models,
-        group,
-        protocol=protocol,
-        tasks=list(tasks),
-        overrides={'parameters': parameters, 'batch_size': batch_size, 'max_concurrent': max_concurrent},
-    )
+    overrides = {'parameters': parameters, 'batch_size': batch_size, 'max_concurrent': max_concurrent}
+    if references:
+        overrides['elemental_references'] = _elemental_references(references)
+    try:
+        builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
+            code, models, group, protocol=protocol, tasks=list(tasks), overrides=overrides
+        )
+    except ValueError as exception:
+        raise click.ClickException(str(exception)) from None
     echo.echo_report(f'benchmark of {", ".join(models)} on `{group.label}`: tasks {list(tasks)}, protocol {protocol}')
     node = launch_process(builder, daemon)
     if daemon:
@@ -69,6 +83,17 @@ def benchmark_status(process):
 
     echo.echo(f'{process.process_label}<{process.pk}>: {process.process_state.value if process.process_state else ""}')
     echo.echo(tabulate(progress(process), headers='keys', showindex=False))
+
+
+def _elemental_references(value: str):
+    """A node from a path (imported on first use), a source file name or a pk."""
+    from pathlib import Path
+
+    from ..calculations.dataset import import_elemental_references
+
+    if Path(value).is_file():
+        return import_elemental_references(value)[0]
+    return value
 
 
 def error_table(node) -> str:

@@ -18,28 +18,37 @@ def cmd_dataset():
 
 
 @cmd_dataset.command('import')
-@click.argument('file', type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument('files', nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option('-G', '--group', 'group_label', required=True, help='Group that receives the dataset.')
 @click.option('--chemsys', help='Import only the entries within this chemical system (e.g. Li-Fe-P): its hull is '
               'complete when the file is.')  # fmt: skip
-@click.option('--force', is_flag=True, help='Import even if the group holds a dataset of another MP release.')
+@click.option('--release', help='Label of the MP release the file comes from (e.g. 2023-02-07), stored on the dataset; '
+              'a group refuses a file whose label differs from one it holds.')  # fmt: skip
+@click.option('--force', is_flag=True, help='Import even if the file disagrees with the group (another MP release).')
 @decorators.with_dbenv()
-def dataset_import(file, group_label, chemsys, force):
-    """Import FILE: a JSON(.gz) list of pymatgen ComputedStructureEntry dicts, or extxyz with energies in info.
+def dataset_import(files, group_label, chemsys, release, force):
+    """Import FILES: each a JSON(.gz) list of pymatgen ComputedStructureEntry dicts, or extxyz with energies in info.
 
     Every entry becomes a StructureData (the DFT structure, labelled by its MP id) and a reference node (raw
     energy, MP2020 correction, run type, U values, oxidation states, the source's Ehull and Ef). A file imported
     before creates nothing new. With --chemsys, the selection is a dataset of its own, made from the file's node by
     the `select_subsystem` calcfunction.
+
+    A group is one benchmark over the union of its files: import several files into one group (one command or
+    several). Entries shared by files are one structure. A file that disagrees with the group on a shared entry
+    (energy, correction or structure: another MP release) or whose --release differs is refused, naming the entries.
     """
-    from ..calculations.dataset import ImportRefusedError, import_reference_file
+    from ..calculations.dataset import import_reference_files
 
     try:
-        group, dataset, created = import_reference_file(file, group_label, force=force, chemsys=chemsys)
-    except ImportRefusedError as exception:
+        imported = import_reference_files(files, group_label, force=force, chemsys=chemsys, release=release)
+    except ValueError as exception:  # ImportRefusedError, DatasetError: nothing was stored
         raise click.ClickException(str(exception)) from exception
-    except ValueError as exception:
-        raise click.ClickException(str(exception)) from exception
+    for group, dataset, created in imported:
+        _report_import(group, dataset, created)
+
+
+def _report_import(group, dataset, created) -> None:
     if created:
         echo.echo_success(
             f'imported {dataset.base.attributes.get("n_entries")} entries of {dataset.source} '

@@ -6,7 +6,7 @@ import click
 from aiida.cmdline.params import arguments, options, types
 from aiida.cmdline.utils import decorators, echo
 
-from ..engine.parameters import DEFAULTS, OPTIMIZERS, TASKS
+from ..engine.parameters import DEFAULTS, OPTIMIZERS, RUNNER_TASKS
 from . import cmd_root
 from .utils import DAEMON, DEFAULT_CODE_LABEL, launch_process, resolve_model
 
@@ -22,7 +22,7 @@ def cmd_launch():
 @options.GROUP(help='Group whose StructureData to evaluate.')
 @click.option('-S', '--structure', 'structures', multiple=True, type=types.DataParamType(), help='Structure pk/uuid.')
 @click.option('--limit', type=int, help='Take only the first LIMIT structures (ordered by pk).')
-@click.option('--task', type=click.Choice(TASKS), default=DEFAULTS['task'], show_default=True)
+@click.option('--task', type=click.Choice(RUNNER_TASKS), default=DEFAULTS['task'], show_default=True)
 @click.option('--fmax', type=float, default=DEFAULTS['fmax'], show_default=True, help='Force criterion, eV/Å.')
 @click.option('--max-steps', type=int, default=DEFAULTS['max_steps'], show_default=True)
 @click.option('--optimizer', type=click.Choice(OPTIMIZERS), default=DEFAULTS['optimizer'], show_default=True)

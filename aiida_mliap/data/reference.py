@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from aiida.orm import Dict
+from .identity import IdentityDict
 
 
-class MliapReferenceData(Dict):
+class MliapReferenceData(IdentityDict):
     """Raw DFT energy (eV), MP2020 correction and adjustments (eV), run type, Hubbard U, oxidation states, MP ids,
     and the source's own ``e_above_hull`` / ``e_form_per_atom`` (eV/atom) when it has them."""
 

@@ -1,6 +1,6 @@
 """Per-structure result node: its own type so that QueryBuilder can target results of any framework."""
 
-from aiida.orm import Dict
+from .identity import IdentityDict
 
 RESULT_KEYS = (
     'label',
@@ -20,5 +20,5 @@ RESULT_KEYS = (
 )
 
 
-class MliapResultData(Dict):
+class MliapResultData(IdentityDict):
     """Energy (eV), energy per atom (eV/atom), largest force (eV/Å), stress (eV/Å^3, Voigt), status and timing."""

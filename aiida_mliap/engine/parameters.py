@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-TASKS = ('static', 'relax')
+RUNNER_TASKS = ('static', 'relax')
+# The benchmark's tasks, as runner parameters: a relaxation with or without the symmetry constraint.
+TASKS: dict[str, dict[str, Any]] = {
+    'static': {'task': 'static'},
+    'relax': {'task': 'relax', 'fix_symmetry': False},
+    'relax_fixsym': {'task': 'relax', 'fix_symmetry': True},
+}
 OPTIMIZERS = ('FIRE', 'BFGS', 'LBFGS')
 DTYPES = ('float32', 'float64', 'highest')  # highest: float64 where the framework supports it
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -33,7 +39,7 @@ def _is_number(value: Any) -> bool:
 
 def _check(key: str, value: Any) -> str | None:
     """Return why ``value`` is not acceptable for ``key``, or None."""
-    choices = {'task': TASKS, 'optimizer': OPTIMIZERS, 'device': DEVICES, 'engine': ENGINES}
+    choices = {'task': RUNNER_TASKS, 'optimizer': OPTIMIZERS, 'device': DEVICES, 'engine': ENGINES}
     if key in choices:
         return None if value in choices[key] else f'`{key}` must be one of {list(choices[key])}, got {value!r}'
     if key == 'dtype':
@@ -61,3 +67,11 @@ def validate_parameters(parameters: dict[str, Any]) -> str | None:
 
 def with_defaults(parameters: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **parameters}
+
+
+def task_name(parameters: dict[str, Any]) -> str:
+    """The benchmark's task (a key of ``TASKS``) of a calculation's runner parameters."""
+    parameters = with_defaults(parameters)
+    if parameters['task'] == 'static':
+        return 'static'
+    return 'relax_fixsym' if parameters['fix_symmetry'] else 'relax'

@@ -25,7 +25,7 @@ import ase.io
 from ase import Atoms
 
 from . import files
-from .batched import default_budget, relax_batched
+from .batched import default_budget, graph_size, relax_batched
 from .checks import check_structure
 from .hashing import sha256_of_model
 from .parameters import validate_parameters, with_defaults
@@ -85,7 +85,30 @@ def describe_environment(framework: Any, loaded: Any, threads: int) -> dict[str,
         'python_version': platform.python_version(),
         'hostname': socket.gethostname(),
         'model_adaptations': loaded.adaptations,
+        'dtype': str(loaded.dtype),
     }
+
+
+def budget_chunks(structures: list[Atoms], budget: int, most: int = STATIC_BATCH) -> list[list[Atoms]]:
+    """Consecutive chunks of at most ``most`` structures whose graph sizes fit ``budget`` (a structure larger than the
+    budget goes alone): single points keep to the memory budget of the batched relaxations."""
+    chunks: list[list[Atoms]] = []
+    size = 0
+    for atoms in structures:
+        cost = graph_size(atoms)
+        if not chunks or len(chunks[-1]) >= most or size + cost > budget:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(atoms)
+        size += cost
+    return chunks
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory (MB), as the kernel counts it."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def is_out_of_memory(exception: BaseException) -> bool:
@@ -189,8 +212,9 @@ class Runner:
         """Yield ``(atoms, record, seconds)`` per structure, batching model calls where the framework can."""
         engine = engine_used(loaded, parameters)
         if engine == 'batched' and parameters['task'] == 'static':
-            for start in range(0, len(structures), STATIC_BATCH):
-                yield from self.static_batch(structures[start : start + STATIC_BATCH], framework, loaded, parameters)
+            budget = parameters['batch_budget'] or default_budget(loaded.device)
+            for chunk in budget_chunks(structures, budget):
+                yield from self.static_batch(chunk, framework, loaded, parameters)
             return
         if engine == 'batched':
             yield from self.relax_batch(structures, framework, loaded, parameters)
@@ -292,8 +316,11 @@ class Runner:
             )
         partial_file.close()
         wall = time.perf_counter() - started
+        environment['peak_memory_mb'] = peak_memory_mb()
         self.write_results({'environment': environment, 'wall_time_s': wall, 'results': results})
-        print(f'done: {len(structures)} structures in {wall:.1f} s', flush=True)
+        print(
+            f'done: {len(structures)} in {wall:.1f} s, peak memory {environment["peak_memory_mb"]:.0f} MB', flush=True
+        )
         return 0
 
     def write_results(self, content: dict[str, Any]) -> None:

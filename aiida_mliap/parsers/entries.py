@@ -221,7 +221,33 @@ def _read_extxyz(text: str) -> tuple[list[ReferenceRecord], list[str]]:
     return records, problems
 
 
-def dataset_release(records: list[ReferenceRecord]) -> str | None:
-    """The newest ``last_updated`` date of the entries: a fingerprint of the MP release they come from."""
-    stamps = [record.attributes['last_updated'] for record in records if record.attributes['last_updated']]
-    return max(stamps)[:10] if stamps else None
+ENERGY_TOLERANCE = 1e-6  # eV per cell: one release stores the same numbers, bit for bit in practice
+POSITION_TOLERANCE = 1e-6  # Å
+
+
+def entry_disagreements(
+    new: dict[str, dict[str, Any]], old: dict[str, dict[str, Any]], what: str = 'the group'
+) -> list[str]:
+    """Entries present in both (by label) whose raw energy or MP2020 correction differ: the evidence that two files
+    come from different MP releases. ``new``/``old`` are reference attributes by label; one message per entry."""
+    problems = []
+    for label in sorted(set(new) & set(old)):
+        a, b = new[label], old[label]
+        for key in ('energy', 'correction'):
+            if abs(float(a[key]) - float(b[key])) > ENERGY_TOLERANCE:
+                problems.append(f'{a["mp_id"]} ({a["formula"]}): {key} {a[key]:.8f} eV here, {b[key]:.8f} eV in {what}')
+                break
+    return problems
+
+
+def structure_disagreement(new, old_cell, old_positions, old_symbols) -> str | None:
+    """Why a pymatgen structure differs from another given as cell, Cartesian positions and symbols, or None."""
+    import numpy as np
+
+    if [site.specie.symbol for site in new] != list(old_symbols):
+        return 'different atoms'
+    if not np.allclose(new.lattice.matrix, old_cell, atol=POSITION_TOLERANCE):
+        return 'different cell'
+    if not np.allclose(new.cart_coords, old_positions, atol=POSITION_TOLERANCE):
+        return 'different atomic positions'
+    return None

@@ -39,14 +39,16 @@ class MliapParser(Parser):
             exit_code = getattr(self.exit_codes, FATAL_EXIT_CODES.get(fatal['kind'], 'ERROR_RUNNER_REFUSED_INPUT'))
             return exit_code.format(message=fatal['message'])
 
+        unreadable = None
         try:
             final = read_final_structures(
                 retrieved.base.repository.get_object_content(files.FINAL_STRUCTURES)
                 if files.FINAL_STRUCTURES in names
                 else ''
             )
-        except Exception as exception:
-            return self.exit_codes.ERROR_UNREADABLE_STRUCTURES.format(message=str(exception))
+        except Exception as exception:  # the results stand on their own: keep them, without final geometries
+            final, unreadable = {}, str(exception)
+            self.logger.error(f'the final structures could not be read, results kept without them: {exception}')
 
         inputs = self.node.inputs.structures
         expected = list(inputs.keys())
@@ -69,6 +71,8 @@ class MliapParser(Parser):
         )
         self.out('summary', orm.Dict(summary))
 
+        if unreadable is not None:
+            return self.exit_codes.ERROR_UNREADABLE_STRUCTURES.format(message=unreadable)
         if not complete:
             missing = summary['counts'].get(Status.NOT_RUN.value, 0)
             self.logger.error(f'the runner stopped early; last scheduler error line: {self._last_error_line()}')

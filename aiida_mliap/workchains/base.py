@@ -15,17 +15,12 @@ from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, calcfunctio
 
 from ..calculations.mliap import MliapCalculation
 from ..calculations.outputs import outputs_of
+from ..calculations.tables import latest_by_label
 from ..data.result import MliapResultData
-from ..engine.parameters import with_defaults
+from ..engine.parameters import TASKS, with_defaults
 from ..engine.status import PERMANENT_FAILURES, WITH_RESULT, Status
 
 SCHEDULER_OUT_OF_MEMORY = 110
-# The benchmark's tasks as runner parameters.
-TASKS = {
-    'static': {'task': 'static'},
-    'relax': {'task': 'relax', 'fix_symmetry': False},
-    'relax_fixsym': {'task': 'relax', 'fix_symmetry': True},
-}
 
 
 @calcfunction
@@ -33,10 +28,10 @@ def merge_summaries(**summaries):
     """One summary over the iterations: a structure's status is the one its latest calculation gave it.
 
     Keys sort in iteration order (``iteration_01``, ...)."""
-    statuses: dict[str, str] = {}
-    for key in sorted(summaries):
-        for status, labels in summaries[key]['labels'].items():
-            statuses.update(dict.fromkeys(labels, status))
+    statuses = latest_by_label(
+        {label: status for status, labels in summaries[key]['labels'].items() for label in labels}
+        for key in sorted(summaries)
+    )
     labels: dict[str, list[str]] = {}
     for label, status in sorted(statuses.items()):
         labels.setdefault(status, []).append(label)
@@ -45,14 +40,24 @@ def merge_summaries(**summaries):
 
 
 class MliapBaseWorkChain(BaseRestartWorkChain):
-    """Run ``MliapCalculation`` until every structure has a result or a reason why it has none."""
+    """Run ``MliapCalculation`` until every structure has a result or a reason why it has none.
+
+    What each exit code of ``MliapCalculation`` leads to:
+    - 304 (runner stopped early): ``handle_not_run`` resubmits the structures it never reached;
+    - 400, 401, 404 (structures failed for good): ``handle_permanent_failures`` records them, never retried;
+    - 403 (out of memory): ``handle_out_of_memory`` splits the structures in halves and retries each;
+    - 410 (unconverged): ``handle_unconverged`` continues them (``unconverged_restarts`` times; 0: kept as they are);
+    - 301, 302, 303, 305, 402, 405, 406 (no usable output, refused input, model or device problem): unhandled,
+      ``on_unhandled_failure`` decides (``restart_once`` runs the same batch again; ``pause`` waits for you).
+      An unhandled failure never drops the sub-batches still queued: they run, every result is attached, and the
+      work chain then exits with ``ERROR_UNHANDLED_FAILURE`` (402), the failed batch's structures without result.
+    """
 
     _process_class = MliapCalculation
 
     defaults = AttributeDict(
         {
-            'step_restarts': 2,  # unconverged: first more steps, then the other optimizer
-            'step_factor': 2,
+            'step_factor': 2,  # unconverged: first more steps, then the other optimizer
             'other_optimizer': {'FIRE': 'BFGS', 'BFGS': 'FIRE', 'LBFGS': 'FIRE'},
             'resubmissions': 2,  # structures a killed or timed-out job never reached
         }
@@ -63,6 +68,13 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         super().define(spec)
         spec.expose_inputs(MliapCalculation, namespace='mliap')
         spec.inputs['max_iterations'].default = lambda: orm.Int(10)
+        spec.input(
+            'unconverged_restarts',
+            valid_type=orm.Int,
+            default=lambda: orm.Int(2),
+            help='Continuations of an unconverged relaxation: first with more steps, then the other optimizer; 0 keeps '
+            "it as it is (Matbench Discovery's protocol).",
+        )
         spec.outline(
             cls.setup,
             while_(cls.should_run_process)(cls.prepare_batch, cls.run_process, cls.inspect_process),
@@ -89,7 +101,7 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         """A builder with the protocol's parameters for ``task`` (``static``, ``relax``, ``relax_fixsym``);
         ``overrides={'parameters': {...}, 'max_iterations': n, 'clean_workdir': bool}``."""
         from ..calculations.mliap import get_builder_for
-        from ..protocols import protocol_parameters
+        from ..protocols import load_protocol, protocol_parameters
 
         overrides = dict(overrides or {})
         if task not in TASKS:
@@ -97,6 +109,7 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         parameters = {**protocol_parameters(protocol, overrides.pop('parameters', None)), **TASKS[task]}
         calculation = get_builder_for(code, model, structures, parameters, options)
         builder = cls.get_builder()
+        overrides = {**load_protocol(protocol).get('base', {}), **overrides}
         builder.mliap = {key: calculation[key] for key in ('code', 'model', 'structures', 'parameters')}
         if options:
             builder.mliap['metadata'] = {'options': options}
@@ -136,6 +149,30 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
                 'parameters': batch['parameters'],
             }
         )
+
+    def inspect_process(self):
+        """BaseRestartWorkChain's inspection, plus: a batch that fails unhandled and is to be run again goes back on
+        the queue, and an abort waits until the queued sub-batches have run (their results are never dropped)."""
+        node = self.ctx.children[self.ctx.iteration - 1]
+        exit_code = super().inspect_process()
+        if not node.is_failed or self._handled():
+            return exit_code
+        if exit_code is None:  # restart_once / pause / restart_and_pause: the same batch again
+            self.ctx.queue.insert(0, self.ctx.batch)
+            return None
+        if exit_code.status == self.exit_codes.ERROR_UNHANDLED_FAILURE.status:
+            self.ctx.unhandled_exit = True
+            left = len(self.ctx.queue)
+            self.report(
+                f'{len(self.ctx.batch["structures"])} structures left without result; {left} queued batches run'
+            )
+            return None
+        return exit_code
+
+    def _handled(self) -> bool:
+        """Whether a handler reported on the latest child (BaseRestartWorkChain records every handler's answer)."""
+        considered = self.node.base.extras.get(self._considered_handlers_extra, [])
+        return bool(considered) and any(answer is not None for _, answer in considered[-1])
 
     # -- handlers: each takes the structures of one status from the child's summary -------------------------------
 
@@ -178,7 +215,8 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         if not labels:
             return None
         parameters = with_defaults(self.ctx.batch['parameters'])
-        retry = self._count_attempts(labels, self.ctx.step_restarts, self.defaults.step_restarts)
+        limit = self.inputs.unconverged_restarts.value
+        retry = self._count_attempts(labels, self.ctx.step_restarts, limit)
         by_attempt: dict[int, list[str]] = {}
         for label in retry:
             by_attempt.setdefault(self.ctx.step_restarts[label], []).append(label)
@@ -192,7 +230,7 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         given_up = len(labels) - len(retry)
         self.report(
             f'{len(labels)} relaxations unconverged: {len(retry)} continued from their last geometry'
-            + (f', {given_up} kept as unconverged after {self.defaults.step_restarts} restarts' if given_up else '')
+            + (f', {given_up} kept as unconverged after {limit} restarts' if given_up else '')
         )
         return ProcessHandlerReport()
 
@@ -234,11 +272,15 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
             if 'summary' in child.outputs
         }
         if not summaries:
+            if self.ctx.get('unhandled_exit'):
+                return self.exit_codes.ERROR_UNHANDLED_FAILURE
             return self.exit_codes.ERROR_NO_STRUCTURE_SUCCEEDED.format(counts={})
         summary = merge_summaries(**summaries)
         self._attach_final_outputs()
         self.out('summary', summary)
         self.report(f'work chain completed after {self.ctx.iteration} iterations: {summary["counts"]}')
+        if self.ctx.get('unhandled_exit'):
+            return self.exit_codes.ERROR_UNHANDLED_FAILURE
         if not any(summary['counts'].get(status.value) for status in WITH_RESULT):
             return self.exit_codes.ERROR_NO_STRUCTURE_SUCCEEDED.format(counts=summary['counts'])
         return None
@@ -248,10 +290,9 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         children = [child.pk for child in self.ctx.children if child.is_finished]
         results = outputs_of(children, 'results')
         relaxed = outputs_of(children, 'relaxed_structures')
-        final: dict[str, tuple[Any, Any]] = {}
-        for pk in children:
-            for label, result in results[pk].items():
-                final[label] = (result, relaxed[pk].get(label))
+        final = latest_by_label(
+            {label: (result, relaxed[pk].get(label)) for label, result in results[pk].items()} for pk in children
+        )
         for label, (result, structure) in sorted(final.items()):
             self.out(f'results.{label}', result)
             if structure is not None:

@@ -1,8 +1,12 @@
-"""``MliapBenchmarkWorkChain``: every structure of a dataset group, several models, several tasks, one launch.
+"""``MliapBenchmarkWorkChain``: every structure of a set of datasets, several models, several tasks, one launch.
 
-Fans out ``MliapBaseWorkChain`` over models x tasks x batches (at most ``max_concurrent`` in flight), then per model
-and task runs ``compute_thermodynamics`` (both hulls) and ``analyse_symmetry``, and gathers everything into one
-results group per model: ``<dataset group>/results/<model name>-<sha256[:8]>``.
+Fans out ``MliapBaseWorkChain`` over models x tasks x batches (at most ``max_concurrent`` in flight), then per batch
+a table (``tabulate_batch``), per model and task one ``compute_thermodynamics`` over the union of the datasets (both
+hulls) and per relaxation batch an ``analyse_symmetry``; gathers everything into one results group per model,
+``<group>/results/<model name>-<sha256[:8]>``, and ends with a ``summary`` and a ``headline`` error table.
+
+Children are found by their call link labels (``batch_<model>_<task>_<index>``), never by extras, and the datasets
+are inputs: a relaunch (``get_builder_restart``) computes exactly the same thing.
 """
 
 from __future__ import annotations
@@ -12,31 +16,36 @@ from typing import Any
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.common.links import LinkType
-from aiida.engine import WorkChain, append_, while_
+from aiida.engine import WorkChain, calcfunction, while_
 
 from ..calculations.dataset import group_datasets, imported_nodes
 from ..calculations.outputs import outputs_of
 from ..calculations.symmetry_analysis import analyse_symmetry, symmetry_inputs
-from ..calculations.thermo import compute_thermodynamics, thermodynamics_inputs
+from ..calculations.tables import latest_by_label, tabulate_batch
+from ..calculations.thermo import compute_thermodynamics, elemental_reference_conflicts, thermodynamics_inputs
+from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
-from ..engine.status import WITH_RESULT
-from ..labels import link_label
-from .base import TASKS, MliapBaseWorkChain
+from ..engine.parameters import TASKS
+from .base import MliapBaseWorkChain
+
+# What a benchmark exposes of the base work chain; structures, model and parameters are its own business.
+EXCLUDED = ('mliap.structures', 'mliap.model', 'mliap.parameters', 'mliap.remote_checkpoint')
 
 
 def results_group_label(dataset_group: str, model: MliapModelData) -> str:
     return f'{dataset_group}/results/{model.name}-{model.sha256[:8]}'
 
 
-def validate_group(value: orm.Str, _) -> str | None:
-    if not orm.QueryBuilder().append(orm.Group, filters={'label': value.value}).count():
-        return f'no group `{value.value}`: import a dataset with `aiida-mliap dataset import FILE --group LABEL`'
-    return None
-
-
 def validate_tasks(value: orm.List, _) -> str | None:
     unknown = sorted(set(value.get_list()) - set(TASKS))
     return f'unknown tasks {unknown}: choose from {sorted(TASKS)}' if unknown else None
+
+
+def validate_datasets(value: dict, _) -> str | None:
+    if not value:
+        return 'give at least one dataset (`aiida-mliap dataset import FILE --group LABEL`)'
+    wrong = sorted(key for key, dataset in value.items() if dataset.kind != 'entries')
+    return f'datasets {wrong} hold elemental references, not entries' if wrong else None
 
 
 def balanced_batches(sizes: dict[str, int], batch_size: int) -> list[list[str]]:
@@ -66,8 +75,51 @@ def cores_per_job(code: orm.AbstractCode, concurrent: int) -> int | None:
     return max(1, available_cores() // max(1, concurrent))
 
 
+def union_of_datasets(datasets: list[MliapDatasetData], namespace: str, project: str = '*') -> dict[str, Any]:
+    """The ``structures`` or ``references`` of several datasets by label: an entry shared by files is one."""
+    by_dataset = imported_nodes(datasets, namespace, project=project)
+    return latest_by_label(by_dataset[dataset.sha256] for dataset in reversed(datasets))  # the first file wins
+
+
+@calcfunction
+def summarize_benchmark(**summaries):
+    """One summary over the thermodynamics of every model and task (``<model>__<task>`` -> its summary): counts of
+    model results and thermo statuses, error and classification metrics, and the headline error table."""
+    from ..analysis.metrics import QUANTITY_NAMES
+
+    summary, headline = {}, []
+    for key in sorted(summaries):
+        content = summaries[key].get_dict()
+        name, task = content['model_name'], content['task']
+        summary[f'{name}/{task}'] = {
+            'model': name,
+            'model_sha256': content['model_sha256'],
+            'task': task,
+            'n_entries': content['n_entries'],
+            'result_counts': content['result_counts'],
+            'thermo_counts': content['counts'],
+            'errors': content['errors'],
+            'classification': content['classification'],
+        }
+        for quantity, metrics in content['errors'].items():
+            if metrics['n']:
+                headline.append(
+                    {
+                        'model': name,
+                        'task': task,
+                        'quantity': QUANTITY_NAMES[quantity],
+                        'n': metrics['n'],
+                        'mae_mev': 1000 * metrics['mae'],
+                        'me_mev': 1000 * metrics['me'],
+                        'rmse_mev': 1000 * metrics['rmse'],
+                        'fraction_under': metrics['fraction_under'],
+                    }
+                )
+    return {'summary': orm.Dict(summary), 'headline': orm.Dict({'rows': headline})}
+
+
 class MliapBenchmarkWorkChain(WorkChain):
-    """Benchmark models against the reference energies of a dataset group; survives per-structure failures."""
+    """Benchmark models against the reference energies of a set of datasets; survives per-structure failures."""
 
     @classmethod
     def define(cls, spec):
@@ -75,29 +127,45 @@ class MliapBenchmarkWorkChain(WorkChain):
         spec.input(
             'group',
             valid_type=orm.Str,
-            validator=validate_group,
-            help='Label of a dataset group from `aiida-mliap dataset import` (groups are not nodes, hence the label).',
+            help='Label of the dataset group: names the results groups (`<group>/results/<model>-<sha>`).',
         )
-        spec.input_namespace('models', valid_type=MliapModelData, dynamic=True, help='Models by a name of your choice.')
-        spec.input('code', valid_type=orm.AbstractCode, help='The runner code (default for every model).')
         spec.input_namespace(
-            'codes', valid_type=orm.AbstractCode, dynamic=True, required=False, help='Per-model codes, same names.'
-        )
+            'datasets', valid_type=MliapDatasetData, dynamic=True, validator=validate_datasets,
+            help='The datasets whose union is benchmarked (one hull); `get_builder_from_protocol` takes a group\'s.',
+        )  # fmt: skip
+        spec.input_namespace('models', valid_type=MliapModelData, dynamic=True, help='Models by a name of your choice.')
+        spec.expose_inputs(MliapBaseWorkChain, namespace='base', exclude=EXCLUDED)
+        spec.input_namespace(
+            'codes', valid_type=orm.AbstractCode, dynamic=True, required=False,
+            help='Per-model codes, same names as `models` (e.g. one Python environment per framework); default: '
+            '`base.mliap.code`.',
+        )  # fmt: skip
+        spec.input_namespace(
+            'remote_checkpoints', valid_type=orm.RemoteData, dynamic=True, required=False,
+            help='Per-model checkpoints pre-installed on the computer, same names as `models`.',
+        )  # fmt: skip
         spec.input('tasks', valid_type=orm.List, default=lambda: orm.List(['static']), validator=validate_tasks)
-        spec.input('parameters', valid_type=orm.Dict, help="The protocol's relaxation parameters.")
+        spec.input('parameters', valid_type=orm.Dict, help="The protocol's runner parameters.")
+        spec.input(
+            'elemental_references', valid_type=MliapDatasetData, required=False,
+            help='Fixed elemental references for formation energies (MP\'s, as Matbench Discovery); refused when '
+            'they disagree with the datasets (another MP release).',
+        )  # fmt: skip
         spec.input('batch_size', valid_type=orm.Int, default=lambda: orm.Int(100))
         spec.input('max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(4), help='Base work chains in flight.')
-        spec.input('options', valid_type=orm.Dict, required=False, help='CalcJob metadata options.')
-        spec.input('clean_workdir', valid_type=orm.Bool, default=lambda: orm.Bool(False))
         spec.outline(
             cls.setup,
             while_(cls.has_batches)(cls.submit_batches, cls.inspect_batches),
+            cls.tabulate,
             cls.run_thermodynamics,
             cls.run_symmetry,
             cls.gather,
         )
-        spec.output('summary', valid_type=orm.Dict, required=False)
-        spec.exit_code(400, 'ERROR_NO_DATASET', message='The group holds no imported dataset.')
+        spec.output('summary', valid_type=orm.Dict, help='Counts, errors and classification per model and task.')
+        spec.output('headline', valid_type=orm.Dict, help='The headline error table (meV/atom), one row per '
+                    'model, task and quantity.')  # fmt: skip
+        spec.exit_code(401, 'ERROR_RELEASE_MISMATCH', message='The elemental references disagree with the datasets: '
+                       '{problems}')  # fmt: skip
         spec.exit_code(410, 'ERROR_NOTHING_DONE', message='No structure got a result with any model.')
 
     @classmethod
@@ -111,46 +179,69 @@ class MliapBenchmarkWorkChain(WorkChain):
         overrides: dict[str, Any] | None = None,
         options: dict[str, Any] | None = None,
     ):
-        """A builder with the protocol's parameters; ``overrides={'parameters': {...}, 'batch_size': n, ...}``."""
-        from ..protocols import protocol_parameters
+        """A builder over the datasets ``group`` holds now, with the protocol's parameters and elemental references.
+
+        ``overrides={'parameters': {...}, 'batch_size': n, 'max_concurrent': n, 'base': {'max_iterations': n, ...},
+        'codes': {model: code}, 'elemental_references': node}``."""
+        from ..protocols import load_protocol, protocol_parameters
 
         overrides = dict(overrides or {})
+        group = group if isinstance(group, orm.Group) else orm.load_group(group)
+        datasets = group_datasets(group)
+        if not datasets:
+            raise ValueError(f'group `{group.label}` holds no dataset: `aiida-mliap dataset import FILE -G LABEL`')
         builder = cls.get_builder()
-        builder.group = orm.Str(group.label if isinstance(group, orm.Group) else group)
+        builder.group = orm.Str(group.label)
+        builder.datasets = {f'dataset_{index}': dataset for index, dataset in enumerate(datasets)}
         builder.models = dict(models)
-        builder.code = code
+        builder.base.mliap.code = code
+        if options:
+            builder.base.mliap.metadata.options = options
         builder.tasks = orm.List(list(tasks))
         builder.parameters = orm.Dict(protocol_parameters(protocol, overrides.pop('parameters', None)))
-        if options:
-            builder.options = orm.Dict(options)
+        references = overrides.pop('elemental_references', load_protocol(protocol).get('elemental_references'))
+        if references is not None:
+            builder.elemental_references = elemental_references_node(references)
+            problems = elemental_reference_conflicts(
+                builder.elemental_references, union_of_datasets(datasets, 'references', project='attributes')
+            )
+            if problems:
+                raise ValueError(
+                    f'the elemental references {builder.elemental_references.source} disagree with the datasets of '
+                    f'`{group.label}` on {len(problems)} entries (another MP release): {"; ".join(problems[:5])}'
+                )
+        for key, value in {**load_protocol(protocol).get('base', {}), **overrides.pop('base', {})}.items():
+            builder.base[key] = orm.to_aiida_type(value) if not isinstance(value, orm.Data) else value
         for key, value in overrides.items():
-            builder[key] = orm.to_aiida_type(value) if not isinstance(value, orm.Data) else value
+            builder[key] = value if isinstance(value, (orm.Data, dict)) else orm.to_aiida_type(value)
         return builder
 
+    # -- steps ----------------------------------------------------------------------------------------------------
+
     def setup(self):
-        datasets = group_datasets(orm.load_group(self.inputs.group.value))
-        if not datasets:
-            return self.exit_codes.ERROR_NO_DATASET
-        structures = {}
-        for by_label in imported_nodes(datasets, 'structures', project='id').values():
-            structures.update(by_label)
-        self.ctx.datasets = [dataset.pk for dataset in datasets]
+        datasets = self._datasets()
+        structures = union_of_datasets(datasets, 'structures', project='id')
+        if 'elemental_references' in self.inputs:
+            problems = elemental_reference_conflicts(
+                self.inputs.elemental_references, union_of_datasets(datasets, 'references', project='attributes')
+            )
+            if problems:
+                return self.exit_codes.ERROR_RELEASE_MISMATCH.format(problems='; '.join(problems[:10]))
         query = orm.QueryBuilder().append(
             orm.StructureData, filters={'id': {'in': list(structures.values())}}, project=['id', 'attributes.sites']
         )
-        sizes = dict(query.all())
+        sizes = {pk: len(sites) for pk, sites in query.all()}
         size = self.inputs.batch_size.value
-        batches = balanced_batches({label: len(sizes[pk]) for label, pk in structures.items()}, size)
+        batches = balanced_batches({label: sizes[pk] for label, pk in structures.items()}, size)
         self.ctx.pending = [
-            {'model': name, 'task': task, 'structures': {label: structures[label] for label in batch}}
+            {'model': name, 'task': task, 'index': index, 'structures': {label: structures[label] for label in batch}}
             for name in sorted(self.inputs.models)
             for task in self.inputs.tasks.get_list()
-            for batch in batches
+            for index, batch in enumerate(batches)
         ]
-        self.ctx.children = []
         self.report(
-            f'{len(structures)} structures x {len(self.inputs.models)} models x {len(self.inputs.tasks)} tasks: '
-            f'{len(self.ctx.pending)} batches of at most {size}'
+            f'{len(structures)} unique structures of {len(datasets)} datasets x {len(self.inputs.models)} models x '
+            f'{len(self.inputs.tasks)} tasks: {len(self.ctx.pending)} batches of at most {size}'
         )
         return None
 
@@ -159,104 +250,164 @@ class MliapBenchmarkWorkChain(WorkChain):
 
     def submit_batches(self):
         """Submit the next ``max_concurrent`` batches; the next wave starts when all of them are done."""
-        wave, self.ctx.pending = (
-            self.ctx.pending[: self.inputs.max_concurrent.value],
-            self.ctx.pending[self.inputs.max_concurrent.value :],
-        )
+        concurrent = self.inputs.max_concurrent.value
+        wave, self.ctx.pending = self.ctx.pending[:concurrent], self.ctx.pending[concurrent:]
+        futures = {}
         for batch in wave:
-            model = self.inputs.models[batch['model']]
-            code = self.inputs.codes[batch['model']] if batch['model'] in self.inputs.get('codes', {}) else None
-            inputs = AttributeDict(
-                {
-                    'mliap': {
-                        'code': code or self.inputs.code,
-                        'model': model,
-                        'structures': {label: orm.load_node(pk) for label, pk in batch['structures'].items()},
-                        'parameters': orm.Dict({**self.inputs.parameters.get_dict(), **TASKS[batch['task']]}),
-                    },
-                    'clean_workdir': self.inputs.clean_workdir,
-                    'metadata': {
-                        'call_link_label': f'{link_label(batch["model"])}_{batch["task"]}',
-                        'label': f'{batch["model"]}/{batch["task"]}',
-                    },
-                }
+            name, task = batch['model'], batch['task']
+            inputs = AttributeDict(self.exposed_inputs(MliapBaseWorkChain, 'base'))
+            inputs.mliap = AttributeDict(inputs.mliap)
+            inputs.mliap.update(
+                model=self.inputs.models[name],
+                structures={label: orm.load_node(pk) for label, pk in batch['structures'].items()},
+                parameters=orm.Dict({**self.inputs.parameters.get_dict(), **TASKS[task]}),
             )
-            options = self.inputs.options.get_dict() if 'options' in self.inputs else {}
-            cores = cores_per_job(inputs.mliap['code'], self.inputs.max_concurrent.value)
-            if cores and 'resources' not in options:
-                options['resources'] = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-                options['resources']['num_cores_per_mpiproc'] = cores
-            if options:
-                inputs.mliap['metadata'] = {'options': options}
-            node = self.submit(MliapBaseWorkChain, **inputs)
-            node.base.extras.set_many({'mliap_model': batch['model'], 'mliap_task': batch['task']})
-            self.to_context(children=append_(node))
+            if name in self.inputs.get('codes', {}):
+                inputs.mliap.code = self.inputs.codes[name]
+            if name in self.inputs.get('remote_checkpoints', {}):
+                inputs.mliap.remote_checkpoint = self.inputs.remote_checkpoints[name]
+            options = dict(inputs.mliap.get('metadata', {}).get('options', {}))
+            resources = dict(options.get('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1}))
+            cores = cores_per_job(inputs.mliap.code, concurrent)
+            if cores and 'num_cores_per_mpiproc' not in resources:
+                options['resources'] = {**resources, 'num_cores_per_mpiproc': cores}
+                inputs.mliap.metadata = {**inputs.mliap.get('metadata', {}), 'options': options}
+            inputs.metadata = {'call_link_label': batch_link_label(name, task, batch['index']),
+                               'label': f'{self.inputs.models[name].name}/{task}/{batch["index"]}'}  # fmt: skip
+            futures[batch_link_label(name, task, batch['index'])] = self.submit(MliapBaseWorkChain, **inputs)
         left = len(self.ctx.pending)
         self.report(f'submitted {len(wave)} batches' + (f', {left} waiting' if left else ''))
+        return self.to_context(**futures)
 
     def inspect_batches(self):
-        failed = [child for child in self.ctx.children if not child.is_finished_ok]
-        for child in failed:
-            self.report(f'{child.process_label}<{child.pk}> ({child.label}) ended with {child.exit_status}: recorded')
+        for child in self._children().values():
+            if child.is_terminated and not child.is_finished_ok and child.pk not in self.ctx.get('reported', []):
+                self.report(
+                    f'{child.process_label}<{child.pk}> ({child.label}) ended with {child.exit_status}: recorded'
+                )
+                self.ctx.reported = [*self.ctx.get('reported', []), child.pk]
 
-    def _calculations(self, model: str, task: str) -> list[orm.CalcJobNode]:
-        """The MliapCalculations of one model and task, in creation order."""
-        calcs = []
-        for child in self.ctx.children:
-            if child.base.extras.get('mliap_model') == model and child.base.extras.get('mliap_task') == task:
-                calcs.extend(c for c in child.called if isinstance(c, orm.CalcJobNode) and 'summary' in c.outputs)
-        return sorted(calcs, key=lambda node: node.pk)
+    def tabulate(self):
+        """One table per batch: every structure's reference entry and the model's final result, if any."""
+        references = union_of_datasets(self._datasets(), 'references')
+        for link, child in sorted(self._children().items()):
+            results = dict(child.outputs.results) if 'results' in child.outputs else {}
+            inputs = {'parameters': child.inputs.mliap.parameters}
+            inputs.update({f'references__{label}': references[label] for label in child.inputs.mliap.structures})
+            inputs.update({f'results__{label}': node for label, node in results.items()})
+            tabulate_batch(**inputs, metadata={'call_link_label': link.replace('batch_', 'table_', 1)})
 
     def run_thermodynamics(self):
+        datasets = self._datasets()
+        references = self.inputs.get('elemental_references')
         for name, model in sorted(self.inputs.models.items()):
             for task in self.inputs.tasks.get_list():
-                summaries = [calc.outputs.summary for calc in self._calculations(name, task)]
-                if not summaries:
-                    continue
-                for pk in self.ctx.datasets:
-                    inputs = thermodynamics_inputs(model, orm.load_node(pk), summaries)
-                    inputs['metadata'] = {'call_link_label': f'thermo_{link_label(name)}_{task}'}
-                    outputs = compute_thermodynamics(**inputs)
-                    self.report(f'thermodynamics {name}/{task}: {outputs["summary"]["counts"]}')
+                tables = self._tables(name, task)
+                inputs = thermodynamics_inputs(model, list(tables.values()), datasets, references)
+                inputs['metadata'] = {'call_link_label': f'thermo_{name}_{task}'}
+                outputs = compute_thermodynamics(**inputs)
+                self.report(f'thermodynamics {model.name}/{task}: {outputs["summary"]["counts"]}')
 
     def run_symmetry(self):
-        for pk in self.ctx.datasets:
-            analyse_symmetry(**symmetry_inputs(dataset=orm.load_node(pk)), metadata={'call_link_label': 'symmetry_dft'})
-        tasks = self.inputs.tasks.get_list()
+        for index, dataset in enumerate(self._datasets()):
+            analyse_symmetry(**symmetry_inputs(dataset=dataset), metadata={'call_link_label': f'symmetry_dft_{index}'})
         for name in sorted(self.inputs.models):
-            free = [calc.outputs.summary for calc in self._calculations(name, 'relax')]
             for task in ('relax', 'relax_fixsym'):
-                summaries = [calc.outputs.summary for calc in self._calculations(name, task)]
-                if task not in tasks or not summaries:
+                if task not in self.inputs.tasks.get_list():
                     continue
-                compare = free if task == 'relax_fixsym' else []
-                outputs = analyse_symmetry(
-                    **symmetry_inputs(summaries, free_relaxations=compare),
-                    metadata={'call_link_label': f'symmetry_{link_label(name)}_{task}'},
-                )
-                self.report(f'symmetry {name}/{task}: {outputs["summary"]["symmetry_changes"]}')
+                free = self._tables(name, 'relax') if task == 'relax_fixsym' else {}
+                children = self._children(name, task)
+                for index, table in self._tables(name, task).items():
+                    child = children[batch_link_label(name, task, index)]
+                    relaxed = dict(child.outputs.relaxed_structures) if 'relaxed_structures' in child.outputs else {}
+                    inputs = symmetry_inputs(
+                        initial=dict(child.inputs.mliap.structures), final=relaxed, table=table, free=free.get(index)
+                    )
+                    analyse_symmetry(**inputs, metadata={'call_link_label': f'symmetry_{name}_{task}_{index}'})
 
     def gather(self):
-        """Every result, relaxed structure, thermo and symmetry node of a model into its results group."""
-        with_result = {status.value for status in WITH_RESULT}
-        analyses = {
-            link.link_label: link.node.pk
-            for link in self.node.base.links.get_outgoing(link_type=LinkType.CALL_CALC).all()
-        }
-        done = 0
+        """Every result, relaxed structure, table, thermo and symmetry node of a model into its results group."""
+        calls = self.node.base.links.get_outgoing(link_type=LinkType.CALL_CALC).all()
+        analyses = {link.link_label: link.node for link in calls}
+        summaries = {}
         for name, model in sorted(self.inputs.models.items()):
             group, _ = orm.Group.collection.get_or_create(results_group_label(self.inputs.group.value, model))
-            calcs = [calc.pk for task in self.inputs.tasks.get_list() for calc in self._calculations(name, task)]
-            results = [n for by_label in outputs_of(calcs, 'results').values() for n in by_label.values()]
-            done += sum(1 for result in results if result.base.attributes.get('status') in with_result)
-            nodes = [*results, *(n for v in outputs_of(calcs, 'relaxed_structures').values() for n in v.values())]
-            prefixes = (f'thermo_{link_label(name)}_', f'symmetry_{link_label(name)}_')
-            mine = [pk for label, pk in analyses.items() if label.startswith(prefixes)]
-            mine += [pk for label, pk in analyses.items() if label == 'symmetry_dft']
-            for namespace in ('thermo', 'symmetry'):
-                nodes.extend(n for by_label in outputs_of(mine, namespace).values() for n in by_label.values())
+            mine = [child.pk for child in self._children(name).values()]
+            nodes = [n for namespace in ('results', 'relaxed_structures')
+                     for by_label in outputs_of(mine, namespace).values() for n in by_label.values()]  # fmt: skip
+            own = [call.pk for index, call in indexed_calls(self.node, LinkType.CALL_CALC, 'symmetry_dft_').items()]
+            for task in ('relax', 'relax_fixsym'):
+                own += [c.pk for c in indexed_calls(self.node, LinkType.CALL_CALC, f'symmetry_{name}_{task}_').values()]
+            nodes.extend(n for by_label in outputs_of(own, 'symmetry').values() for n in by_label.values())
+            for task in self.inputs.tasks.get_list():
+                nodes.extend(self._tables(name, task).values())
+                thermo = analyses[f'thermo_{name}_{task}']
+                nodes.extend(n for by_label in outputs_of([thermo.pk], 'thermo').values() for n in by_label.values())
+                summaries[f'{name}__{task}'] = thermo.outputs.summary
             group.add_nodes(nodes)
             self.report(f'{model.name}: {len(nodes)} nodes in group `{group.label}`')
-        if not done:
-            return self.exit_codes.ERROR_NOTHING_DONE
-        return None
+        outputs = summarize_benchmark(**summaries, metadata={'call_link_label': 'summarize'})
+        self.out('summary', outputs['summary'])
+        self.out('headline', outputs['headline'])
+        done = sum(
+            count
+            for entry in outputs['summary'].get_dict().values()
+            for status, count in entry['result_counts'].items()
+            if status in ('ok', 'unconverged')
+        )
+        return None if done else self.exit_codes.ERROR_NOTHING_DONE
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+
+    def _datasets(self) -> list[MliapDatasetData]:
+        return [self.inputs.datasets[key] for key in sorted(self.inputs.datasets)]
+
+    def _children(self, name: str | None = None, task: str | None = None) -> dict[str, orm.WorkflowNode]:
+        """The base work chains by call link label (of one model and task, if given)."""
+        found = {}
+        for model in [name] if name else self.inputs.models:
+            for each in [task] if task else self.inputs.tasks.get_list():
+                for index, node in indexed_calls(self.node, LinkType.CALL_WORK, f'batch_{model}_{each}_').items():
+                    found[batch_link_label(model, each, index)] = node
+        return found
+
+    def _tables(self, name: str, task: str) -> dict[int, orm.Node]:
+        """The tables of one model and task by batch index."""
+        calls = indexed_calls(self.node, LinkType.CALL_CALC, f'table_{name}_{task}_')
+        return {index: call.outputs.result for index, call in calls.items()}
+
+
+def indexed_calls(node: orm.ProcessNode, link_type: LinkType, prefix: str) -> dict[int, orm.ProcessNode]:
+    """The processes ``node`` called with link labels ``<prefix><index>``, by index (model names may be prefixes of
+    each other, hence the exact form)."""
+    found = {}
+    for link in node.base.links.get_outgoing(link_type=link_type).all():
+        suffix = link.link_label[len(prefix) :]
+        if link.link_label.startswith(prefix) and suffix.isdigit():
+            found[int(suffix)] = link.node
+    return dict(sorted(found.items()))
+
+
+def batch_link_label(name: str, task: str, index: int) -> str:
+    return f'batch_{name}_{task}_{index}'
+
+
+def elemental_references_node(value: MliapDatasetData | str | int) -> MliapDatasetData:
+    """Elemental references by node, pk or source file name (as imported with `dataset import-refs`)."""
+    if isinstance(value, MliapDatasetData):
+        return value
+    query = orm.QueryBuilder().append(
+        MliapDatasetData, filters={'attributes.kind': 'elemental_references', 'attributes.source': str(value)}
+    )
+    found = query.all(flat=True)
+    if found:
+        return found[-1]
+    try:
+        node = orm.load_node(value)
+    except Exception:
+        node = None
+    if isinstance(node, MliapDatasetData) and node.kind == 'elemental_references':
+        return node
+    raise ValueError(
+        f'no elemental references `{value}`: import them first with `aiida-mliap dataset import-refs FILE`'
+    )

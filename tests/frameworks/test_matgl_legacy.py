@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from aiida_mliap.calculations.dataset import import_reference_file, imported_nodes
 from aiida_mliap.calculations.mliap import get_builder_for
+from aiida_mliap.calculations.tables import tabulate
 from aiida_mliap.calculations.thermo import compute_thermodynamics, thermo_records, thermodynamics_inputs
 from aiida_mliap.cli import cmd_root
 from aiida_mliap.data.model import MliapModelData
@@ -153,7 +154,9 @@ def test_calcjob_equals_adapter_and_mp2020_path(shared_data, m3gnet_dir, runner_
         result = results['results'][label]
         assert result['energy_per_atom'] == pytest.approx(atoms.get_potential_energy() / len(atoms), abs=1e-5)
 
-    _, thermo = compute_thermodynamics.run_get_node(**thermodynamics_inputs(model, dataset, [results['summary']]))
+    references = imported_nodes([dataset], 'references')[dataset.sha256]
+    tables = tabulate(node.inputs.parameters, references, dict(results['results']), batch_size=200)
+    _, thermo = compute_thermodynamics.run_get_node(**thermodynamics_inputs(model, tables, [dataset]))
     records = thermo_records(thermo)
     corrected = np.array([records[label]['energy_per_atom_model'] for label in labels])
     raw = np.array([records[label]['energy_per_atom_model_raw'] for label in labels])

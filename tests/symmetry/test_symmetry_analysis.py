@@ -11,6 +11,7 @@ from aiida_mliap.calculations.mliap import get_builder_for, structure_link_label
 from aiida_mliap.calculations.outputs import outputs_of
 from aiida_mliap.calculations.symmetry import analyse_atoms
 from aiida_mliap.calculations.symmetry_analysis import analyse_symmetry, symmetry_inputs
+from aiida_mliap.calculations.tables import tabulate
 from aiida_mliap.data.symmetry import MliapSymmetryData
 
 RELAX = {'task': 'relax', 'fmax': 0.1, 'max_steps': 60, 'optimizer': 'FIRE', 'device': 'cpu'}
@@ -28,8 +29,11 @@ def test_relaxations_free_and_fixed_symmetry(runner_code, chgnet_model, make_str
     )
     assert free_node.is_finished_ok and fixed_node.is_finished_ok
 
+    labelled = {structure_link_label(structure): structure for structure in structures}
+    table = tabulate(fixed_node.inputs.parameters, {}, dict(fixed['results']))[0]
+    free_table = tabulate(free_node.inputs.parameters, {}, dict(free['results']))[0]
     outputs, node = analyse_symmetry.run_get_node(
-        **symmetry_inputs([fixed['summary']], free_relaxations=[free['summary']])
+        **symmetry_inputs(labelled, dict(fixed['relaxed_structures']), table=table, free=free_table)
     )
     assert outputs['summary']['counts'] == {'ok': 3}
     records = symmetry_records(node)
@@ -39,7 +43,7 @@ def test_relaxations_free_and_fixed_symmetry(runner_code, chgnet_model, make_str
         expected = analyse_atoms(structure.get_ase())['symprec_0.01']
         assert (record['spacegroup_initial'], record['dof']) == (expected['spacegroup_number'], expected['dof'])
         assert record['mp_id'] == structure.label and record['model_sha256'] == chgnet_model.sha256
-        assert record['task'] == 'relax' and record['fix_symmetry'] is True
+        assert record['task'] == 'relax_fixsym' and record['fix_symmetry'] is True
         # FixSymmetry keeps the space group at the default tolerance.
         assert record['symmetry_change'] == 'kept' and record['spacegroup_final'] == record['spacegroup_initial']
         gap = fixed['results'][label]['energy_per_atom'] - free['results'][label]['energy_per_atom']
@@ -73,5 +77,20 @@ def test_dataset_structures(li_extxyz):
     }
     assert records['sym_1']['symmetry_change'] is None and records['sym_1']['final'] is None
     assert outputs['summary']['crystal_systems'] == {'cubic': 2}
-    with pytest.raises(ValueError, match='either a dataset or the summaries'):
+    with pytest.raises(ValueError, match='either a dataset or the initial structures'):
         analyse_symmetry(**symmetry_inputs())
+
+
+def test_only_inputs_are_read(runner_code, chgnet_model, make_structures):
+    """Closed provenance: from each symmetry node back through create and input links to the structures and
+    results it was computed from (the relaxed structure and the result nodes themselves)."""
+    structures = make_structures(2)
+    relaxed, calc = run_get_node(get_builder_for(runner_code, chgnet_model, structures, RELAX))
+    labelled = {structure_link_label(structure): structure for structure in structures}
+    table = tabulate(calc.inputs.parameters, {}, dict(relaxed['results']))[0]
+    _, node = analyse_symmetry.run_get_node(**symmetry_inputs(labelled, dict(relaxed['relaxed_structures']), table))
+    inputs = {link.node.pk for link in node.base.links.get_incoming().all()}
+    for label, structure in labelled.items():
+        assert structure.pk in inputs and relaxed['relaxed_structures'][label].pk in inputs
+    table_inputs = {link.node.pk for link in table.creator.base.links.get_incoming().all()}
+    assert {result.pk for result in relaxed['results'].values()} <= table_inputs

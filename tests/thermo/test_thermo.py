@@ -18,7 +18,7 @@ from aiida_mliap.calculations.dataset import (
 from aiida_mliap.calculations.thermo import compute_thermodynamics, thermo_records, thermodynamics_inputs
 from aiida_mliap.data import MliapDatasetData, MliapReferenceData
 from aiida_mliap.parsers.entries import DatasetError
-from aiida_mliap.testing import dft_as_model
+from aiida_mliap.testing import oracle_tables
 
 STARRED = ['Li-Fe-P-O', 'Li-Co-Ni-O', 'Na-Fe-P-O']
 
@@ -37,7 +37,7 @@ def references_of(dataset) -> dict[str, MliapReferenceData]:
 
 
 def oracle_inputs(oracle_model, dataset, **kwargs):
-    return thermodynamics_inputs(oracle_model, dataset, [dft_as_model(dataset)['summary']], **kwargs)
+    return thermodynamics_inputs(oracle_model, oracle_tables(dataset), [dataset], **kwargs)
 
 
 @pytest.mark.parametrize('name', STARRED)
@@ -90,23 +90,116 @@ def test_second_import_creates_nothing(shared_data):
     assert len(group.nodes) == 1 + 2 * dataset.base.attributes.get('n_entries')
 
 
-def test_mixed_releases_refused_unless_forced(shared_data):
-    import_file(shared_data, 'Li-Fe-P-O', 'releases')
+def test_mixed_releases_refused_naming_the_entries_unless_forced(shared_data):
+    """The 2021 file disagrees with the 2025 ones on shared entries (e.g. Fe, mp-13): refused before anything is
+    stored, with the entries named; files of one release (several shared entries, all equal) join one group."""
+    for name in STARRED:
+        import_file(shared_data, name, 'releases')
     before = orm.QueryBuilder().append(orm.Node).count()
-    with pytest.raises(ImportRefusedError, match='must not mix MP releases'):
+    with pytest.raises(ImportRefusedError, match=r'(?s)cannot join group `releases`.*mp-13 \(Fe\): energy') as info:
         import_file(shared_data, 'Li-Fe-O_2021', 'releases')
+    assert 'different MP releases' in str(info.value)
     assert orm.QueryBuilder().append(orm.Node).count() == before, 'nothing half-imported'
     _, dataset, created = import_reference_file(shared_data / 'mp' / 'Li-Fe-O_2021.json.gz', 'releases', force=True)
-    assert created and dataset.base.attributes.get('release').startswith('20')
+    assert created and dataset.base.attributes.get('release') is None
 
 
-def test_results_from_another_dataset_refused(shared_data, oracle_model):
-    """One dataset is one hull: results of entries that are not in it are an error, not silently mixed in."""
+def test_explicit_release_labels_must_agree(tmp_path, raw_entries):
+    """Two files without shared entries but with different --release labels cannot share a group."""
+    first = write_entries(tmp_path, raw_entries[:4], 'first.json.gz')
+    second = write_entries(tmp_path, raw_entries[4:8], 'second.json.gz')
+    import_reference_file(first, 'labelled', release='2023-02-07')
+    with pytest.raises(ImportRefusedError, match='release `2022` here, `2023-02-07` in first.json.gz'):
+        import_reference_file(second, 'labelled', release='2022')
+    _, dataset, _ = import_reference_file(second, 'labelled', release='2023-02-07')
+    assert dataset.base.attributes.get('release') == '2023-02-07'
+
+
+
+def test_union_of_files_is_one_hull(shared_data, oracle_model):
+    """The Li-Fe-O part of Li-Fe-P-O and the Na-Fe-O part of Na-Fe-P-O in one group (their Fe-O entries shared): one
+    thermo record per unique entry, and the DFT Ehull equals an independent pymatgen PhaseDiagram over the union."""
+    from pymatgen.analysis.phase_diagram import PhaseDiagram
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+    from aiida_mliap.calculations.tables import latest_by_label, tabulate
+    from aiida_mliap.workchains.benchmark import union_of_datasets
+
+    files = {'Li-Fe-P-O': 'Li-Fe-O', 'Na-Fe-P-O': 'Na-Fe-O'}
+    datasets = [
+        import_reference_file(shared_data / 'mp' / f'{name}.json.gz', 'union', chemsys=chemsys)[1]
+        for name, chemsys in files.items()
+    ]
+    references = union_of_datasets(datasets, 'references')
+    sizes = [dataset.base.attributes.get('n_entries') for dataset in datasets]
+    assert len(references) < sum(sizes)  # shared entries are one
+    tables = [table for dataset in datasets for table in oracle_tables(dataset)]
+    outputs, node = compute_thermodynamics.run_get_node(**thermodynamics_inputs(oracle_model, tables, datasets))
+    records = thermo_records(node)
+    assert len(records) == len(references) and outputs['summary']['counts'] == {'ok': len(references)}
+
+    entries = {}
+    for name, chemsys in files.items():
+        with gzip.open(shared_data / 'mp' / f'{name}.json.gz', 'rt') as handle:
+            entries.update(
+                {e['data']['material_id']: ComputedStructureEntry.from_dict(e) for e in json.load(handle)
+                 if set(e['composition']) <= set(chemsys.split('-'))}
+            )  # fmt: skip
+    assert len(entries) == len(references)
+    diagram = PhaseDiagram(list(entries.values()))
+    for record in records.values():
+        entry = entries[record['mp_id']]
+        assert record['e_above_hull_dft'] == pytest.approx(diagram.get_e_above_hull(entry), abs=1e-6)
+    assert latest_by_label([{'a': 1}, {'a': 2, 'b': 3}]) == {'a': 2, 'b': 3}
+    assert tabulate  # the helper the oracle uses
+
+
+def test_tables_that_disagree_on_an_entry_are_refused(shared_data, oracle_model):
+    """Forced past the import check, two releases still cannot meet in one hull."""
+    _, lifepo, _ = import_reference_file(shared_data / 'mp' / 'Li-Fe-P-O.json.gz', 'fe-o', chemsys='Fe-O')
+    _, old, _ = import_reference_file(shared_data / 'mp' / 'Li-Fe-O_2021.json.gz', 'old-fe-o', chemsys='Fe-O')
+    tables = oracle_tables(lifepo) + oracle_tables(old)
+    with pytest.raises(ValueError, match=r'tables disagree on \d+ reference entries: mp-'):
+        compute_thermodynamics(**thermodynamics_inputs(oracle_model, tables, [lifepo, old]))
+
+
+def test_model_hull_stands_on_the_dft_elemental_ground_states(shared_data, oracle_model):
+    """The model failed on Fe's DFT ground state (mp-13): every Fe entry gets `no_model_elemental_reference` naming
+    it, never a hull on another Fe polymorph; the others are untouched."""
+    from aiida_mliap.calculations.tables import tabulate
+    from aiida_mliap.data import MliapResultData
+
+    _, dataset, _ = import_reference_file(shared_data / 'mp' / 'Li-Fe-P-O.json.gz', 'li-fe-o', chemsys='Li-Fe-O')
+    tables = oracle_tables(dataset)
+    references = references_of(dataset)
+    results = {label: row['result'] for table in tables for label, row in table.rows.items()}
+    results['mp_13'] = {**results['mp_13'], 'status': 'error', 'energy': None, 'energy_per_atom': None}
+    nodes = {label: MliapResultData(result).store() for label, result in results.items()}
+    failed = tabulate(orm.Dict({'task': 'static'}).store(), references, nodes, batch_size=200)
+    outputs, node = compute_thermodynamics.run_get_node(**thermodynamics_inputs(oracle_model, failed, [dataset]))
+    records = thermo_records(node)
+    for label, record in records.items():
+        has_fe = 'Fe' in references[label]['composition']
+        if label == 'mp_13':
+            assert record['status'] == 'not_evaluated'
+        elif has_fe:
+            assert record['status'] == 'no_model_elemental_reference', record
+            assert 'Fe (mp_13)' in record['reason'] and record['e_above_hull_model'] is None
+        else:
+            assert record['status'] == 'ok' and record['e_above_hull_model'] is not None
+    assert outputs['summary']['elemental_ground_states']['Fe'] == 'mp-13'
+
+
+def test_elemental_references_of_another_release_refused(shared_data):
+    from aiida_mliap.calculations.thermo import elemental_reference_conflicts
+    from aiida_mliap.workchains.benchmark import union_of_datasets
+
+    refs, _ = import_elemental_references(shared_data / 'elemental_refs' / 'mp_elemental_refs_2023-02-07.json.gz')
     _, lifepo, _ = import_file(shared_data, 'Li-Fe-P-O', 'oracle/Li-Fe-P-O')
-    _, nafepo, _ = import_file(shared_data, 'Na-Fe-P-O', 'twice')
-    summary = dft_as_model(nafepo)['summary']
-    with pytest.raises(ValueError, match=r'have no entry in Li-Fe-P-O\.json\.gz'):
-        compute_thermodynamics(**thermodynamics_inputs(oracle_model, lifepo, [summary]))
+    _, old, _ = import_reference_file(shared_data / 'mp' / 'Li-Fe-O_2021.json.gz', 'old-release')
+    assert elemental_reference_conflicts(refs, union_of_datasets([lifepo], 'references', project='attributes')) == []
+    problems = elemental_reference_conflicts(refs, union_of_datasets([old], 'references', project='attributes'))
+    assert problems and problems[0].startswith('mp-13 (Fe): energy')
 
 
 def write_entries(tmp_path, entries, name='entries.json.gz'):
@@ -152,7 +245,7 @@ def test_elements_without_reference_get_a_reason(tmp_path, raw_entries, oracle_m
     outputs, node = compute_thermodynamics.run_get_node(**oracle_inputs(oracle_model, dataset))
     assert outputs['summary']['counts'] == {'no_dft_elemental_reference': 6}
     some = next(iter(thermo_records(node).values()))
-    assert some['e_above_hull_dft'] is None and 'no evaluated elemental entry for' in some['reason']
+    assert some['e_above_hull_dft'] is None and 'no evaluated elemental ground state for' in some['reason']
 
 
 def test_extxyz_import(li_extxyz):

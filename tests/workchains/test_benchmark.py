@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import run_get_node
 from aiida.manage.caching import enable_caching
 from click.testing import CliRunner
@@ -48,7 +49,7 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     _, node = run_get_node(builder_for(runner_code, chgnet_model, group))
     assert node.is_finished_ok, node.exit_message
 
-    bases = [child for child in node.called if child.process_label == 'MliapBaseWorkChain']
+    bases = [base for _, base in base_work_chains(node)]
     assert len(bases) == 3 * 3  # 19 structures in batches of at most 8 (7, 6, 6), three tasks
     for base in bases:
         # Every structure has a result or a recorded reason.
@@ -75,6 +76,13 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     assert table[('static', 'total energy')]['n'] >= count - 2
     assert all(row['done'] + row['failed'] == count and row['pending'] == 0 for row in progress(node))
     check_results_table(node, group, chgnet_model, count)
+    check_closed_provenance(node, group)
+    summary = node.outputs.summary.get_dict()
+    assert set(summary) == {f'chgnet-0.3.0/{task}' for task in TASKS}
+    assert sum(summary['chgnet-0.3.0/static']['result_counts'].values()) == count
+    assert set(summary['chgnet-0.3.0/static']['classification']['dftref_hull']) >= {'tp', 'fp', 'fn', 'tn', 'n'}
+    assert {row['quantity'] for row in node.outputs.headline['rows']} >= {'total energy', 'Ehull (DFT-ref hull)'}
+    assert len(node.inputs.datasets) == 1  # the datasets it ran on, for a relaunch
     check_report_and_archive_round_trip(group, tmp_path)
 
     # With caching on, the same launch (from the CLI this time) reuses every finished calculation.
@@ -126,9 +134,8 @@ def check_results_table(node, group, model, count):
     assert (static['spacegroup_final'] == static['spacegroup_initial']).all()
     # Status and steps are the final result of each structure as its base work chain saw it (restarts included).
     final = {
-        (label, base.base.extras.get('mliap_task')): tuple(map(result.base.attributes.get, ('status', 'n_steps')))
-        for base in node.called
-        if base.process_label == 'MliapBaseWorkChain'
+        (label, task): tuple(map(result.base.attributes.get, ('status', 'n_steps')))
+        for task, base in base_work_chains(node)
         for label, result in base.outputs.results.items()
     }
     assert {(row.label, row.task): (row.status, row.n_steps) for row in table.itertuples()} == final
@@ -139,6 +146,51 @@ def check_results_table(node, group, model, count):
     for source in (results_group_label(group.label, model), group.label, str(node.pk)):
         again = load_results(source)[columns].sort_values(['mp_id', 'task']).reset_index(drop=True)
         assert again.equals(expected), source
+
+
+def base_work_chains(node) -> list[tuple[str, orm.WorkflowNode]]:
+    """(task, base work chain) of a benchmark of the model `chgnet`, from the call link labels."""
+    links = node.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all()
+    return [(link.link_label.removeprefix('batch_chgnet_').rsplit('_', 1)[0], link.node) for link in links]
+
+
+def provenance_ancestors(node) -> set[int]:
+    """Every node reachable backwards from ``node`` through create and input links only."""
+    seen, frontier = set(), [node]
+    while frontier:
+        current = frontier.pop()
+        for link in current.base.links.get_incoming(link_type=(LinkType.CREATE, LinkType.INPUT_CALC)).all():
+            if link.node.pk not in seen:
+                seen.add(link.node.pk)
+                frontier.append(link.node)
+    return seen
+
+
+def check_closed_provenance(node, group):
+    """From thermo and symmetry nodes back to the result and reference nodes they were computed from."""
+    from aiida_mliap.workchains.benchmark import union_of_datasets
+
+    references = union_of_datasets([node.inputs.datasets[k] for k in node.inputs.datasets], 'references')
+    results = {(task, label): result for task, base in base_work_chains(node) for label, result in
+               base.outputs.results.items()}  # fmt: skip
+    thermo_calls = [c for c in node.called if c.process_label == 'compute_thermodynamics']
+    assert len(thermo_calls) == len(TASKS)
+    for call in thermo_calls:
+        thermo = next(link.node for link in call.base.links.get_outgoing(link_type=LinkType.CREATE).all()
+                      if link.link_label.startswith('thermo__'))  # fmt: skip
+        ancestors = provenance_ancestors(thermo)
+        assert references[thermo['label']].pk in ancestors
+        assert results[(thermo['task'], thermo['label'])].pk in ancestors
+    symmetry_calls = [c for c in node.called if c.process_label == 'analyse_symmetry' and 'table' in c.inputs]
+    assert symmetry_calls
+    for call in symmetry_calls:
+        record = next(link.node for link in call.base.links.get_outgoing(link_type=LinkType.CREATE).all()
+                      if link.link_label.startswith('symmetry__'))  # fmt: skip
+        ancestors = provenance_ancestors(record)
+        assert results[(call.inputs.table.task, record['label'])].pk in ancestors
+        relaxed = next(b for t, b in base_work_chains(node) if t == call.inputs.table.task
+                       and record['label'] in b.outputs.results)  # fmt: skip
+        assert relaxed.outputs.relaxed_structures[record['label']].pk in ancestors
 
 
 def check_report_and_archive_round_trip(group, tmp_path):
