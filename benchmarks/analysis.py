@@ -27,16 +27,13 @@ from hull import SHARED, fresh_profile
 
 def fill(first: int, models: int, directory: Path, dataset) -> None:
     """Models ``first`` .. ``first + models - 1``, each through ``compute_thermodynamics``."""
-    from aiida import orm
-
     from aiida_mliap.calculations.thermo import compute_thermodynamics, thermodynamics_inputs
-    from aiida_mliap.testing import dft_as_model, oracle_model
+    from aiida_mliap.testing import oracle_model, oracle_tables
 
     for variant in range(first, first + models):
         model = oracle_model(directory, variant=variant)
-        parameters = orm.Dict({'task': 'static', 'noise': 0.03, 'seed': variant})
-        summary = dft_as_model(dataset, parameters)['summary']
-        compute_thermodynamics(**thermodynamics_inputs(model, dataset, [summary]))
+        tables = oracle_tables(dataset, {'task': 'static', 'noise': 0.03, 'seed': variant})
+        compute_thermodynamics(**thermodynamics_inputs(model, tables, [dataset]))
 
 
 def timed(group_label: str, n_bootstrap: int) -> dict[str, float]:

@@ -32,6 +32,7 @@ def main() -> None:
     load_profile(args.profile, allow_switch=True)
     from aiida_mliap.calculations.dataset import import_reference_file, imported_nodes
     from aiida_mliap.calculations.mliap import get_builder_for
+    from aiida_mliap.calculations.tables import tabulate
     from aiida_mliap.calculations.thermo import compute_thermodynamics, thermo_records, thermodynamics_inputs
     from aiida_mliap.cli.utils import resolve_model
 
@@ -41,16 +42,19 @@ def main() -> None:
     print(f'{len(structures)} entries of {dataset.source} in group {group.label} ({time.perf_counter() - start:.1f} s)')
     model, code = resolve_model(args.model), orm.load_code(args.code)
     labels = sorted(structures)
-    summaries = []
+    references = imported_nodes([dataset], 'references')[dataset.sha256]
+    tables = []
     for first in range(0, len(labels), args.batch):
         chunk = [structures[label] for label in labels[first : first + args.batch]]
         tick = time.perf_counter()
         outputs, node = run_get_node(get_builder_for(code, model, chunk, {'task': 'static'}))
-        summaries.append(outputs['summary'])
+        # One table per batch: its reference and result nodes as the one input the hull step reads.
+        chunk_references = {label: references[label] for label in labels[first : first + args.batch]}
+        tables += tabulate(node.inputs.parameters, chunk_references, dict(outputs.get('results', {})))
         print(f'  MliapCalculation<{node.pk}>: {len(chunk)} structures, exit {node.exit_status}, '
               f'{outputs["summary"]["counts"]}, {time.perf_counter() - tick:.1f} s', flush=True)  # fmt: skip
     tick = time.perf_counter()
-    thermo, node = compute_thermodynamics.run_get_node(**thermodynamics_inputs(model, dataset, summaries))
+    thermo, node = compute_thermodynamics.run_get_node(**thermodynamics_inputs(model, tables, [dataset]))
     print(f'compute_thermodynamics: {time.perf_counter() - tick:.1f} s, {thermo["summary"]["counts"]}')
 
     frame = pd.DataFrame(thermo_records(node).values())

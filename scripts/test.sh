@@ -5,16 +5,19 @@
 #      (PostgreSQL refuses to run as root);
 #   3. the storage and daemon tests on the running PostgreSQL (127.0.0.1:5432) + RabbitMQ (127.0.0.1:5672).
 # Extra arguments go to pytest in every pass; MLIAP_TEST_PASSES="2 3" runs only some passes.
-set -euo pipefail
+# Every pass runs even when an earlier one failed; the script ends with a line per pass and fails if any did.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 passes=${MLIAP_TEST_PASSES:-1 2 3}
 export PYTHONDONTWRITEBYTECODE=1
 run_pass() { [[ " $passes " == *" $1 "* ]]; }
+declare -A outcome
+record() { outcome[$1]=$2; }
 
 if run_pass 1; then
 echo "== 1/3 full suite: SQLite + ZeroMQ broker"
-python -m pytest tests "$@"
+python -m pytest tests "$@"; record 1 $?
 fi
 
 if run_pass 2; then
@@ -39,9 +42,10 @@ if [ "$(id -u)" = 0 ]; then
     runuser -u "$user" -- env PATH="$workdir/.venv/bin:$PATH" HOME="$scratch/home" MPLCONFIGDIR="$scratch/home" \
         XDG_CACHE_HOME="$scratch/home" PYTHONDONTWRITEBYTECODE=1 MLIAP_TEST_STORAGE=pgtest MLIAP_SHARED_DATA="$shared" \
         bash -c "cd '$workdir' && python -m pytest tests -m storage --basetemp='$scratch/home/pytest' $*"
+    record 2 $?
     rm -rf "$scratch"
 else
-    MLIAP_TEST_STORAGE=pgtest python -m pytest tests -m storage "$@"
+    MLIAP_TEST_STORAGE=pgtest python -m pytest tests -m storage "$@"; record 2 $?
 fi
 fi
 
@@ -56,5 +60,13 @@ if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
     rabbitmq-server -detached
     sleep 10
 fi
-MLIAP_TEST_STORAGE=production python -m pytest tests -m "storage or daemon" "$@"
+MLIAP_TEST_STORAGE=production python -m pytest tests -m "storage or daemon" "$@"; record 3 $?
 fi
+
+echo "== summary"
+failed=0
+for pass in 1 2 3; do
+    [ -n "${outcome[$pass]:-}" ] || continue
+    if [ "${outcome[$pass]}" = 0 ]; then echo "pass $pass: passed"; else echo "pass $pass: FAILED (pytest exit ${outcome[$pass]})"; failed=1; fi
+done
+exit $failed

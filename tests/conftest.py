@@ -63,6 +63,7 @@ def _drop_database(dsn: dict, name: str) -> None:
         connection.execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(sql.Identifier(name)))
 
 
+DAEMON_TIMEOUT_S = 120
 PRODUCTION_DSN = {'host': os.environ.get('MLIAP_PG_HOST', '127.0.0.1'), 'port': 5432, 'user': 'postgres'}
 
 
@@ -85,6 +86,9 @@ def aiida_profile(aiida_config, aiida_profile_factory, tmp_path_factory):
     else:
         raise ValueError(f'unknown MLIAP_TEST_STORAGE={STORAGE!r}')
     with aiida_profile_factory(aiida_config, **kwargs) as profile:
+        # aiida's default daemon timeout (2 s) fails start/stop on a machine that is busy with other work.
+        aiida_config.set_option('daemon.timeout', DAEMON_TIMEOUT_S, scope=profile.name)
+        aiida_config.store()
         yield profile
     if STORAGE == 'production':
         from aiida.manage import get_manager

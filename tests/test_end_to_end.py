@@ -152,6 +152,33 @@ def test_swapped_remote_checkpoint_refused(runner_code, mace_model, tiny_mace_fi
     assert 'refusing to run' in node.exit_message
 
 
+def test_environment_failures_are_never_cache_sources(
+    runner_code, mace_model, tiny_mace_file, make_structures, tmp_path
+):
+    """A job refused because of its machine (here: a swapped pre-installed checkpoint) is not a result of its inputs:
+    with caching on, the same launch on a repaired machine runs again instead of copying the failure."""
+    from aiida.manage.caching import enable_caching
+
+    installed = tmp_path / 'installed'
+    installed.mkdir()
+    (installed / 'tiny.model').write_bytes(b'a different checkpoint')
+    remote = orm.RemoteData(remote_path=str(installed), computer=runner_code.computer).store()
+    structures = make_structures(1, start=5)
+
+    def launch():
+        builder = get_builder_for(runner_code, mace_model, structures, {'task': 'static'})
+        builder.remote_checkpoint = remote
+        with enable_caching(identifier='aiida.calculations:mliap.calc'):
+            return run_get_node(builder)[1]
+
+    failed = launch()
+    assert failed.exit_status == exit_status('ERROR_MODEL_HASH_MISMATCH')
+    assert not failed.base.caching.is_valid_cache
+    shutil.copy(tiny_mace_file, installed / 'tiny.model')
+    repaired = launch()
+    assert repaired.is_finished_ok and not repaired.base.caching.is_created_from_cache
+
+
 def test_corrupt_model_file_gives_a_clear_exit_code(runner_code, make_structures, tmp_path):
     corrupt = tmp_path / 'corrupt.model'
     corrupt.write_bytes(b'PK\x03\x04 this is not a MACE model')

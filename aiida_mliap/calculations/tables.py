@@ -56,7 +56,7 @@ def tabulate(
     for start in range(0, len(labels), batch_size):
         chunk = labels[start : start + batch_size]
         inputs: dict[str, Any] = {'parameters': parameters}
-        inputs.update({f'{REFERENCES}__{label}': references[label] for label in chunk})
+        inputs.update({f'{REFERENCES}__{label}': references[label] for label in chunk if label in references})
         inputs.update({f'{RESULTS}__{label}': results[label] for label in chunk if label in results})
         if call_link_label:
             inputs['metadata'] = {'call_link_label': f'{call_link_label}_{start // batch_size}'}

@@ -84,23 +84,26 @@ def union_of_datasets(datasets: list[MliapDatasetData], namespace: str, project:
 @calcfunction
 def summarize_benchmark(**summaries):
     """One summary over the thermodynamics of every model and task (``<model>__<task>`` -> its summary): counts of
-    model results and thermo statuses, error and classification metrics, and the headline error table."""
+    model results and thermo statuses, error and classification metrics (a list of entries, one per model and task:
+    model names hold dots, which attribute keys cannot), and the headline error table."""
     from ..analysis.metrics import QUANTITY_NAMES
 
-    summary, headline = {}, []
+    entries, headline = [], []
     for key in sorted(summaries):
         content = summaries[key].get_dict()
         name, task = content['model_name'], content['task']
-        summary[f'{name}/{task}'] = {
-            'model': name,
-            'model_sha256': content['model_sha256'],
-            'task': task,
-            'n_entries': content['n_entries'],
-            'result_counts': content['result_counts'],
-            'thermo_counts': content['counts'],
-            'errors': content['errors'],
-            'classification': content['classification'],
-        }
+        entries.append(
+            {
+                'model': name,
+                'model_sha256': content['model_sha256'],
+                'task': task,
+                'n_entries': content['n_entries'],
+                'result_counts': content['result_counts'],
+                'thermo_counts': content['counts'],
+                'errors': content['errors'],
+                'classification': content['classification'],
+            }
+        )
         for quantity, metrics in content['errors'].items():
             if metrics['n']:
                 headline.append(
@@ -115,7 +118,7 @@ def summarize_benchmark(**summaries):
                         'fraction_under': metrics['fraction_under'],
                     }
                 )
-    return {'summary': orm.Dict(summary), 'headline': orm.Dict({'rows': headline})}
+    return {'summary': orm.Dict({'entries': entries}), 'headline': orm.Dict({'rows': headline})}
 
 
 class MliapBenchmarkWorkChain(WorkChain):
@@ -351,7 +354,7 @@ class MliapBenchmarkWorkChain(WorkChain):
         self.out('headline', outputs['headline'])
         done = sum(
             count
-            for entry in outputs['summary'].get_dict().values()
+            for entry in outputs['summary']['entries']
             for status, count in entry['result_counts'].items()
             if status in ('ok', 'unconverged')
         )

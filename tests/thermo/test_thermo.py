@@ -109,11 +109,10 @@ def test_explicit_release_labels_must_agree(tmp_path, raw_entries):
     first = write_entries(tmp_path, raw_entries[:4], 'first.json.gz')
     second = write_entries(tmp_path, raw_entries[4:8], 'second.json.gz')
     import_reference_file(first, 'labelled', release='2023-02-07')
-    with pytest.raises(ImportRefusedError, match='release `2022` here, `2023-02-07` in first.json.gz'):
+    with pytest.raises(ImportRefusedError, match=r'release `2022` here, `2023-02-07` in first\.json\.gz'):
         import_reference_file(second, 'labelled', release='2022')
     _, dataset, _ = import_reference_file(second, 'labelled', release='2023-02-07')
     assert dataset.base.attributes.get('release') == '2023-02-07'
-
 
 
 def test_union_of_files_is_one_hull(shared_data, oracle_model):

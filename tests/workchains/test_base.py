@@ -206,3 +206,66 @@ def test_out_of_memory_batch_is_split_until_it_completes(aiida_localhost, chgnet
     assert sorted(outputs['results']) == labels
     assert outputs['summary']['counts'] == {'ok': 5}
     assert all(result['status'] == 'ok' for result in outputs['results'].values())
+
+
+def inspected(process, child):
+    """What the work chain does after ``child`` finished: BaseRestartWorkChain's inspection with our handlers."""
+    process.ctx.children = [child]
+    process.ctx.iteration = 1
+    process.node.base.extras.set(process._considered_handlers_extra, [[]])
+    return process.inspect_process()
+
+
+def test_restart_once_requeues_the_failed_batch(runner_code, chgnet_model, make_structures):
+    structures = make_structures(2)
+    inputs = {**base_inputs(runner_code, chgnet_model, structures), 'on_unhandled_failure': orm.Str('restart_once')}
+    process = started(inputs)
+    batch = process.ctx.batch
+    child = fake_child(structures, {}, exit_status('ERROR_MODEL_LOAD_FAILED'))
+    assert inspected(process, child) is None
+    assert process.ctx.queue == [batch], 'the same batch runs again'
+    again = fake_child(structures, {}, exit_status('ERROR_MODEL_LOAD_FAILED'))
+    process.prepare_batch()
+    process.ctx.children.append(again)
+    process.ctx.iteration = 2
+    process.node.base.extras.set(process._considered_handlers_extra, [[], []])
+    assert process.inspect_process() is None and process.ctx.unhandled_exit and not process.ctx.queue
+
+
+def test_unhandled_failure_keeps_the_queued_sub_batches(runner_code, chgnet_model, make_structures):
+    """After an out-of-memory split, one half fails unhandled: the other half still runs, the exit comes at the end."""
+    structures, labels, process = batch_of(4, runner_code, chgnet_model, make_structures)
+    waiting = {'structures': {labels[3]: structures[3].pk}, 'parameters': RELAX}
+    process.ctx.queue.append(waiting)
+    child = fake_child(structures, {}, exit_status('ERROR_DEVICE_UNAVAILABLE'))
+    assert inspected(process, child) is None
+    assert process.ctx.queue == [waiting] and process.ctx.unhandled_exit
+
+
+# Every exit code of MliapCalculation and what the base work chain does with it (its docstring says the same).
+OUTCOMES = {
+    301: None, 302: None, 303: None, 305: None, 402: None, 405: None, 406: None,  # unhandled: on_unhandled_failure
+    304: ('not_run', 'handle_not_run'),
+    400: ('exploded', 'handle_permanent_failures'),
+    401: ('model_refused', 'handle_permanent_failures'),
+    403: ('out_of_memory', 'handle_out_of_memory'),
+    404: ('unsupported_element', 'handle_permanent_failures'),
+    410: ('unconverged', 'handle_unconverged'),
+}  # fmt: skip
+
+
+def test_every_exit_code_has_a_handler_or_a_documented_outcome(runner_code, chgnet_model, make_structures):
+    codes = {code.status for code in MliapCalculation.exit_codes.values() if code.status >= 300}
+    assert codes == set(OUTCOMES), 'a new exit code needs a handler or a documented outcome'
+    structures, labels, _ = batch_of(2, runner_code, chgnet_model, make_structures)
+    for status, outcome in sorted(OUTCOMES.items()):
+        process = started(base_inputs(runner_code, chgnet_model, structures))
+        statuses = {labels[0]: 'ok', labels[1]: outcome[0]} if outcome else {}
+        inspected(process, fake_child(structures, statuses, status, relaxed=True))
+        answers = process.node.base.extras.get(process._considered_handlers_extra)[-1]
+        reported = [name for name, answer in answers if answer is not None]
+        if outcome is None:
+            assert not reported and process.ctx.unhandled_exit, status
+            assert f'{status}' in MliapBaseWorkChain.__doc__
+        else:
+            assert outcome[1] in reported, (status, answers)

@@ -77,10 +77,10 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     assert all(row['done'] + row['failed'] == count and row['pending'] == 0 for row in progress(node))
     check_results_table(node, group, chgnet_model, count)
     check_closed_provenance(node, group)
-    summary = node.outputs.summary.get_dict()
-    assert set(summary) == {f'chgnet-0.3.0/{task}' for task in TASKS}
-    assert sum(summary['chgnet-0.3.0/static']['result_counts'].values()) == count
-    assert set(summary['chgnet-0.3.0/static']['classification']['dftref_hull']) >= {'tp', 'fp', 'fn', 'tn', 'n'}
+    summary = {(entry['model'], entry['task']): entry for entry in node.outputs.summary['entries']}
+    assert set(summary) == {('chgnet-0.3.0', task) for task in TASKS}
+    assert sum(summary[('chgnet-0.3.0', 'static')]['result_counts'].values()) == count
+    assert set(summary[('chgnet-0.3.0', 'static')]['classification']['dftref_hull']) >= {'tp', 'fp', 'fn', 'tn', 'n'}
     assert {row['quantity'] for row in node.outputs.headline['rows']} >= {'total energy', 'Ehull (DFT-ref hull)'}
     assert len(node.inputs.datasets) == 1  # the datasets it ran on, for a relaunch
     check_report_and_archive_round_trip(group, tmp_path)
