@@ -5,6 +5,10 @@ aiida-core stores a process's outputs one at a time, each with link-validation q
 links from the calculation node labelled as ``Process.update_outputs`` labels them) go in through the storage
 backend's ``bulk_insert``, the path ``verdi archive import`` takes. The provenance graph is the one the slow path
 writes; what is skipped is only the per-link checks, done here once for the whole set.
+
+This is the one module that reaches below aiida-core's public API (``backend.bulk_insert``, ``backend_entity``,
+``_validate_storability``); ``VERIFIED_AIIDA`` names the releases it was checked against, and a test pins them, so
+an upgrade of aiida-core fails loudly until this module is checked again.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from aiida.engine import Process
 from aiida.orm.entities import EntityTypes
 
 NAMESPACE_SEPARATOR = '__'
+VERIFIED_AIIDA = ('2.9',)  # major.minor releases whose storage internals this module was checked against
 
 
 def attach_outputs(outputs: Mapping[str, Mapping[str, orm.Data]]) -> int:

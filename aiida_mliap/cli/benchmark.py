@@ -39,10 +39,12 @@ def cmd_benchmark():
 @click.option('--max-concurrent', type=int, default=4, show_default=True, help='Batches in flight.')
 @click.option('--max-steps', type=int, help='Override the protocol: relaxation step limit.')
 @click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
+@click.option('--progress-every', type=float, default=30.0, show_default=True,
+              help='Seconds between progress lines of a foreground run.')  # fmt: skip
 @DAEMON
 @decorators.with_dbenv()
 def benchmark_launch(group_label, model_ids, tasks, protocol, references, code, batch_size, max_concurrent, max_steps,
-                     device, daemon):  # fmt: skip
+                     device, progress_every, daemon):  # fmt: skip
     """Run every structure of GROUP through each model and task, then Ef, Ehull (both hulls) and symmetry."""
     from aiida import orm
 
@@ -65,7 +67,7 @@ def benchmark_launch(group_label, model_ids, tasks, protocol, references, code, 
     except ValueError as exception:
         raise click.ClickException(str(exception)) from None
     echo.echo_report(f'benchmark of {", ".join(models)} on `{group.label}`: tasks {list(tasks)}, protocol {protocol}')
-    node = launch_process(builder, daemon)
+    node = launch_process(builder, daemon, progress=progress_text, every=progress_every)
     if daemon:
         echo.echo(f'follow it with: aiida-mliap benchmark status {node.pk}')
         return
@@ -77,12 +79,9 @@ def benchmark_launch(group_label, model_ids, tasks, protocol, references, code, 
 @decorators.with_dbenv()
 def benchmark_status(process):
     """Structures done / failed / pending per model and task of a benchmark."""
-    from tabulate import tabulate
-
-    from ..analysis.benchmark import progress
 
     echo.echo(f'{process.process_label}<{process.pk}>: {process.process_state.value if process.process_state else ""}')
-    echo.echo(tabulate(progress(process), headers='keys', showindex=False))
+    echo.echo(progress_text(process))
 
 
 def _elemental_references(value: str):
@@ -94,6 +93,15 @@ def _elemental_references(value: str):
     if Path(value).is_file():
         return import_elemental_references(value)[0]
     return value
+
+
+def progress_text(node) -> str:
+    """Done / failed / pending per model and task, rate and time left (``analysis.benchmark.progress``)."""
+    from tabulate import tabulate
+
+    from ..analysis.benchmark import progress
+
+    return 'progress\n' + tabulate(progress(node), headers='keys', showindex=False)
 
 
 def error_table(node) -> str:

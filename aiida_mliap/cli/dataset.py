@@ -167,3 +167,6 @@ def dataset_show(group):
         echo.echo(f'  run types: {dict(Counter(r["run_type"] for r in entries))}')
         echo.echo(f'  stable (source Ehull = 0): {sum(1 for r in entries if r.get("e_above_hull") == 0)}')
         echo.echo(f'  credit: {dataset.credit}')
+    unique = {label for by_label in references.values() for label in by_label}
+    echo.echo(f'group `{group.label}`: {len(datasets)} datasets, {sum(map(len, references.values()))} entries, '
+              f'{len(unique)} unique: one benchmark, one hull')  # fmt: skip

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import click
 from aiida import orm
 from aiida.cmdline.utils import echo
@@ -16,15 +19,41 @@ DAEMON = click.option(
 )
 
 
-def launch_process(builder: ProcessBuilder, daemon: bool) -> orm.ProcessNode:
-    """Submit to the daemon with ``daemon``, otherwise run in this interpreter until it finishes."""
-    from aiida.engine import run_get_node, submit
+def launch_process(
+    builder: ProcessBuilder,
+    daemon: bool,
+    progress: Callable[[orm.ProcessNode], str] | None = None,
+    every: float = 30.0,
+) -> orm.ProcessNode:
+    """Submit to the daemon with ``daemon``, otherwise run in this interpreter until it finishes, printing
+    ``progress(node)`` every ``every`` seconds (a callback on the runner's own event loop: same thread, same
+    database session), so that a long foreground run never looks hung."""
+    from aiida.engine import submit
+    from aiida.manage import get_manager
 
     if daemon:
         node = submit(builder)
         echo.echo_success(f'submitted {node.process_label}<{node.pk}> to the daemon')
         return node
-    _, node = run_get_node(builder)
+    runner = get_manager().get_runner()
+    process = runner.instantiate_process(builder)
+    echo.echo_report(f'running {process.node.process_label}<{process.node.pk}> here (Ctrl-C kills it)')
+    pending = []
+
+    def report() -> None:
+        try:
+            echo.echo(f'[{time.strftime("%H:%M:%S")}] {progress(process.node)}')
+        except Exception as exception:  # progress is a courtesy: never let it stop the run
+            echo.echo_warning(f'progress unavailable: {exception}')
+        pending.append(runner.loop.call_later(every, report))
+
+    if progress is not None:
+        pending.append(runner.loop.call_later(every, report))
+    try:
+        _, node = runner.run_get_node(process)
+    finally:
+        for handle in pending:
+            handle.cancel()
     status = f'[{node.exit_status}] {node.exit_message or ""}'.strip()
     if node.is_finished_ok:
         echo.echo_success(f'{node.process_label}<{node.pk}> finished {status}')

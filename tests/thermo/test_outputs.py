@@ -9,7 +9,7 @@ from aiida.engine import calcfunction
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from aiida_mliap.calculations.dataset import import_entries, imported_nodes
-from aiida_mliap.calculations.outputs import attach_outputs, outputs_of
+from aiida_mliap.calculations.outputs import VERIFIED_AIIDA, attach_outputs, outputs_of
 from aiida_mliap.data.structure import structure_data
 
 # Bulk inserts go through the storage backend: repeated on PostgreSQL.
@@ -80,3 +80,11 @@ def test_import_entries_as_fetched(lifepo_entries):
         assert abs(stored.cart_coords - entry.structure.cart_coords).max() < 1e-12
     again = import_entries(entries, 'Li-Fe-P-O.json.gz', 'fetched')
     assert again[1].pk == dataset.pk and not again[2]
+
+
+def test_bulk_store_pinned_to_the_verified_aiida_release():
+    """``attach_outputs`` uses storage internals: a new aiida-core release must be checked (this file's tests) and
+    added to ``VERIFIED_AIIDA`` before it is trusted."""
+    import aiida
+
+    assert '.'.join(aiida.__version__.split('.')[:2]) in VERIFIED_AIIDA, aiida.__version__

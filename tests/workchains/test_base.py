@@ -34,8 +34,9 @@ def started(inputs) -> MliapBaseWorkChain:
     return process
 
 
-def fake_child(structures, statuses: dict[str, str], exit_status: int, relaxed: bool = False) -> orm.CalcJobNode:
-    """A finished MliapCalculation node with the given per-structure statuses (and relaxed geometries)."""
+def fake_child(structures, statuses: dict[str, str] | None, exit_status: int, relaxed: bool = False) -> orm.CalcJobNode:
+    """A finished MliapCalculation node with the given per-structure statuses (and relaxed geometries); None: no
+    summary at all, as when the runner refused to start (no results)."""
     computer = orm.QueryBuilder().append(orm.Computer).first(flat=True)
     node = orm.CalcJobNode(computer=computer, process_type='aiida.calculations:mliap.calc')
     labelled = {structure_link_label(s): s for s in structures}
@@ -44,6 +45,8 @@ def fake_child(structures, statuses: dict[str, str], exit_status: int, relaxed: 
     node.set_process_state(ProcessState.FINISHED)
     node.set_exit_status(exit_status)
     node.store()
+    if statuses is None:
+        return node
     records = [{'label': label, 'status': status} for label, status in statuses.items() if status != 'not_run']
     summary = orm.Dict(summarize(records, list(labelled)))
     summary.base.links.add_incoming(node, LinkType.CREATE, 'summary')
@@ -221,10 +224,10 @@ def test_restart_once_requeues_the_failed_batch(runner_code, chgnet_model, make_
     inputs = {**base_inputs(runner_code, chgnet_model, structures), 'on_unhandled_failure': orm.Str('restart_once')}
     process = started(inputs)
     batch = process.ctx.batch
-    child = fake_child(structures, {}, exit_status('ERROR_MODEL_LOAD_FAILED'))
+    child = fake_child(structures, None, exit_status('ERROR_MODEL_LOAD_FAILED'))
     assert inspected(process, child) is None
     assert process.ctx.queue == [batch], 'the same batch runs again'
-    again = fake_child(structures, {}, exit_status('ERROR_MODEL_LOAD_FAILED'))
+    again = fake_child(structures, None, exit_status('ERROR_MODEL_LOAD_FAILED'))
     process.prepare_batch()
     process.ctx.children.append(again)
     process.ctx.iteration = 2
@@ -237,14 +240,15 @@ def test_unhandled_failure_keeps_the_queued_sub_batches(runner_code, chgnet_mode
     structures, labels, process = batch_of(4, runner_code, chgnet_model, make_structures)
     waiting = {'structures': {labels[3]: structures[3].pk}, 'parameters': RELAX}
     process.ctx.queue.append(waiting)
-    child = fake_child(structures, {}, exit_status('ERROR_DEVICE_UNAVAILABLE'))
+    child = fake_child(structures, None, exit_status('ERROR_DEVICE_UNAVAILABLE'))
     assert inspected(process, child) is None
     assert process.ctx.queue == [waiting] and process.ctx.unhandled_exit
 
 
 # Every exit code of MliapCalculation and what the base work chain does with it (its docstring says the same).
 OUTCOMES = {
-    301: None, 302: None, 303: None, 305: None, 402: None, 405: None, 406: None,  # unhandled: on_unhandled_failure
+    # unhandled, on_unhandled_failure decides: no results at all, or (303) results without final structures
+    301: None, 302: None, 303: None, 305: None, 402: None, 405: None, 406: None,
     304: ('not_run', 'handle_not_run'),
     400: ('exploded', 'handle_permanent_failures'),
     401: ('model_refused', 'handle_permanent_failures'),
@@ -260,7 +264,9 @@ def test_every_exit_code_has_a_handler_or_a_documented_outcome(runner_code, chgn
     structures, labels, _ = batch_of(2, runner_code, chgnet_model, make_structures)
     for status, outcome in sorted(OUTCOMES.items()):
         process = started(base_inputs(runner_code, chgnet_model, structures))
-        statuses = {labels[0]: 'ok', labels[1]: outcome[0]} if outcome else {}
+        statuses = {labels[0]: 'ok', labels[1]: outcome[0]} if outcome else None
+        if status == 303:
+            statuses = dict.fromkeys(labels, 'ok')
         inspected(process, fake_child(structures, statuses, status, relaxed=True))
         answers = process.node.base.extras.get(process._considered_handlers_extra)[-1]
         reported = [name for name, answer in answers if answer is not None]
