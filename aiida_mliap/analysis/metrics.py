@@ -144,7 +144,7 @@ def summary_metrics(table: pd.DataFrame) -> dict[str, Any]:
     return summary
 
 
-def headline_table(table: pd.DataFrame, summary: dict[str, Any] | None = None) -> pd.DataFrame:
+def headline_table(table: pd.DataFrame | None, summary: dict[str, Any] | None = None) -> pd.DataFrame:
     """One row per model, task and quantity: n, MAE, mean signed error (meV/atom), fraction underpredicted.
 
     ``summary``: ``summary_metrics(table)`` when the caller has it already."""

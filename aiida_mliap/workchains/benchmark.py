@@ -86,9 +86,9 @@ def summarize_benchmark(**summaries):
     """One summary over the thermodynamics of every model and task (``<model>__<task>`` -> its summary): counts of
     model results and thermo statuses, error and classification metrics (a list of entries, one per model and task:
     model names hold dots, which attribute keys cannot), and the headline error table."""
-    from ..analysis.metrics import QUANTITY_NAMES
+    from ..analysis.metrics import headline_table
 
-    entries, headline = [], []
+    entries = []
     for key in sorted(summaries):
         content = summaries[key].get_dict()
         name, task = content['model_name'], content['task']
@@ -104,20 +104,7 @@ def summarize_benchmark(**summaries):
                 'classification': content['classification'],
             }
         )
-        for quantity, metrics in content['errors'].items():
-            if metrics['n']:
-                headline.append(
-                    {
-                        'model': name,
-                        'task': task,
-                        'quantity': QUANTITY_NAMES[quantity],
-                        'n': metrics['n'],
-                        'mae_mev': 1000 * metrics['mae'],
-                        'me_mev': 1000 * metrics['me'],
-                        'rmse_mev': 1000 * metrics['rmse'],
-                        'fraction_under': metrics['fraction_under'],
-                    }
-                )
+    headline = headline_table(None, dict(enumerate(entries))).to_dict('records')
     return {'summary': orm.Dict({'entries': entries}), 'headline': orm.Dict({'rows': headline})}
 
 

@@ -35,6 +35,17 @@ def test_classification_by_hand():
     assert math.isnan(nothing_predicted['precision']) and math.isnan(nothing_predicted['daf'])
 
 
+def test_failed_structures_count_as_predicted_unstable():
+    """Matbench Discovery's fillna: a structure without a prediction stays in the denominator as predicted unstable
+    (a stable one becomes a false negative, an unstable one a true negative) and is counted in n_failed."""
+    true = np.array([0.0, 0.0, 0.1, 0.1, np.nan])
+    pred = np.array([-0.01, np.nan, np.nan, 0.2, np.nan])
+    metrics = classification_metrics(true, pred)
+    assert (metrics['tp'], metrics['fp'], metrics['fn'], metrics['tn']) == (1, 0, 1, 2)
+    assert metrics['n'] == 4 and metrics['n_failed'] == 2
+    assert metrics['recall'] == pytest.approx(0.5) and metrics['prevalence'] == pytest.approx(0.5)
+
+
 def test_summary_per_model_and_task():
     table = pd.DataFrame(
         {

@@ -114,6 +114,14 @@ def test_unconverged_structures_keep_their_last_geometry(parse):
     assert 'na' in results['relaxed_structures']
 
 
+def test_unreadable_final_structures_keep_the_results(parse):
+    """303: the results stand on their own; only the relaxed geometries are missing."""
+    results, calc = parse('unreadable_structures', task='relax')
+    assert calc.exit_status == exit_status('ERROR_UNREADABLE_STRUCTURES')
+    assert set(results['results']) == {'li', 'na'} and 'relaxed_structures' not in results
+    assert 'summary' in results
+
+
 def test_fatal_errors_name_the_reason(parse):
     _, calc = parse('hash_mismatch')
     assert 'refusing to run' in calc.exit_message

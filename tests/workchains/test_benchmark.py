@@ -81,7 +81,11 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     assert set(summary) == {('chgnet-0.3.0', task) for task in TASKS}
     assert sum(summary[('chgnet-0.3.0', 'static')]['result_counts'].values()) == count
     assert set(summary[('chgnet-0.3.0', 'static')]['classification']['dftref_hull']) >= {'tp', 'fp', 'fn', 'tn', 'n'}
-    assert {row['quantity'] for row in node.outputs.headline['rows']} >= {'total energy', 'Ehull (DFT-ref hull)'}
+    headline = {(row['task'], row['quantity']): row for row in node.outputs.headline['rows']}
+    expected = {(row['task'], row['quantity']): row for row in error_summary(node)}
+    assert headline.keys() == expected.keys() and ('static', 'Ehull (DFT-ref hull)') in headline
+    for key, row in headline.items():  # the work chain's own output agrees with the table rebuilt from provenance
+        assert row['n'] == expected[key]['n'] and abs(row['MAE meV/atom'] - expected[key]['MAE meV/atom']) < 1e-9
     assert len(node.inputs.datasets) == 1  # the datasets it ran on, for a relaunch
     check_report_and_archive_round_trip(group, tmp_path)
 
