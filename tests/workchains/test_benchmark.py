@@ -221,3 +221,24 @@ def check_report_and_archive_round_trip(group, tmp_path):
     here = json.loads((tmp_path / 'here' / 'metrics.json').read_text())
     there = json.loads((tmp_path / 'there' / 'metrics.json').read_text())
     assert here == there and here['n_rows'] > 0
+
+
+def test_matbench_protocol_and_elemental_references(runner_code, chgnet_model, shared_data):
+    """`matbench`: no continuation of unconverged relaxations, MP's 2023-02-07 elemental references, which are
+    refused for datasets of another release (the 2021 file's Fe differs)."""
+    import pytest
+
+    from aiida_mliap.calculations.dataset import import_elemental_references, import_reference_file
+
+    refs, _ = import_elemental_references(shared_data / 'elemental_refs' / 'mp_elemental_refs_2023-02-07.json.gz')
+    current, _, _ = import_reference_file(shared_data / 'mp' / 'Li-Fe-P-O.json.gz', 'matbench/now', chemsys='Fe-O')
+    builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
+        runner_code, {'chgnet': chgnet_model}, current, protocol='matbench', tasks=['relax']
+    )
+    assert builder.base.unconverged_restarts.value == 0 and builder.elemental_references.pk == refs.pk
+    assert builder.parameters['fmax'] == 0.05 and builder.parameters['max_steps'] == 500
+    old, _, _ = import_reference_file(shared_data / 'mp' / 'Li-Fe-O_2021.json.gz', 'matbench/2021', chemsys='Fe-O')
+    with pytest.raises(ValueError, match=r'disagree with the datasets of `matbench/2021`.*mp-13 \(Fe\)'):
+        MliapBenchmarkWorkChain.get_builder_from_protocol(
+            runner_code, {'chgnet': chgnet_model}, old, protocol='matbench'
+        )
