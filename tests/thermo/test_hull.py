@@ -41,7 +41,7 @@ def test_missing_elemental_reference_leaves_values_undefined():
     entries = {'o': ComputedEntry('O2', -10.0), 'li2o': ComputedEntry('Li2O', -18.0)}
     values, undefined, stable = hull_quantities(entries)
     assert set(values) == {'o'} and stable == ['o']
-    assert undefined == {'li2o': 'no evaluated elemental entry for Li'}
+    assert undefined == {'li2o': 'no evaluated elemental ground state for Li'}
 
 
 def test_fixed_elemental_references():
