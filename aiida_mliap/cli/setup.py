@@ -91,9 +91,11 @@ def setup_code(computer, label, executable):
 @click.option('--name', help='Name of the model, e.g. mace-mp-0-medium (default: the file name).')
 @click.option('--energy-scale', type=click.Choice(ENERGY_SCALES), help='Whether energies include MP2020 corrections.')
 @click.option('--dtype', type=click.Choice(['float32', 'float64']), help='Default dtype for this model.')
+@click.option('--factory', help='--framework ase: `package.module:function` called with the checkpoint path and the '
+              'device, returning an ASE calculator (importable where the runner runs).')  # fmt: skip
 @options.DESCRIPTION(help='A description of the model.')
 @decorators.with_dbenv()
-def setup_model(source, framework, name, energy_scale, dtype, description):
+def setup_model(source, framework, name, energy_scale, dtype, factory, description):
     """Register a model: a bundled name (chgnet-0.3.0, chgnet-0.2.0) or a checkpoint file/folder PATH.
 
     A model from a path needs --framework, and --energy-scale unless it is a checkpoint the framework knows (e.g. the
@@ -118,6 +120,7 @@ def setup_model(source, framework, name, energy_scale, dtype, description):
                 name=name or path.absolute().name,
                 energy_scale=energy_scale,
                 default_dtype=dtype,
+                options={'factory': factory} if factory else None,
             )
         except ValueError as exception:
             raise click.ClickException(f'refusing {source}: {exception}') from exception

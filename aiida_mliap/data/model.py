@@ -11,7 +11,7 @@ from aiida.orm import Data
 from ..engine.hashing import model_files, sha256_of_model
 from .lookup import FindBySha256
 
-FRAMEWORKS = ('chgnet', 'mace', 'matgl')
+FRAMEWORKS = ('ase', 'chgnet', 'mace', 'matgl')  # the entry points of `mliap.frameworks` (a test checks they agree)
 # Whether the model's energies already contain the MP2020 compatibility corrections (``mp2020_corrected``)
 # or are raw DFT-like energies that need them before any comparison with MP (``raw_dft``).
 ENERGY_SCALES = ('mp2020_corrected', 'raw_dft')
@@ -69,8 +69,14 @@ class MliapModelData(FindBySha256, Data):
         digest = sha256_of_model(path)
         existing = cls.find(digest)
         if existing is not None:
+            options = kwargs.get('options')
+            if options and options != existing.options:
+                raise ValueError(
+                    f'this checkpoint is registered as {existing.name} (pk {existing.pk}) with options '
+                    f'{existing.options}, not {options}: one checkpoint is one model'
+                )
             return existing, False
-        facts = _checkpoint_facts(framework, Path(path))
+        facts = _checkpoint_facts(framework, Path(path), kwargs.get('options') or {})
         known = facts.get('energy_scale')
         if energy_scale is None and known is None:
             raise ValueError(
@@ -138,13 +144,14 @@ class MliapModelData(FindBySha256, Data):
         }
 
 
-def _checkpoint_facts(framework: str, path: Path) -> dict[str, Any]:
+def _checkpoint_facts(framework: str, path: Path, options: dict[str, Any]) -> dict[str, Any]:
     from ..frameworks import get_framework
 
     if framework not in FRAMEWORKS:
         raise ValueError(f'framework must be one of {FRAMEWORKS}, got {framework!r}')
     try:
-        return get_framework(framework).checkpoint_facts(path)
+        adapter = get_framework(framework)
+        return {**adapter.checkpoint_facts(path), **adapter.vet_options(options)}
     except (ImportError, importlib.metadata.PackageNotFoundError):
         return {}  # registered on a machine without the framework: the runner vets it where it runs
     except RuntimeError as exception:

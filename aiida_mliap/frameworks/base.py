@@ -53,6 +53,10 @@ class MliapFramework(ABC):
         """
         return {}
 
+    def vet_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Check the model's ``options`` at registration (ValueError if unusable); returns facts to record."""
+        return {}
+
     def classify_error(self, exception: BaseException) -> tuple[Status, str] | None:
         """Map a framework-specific exception to a per-structure status; None leaves it a generic error."""
         return None

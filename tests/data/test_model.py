@@ -81,3 +81,10 @@ def test_invalid_declarations_refused(tiny_mace_file, kwargs, message):
 def test_missing_path_refused(tmp_path):
     with pytest.raises(FileNotFoundError):
         MliapModelData(tmp_path / 'absent.model', framework='mace', name='x', energy_scale='raw_dft')
+
+
+def test_framework_names_are_the_entry_points():
+    from aiida_mliap.data.model import FRAMEWORKS
+    from aiida_mliap.frameworks import available_frameworks
+
+    assert sorted(FRAMEWORKS) == available_frameworks()
