@@ -21,7 +21,12 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     from ..parsers.results import read_partial_results
     from ..workchains.benchmark import indexed_calls, union_of_datasets
 
-    datasets = [benchmark.inputs.datasets[key] for key in sorted(benchmark.inputs.datasets)]
+    if 'datasets' in benchmark.inputs:
+        datasets = [benchmark.inputs.datasets[key] for key in sorted(benchmark.inputs.datasets)]
+    else:  # a benchmark from before datasets were inputs: the group's datasets now
+        from ..calculations.dataset import group_datasets
+
+        datasets = group_datasets(orm.load_group(benchmark.inputs.group.value))
     total = len(union_of_datasets(datasets, 'structures', project='id'))
     with_result = {s.value for s in WITH_RESULT}
     elapsed = max((timezone.now() - benchmark.ctime).total_seconds(), 1e-9)
