@@ -35,7 +35,8 @@ def launch_process(
         node = submit(builder)
         echo.echo_success(f'submitted {node.process_label}<{node.pk}> to the daemon')
         return node
-    runner = get_manager().get_runner()
+    # A local runner without a broker connection, as aiida.engine.run makes: no broker (or daemon) needs to run.
+    runner = get_manager().create_runner(communicator=None)
     process = runner.instantiate_process(builder)
     echo.echo_report(f'running {process.node.process_label}<{process.node.pk}> here (Ctrl-C kills it)')
     pending = []
