@@ -51,6 +51,8 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
       ``on_unhandled_failure`` decides (``restart_once`` runs the same batch again; ``pause`` waits for you).
       An unhandled failure never drops the sub-batches still queued: they run, every result is attached, and the
       work chain then exits with ``ERROR_UNHANDLED_FAILURE`` (402), the failed batch's structures without result.
+    Reaching ``max_iterations`` likewise attaches every result so far before exiting 401 (BaseRestartWorkChain alone
+    would abort without outputs).
     """
 
     _process_class = MliapCalculation
@@ -132,7 +134,8 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
     def should_run_process(self) -> bool:
         if not self.ctx.queue:
             return False
-        if self.ctx.iteration >= self.inputs.max_iterations.value:
+        exceeded = self.ctx.get('final_exit') == self.exit_codes.ERROR_MAXIMUM_ITERATIONS_EXCEEDED.status
+        if exceeded or self.ctx.iteration >= self.inputs.max_iterations.value:
             left = sorted(label for batch in self.ctx.queue for label in batch['structures'])
             self.report(f'maximum iterations reached: {len(left)} structures left without a final result: {left}')
             return False
@@ -155,13 +158,16 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         the queue, and an abort waits until the queued sub-batches have run (their results are never dropped)."""
         node = self.ctx.children[self.ctx.iteration - 1]
         exit_code = super().inspect_process()
+        if exit_code is not None and exit_code.status == self.exit_codes.ERROR_MAXIMUM_ITERATIONS_EXCEEDED.status:
+            self.ctx.final_exit = exit_code.status  # stop here, but attach what the iterations so far produced
+            return None
         if not node.is_failed or self._handled():
             return exit_code
         if exit_code is None:  # restart_once / pause / restart_and_pause: the same batch again
             self.ctx.queue.insert(0, self.ctx.batch)
             return None
         if exit_code.status == self.exit_codes.ERROR_UNHANDLED_FAILURE.status:
-            self.ctx.unhandled_exit = True
+            self.ctx.final_exit = exit_code.status
             left = len(self.ctx.queue)
             self.report(
                 f'{len(self.ctx.batch["structures"])} structures left without result; {left} queued batches run'
@@ -272,15 +278,15 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
             if 'summary' in child.outputs
         }
         if not summaries:
-            if self.ctx.get('unhandled_exit'):
-                return self.exit_codes.ERROR_UNHANDLED_FAILURE
+            if self.ctx.get('final_exit'):
+                return self.exit_codes(self.ctx.final_exit)
             return self.exit_codes.ERROR_NO_STRUCTURE_SUCCEEDED.format(counts={})
         summary = merge_summaries(**summaries)
         self._attach_final_outputs()
         self.out('summary', summary)
         self.report(f'work chain completed after {self.ctx.iteration} iterations: {summary["counts"]}')
-        if self.ctx.get('unhandled_exit'):
-            return self.exit_codes.ERROR_UNHANDLED_FAILURE
+        if self.ctx.get('final_exit'):
+            return self.exit_codes(self.ctx.final_exit)
         if not any(summary['counts'].get(status.value) for status in WITH_RESULT):
             return self.exit_codes.ERROR_NO_STRUCTURE_SUCCEEDED.format(counts=summary['counts'])
         return None

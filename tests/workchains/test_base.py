@@ -12,6 +12,7 @@ from aiida_mliap.calculations.mliap import MliapCalculation, structure_link_labe
 from aiida_mliap.parsers.results import summarize
 from aiida_mliap.workchains.base import MliapBaseWorkChain
 
+UNHANDLED = MliapBaseWorkChain.exit_codes.ERROR_UNHANDLED_FAILURE.status
 RELAX = {'task': 'relax', 'fmax': 0.05, 'max_steps': 2, 'optimizer': 'FIRE', 'device': 'cpu'}
 
 
@@ -232,7 +233,7 @@ def test_restart_once_requeues_the_failed_batch(runner_code, chgnet_model, make_
     process.ctx.children.append(again)
     process.ctx.iteration = 2
     process.node.base.extras.set(process._considered_handlers_extra, [[], []])
-    assert process.inspect_process() is None and process.ctx.unhandled_exit and not process.ctx.queue
+    assert process.inspect_process() is None and process.ctx.final_exit == UNHANDLED and not process.ctx.queue
 
 
 def test_unhandled_failure_keeps_the_queued_sub_batches(runner_code, chgnet_model, make_structures):
@@ -242,7 +243,7 @@ def test_unhandled_failure_keeps_the_queued_sub_batches(runner_code, chgnet_mode
     process.ctx.queue.append(waiting)
     child = fake_child(structures, None, exit_status('ERROR_DEVICE_UNAVAILABLE'))
     assert inspected(process, child) is None
-    assert process.ctx.queue == [waiting] and process.ctx.unhandled_exit
+    assert process.ctx.queue == [waiting] and process.ctx.final_exit == UNHANDLED
 
 
 # Every exit code of MliapCalculation and what the base work chain does with it (its docstring says the same).
@@ -271,7 +272,18 @@ def test_every_exit_code_has_a_handler_or_a_documented_outcome(runner_code, chgn
         answers = process.node.base.extras.get(process._considered_handlers_extra)[-1]
         reported = [name for name, answer in answers if answer is not None]
         if outcome is None:
-            assert not reported and process.ctx.unhandled_exit, status
+            assert not reported and process.ctx.final_exit == UNHANDLED, status
             assert f'{status}' in MliapBaseWorkChain.__doc__
         else:
             assert outcome[1] in reported, (status, answers)
+
+
+def test_maximum_iterations_attach_what_was_done(runner_code, chgnet_model, make_structures):
+    """At max_iterations the queue stops, but the results so far are attached (BaseRestartWorkChain alone aborts
+    without outputs) and the exit code says why."""
+    structures, labels, _ = batch_of(2, runner_code, chgnet_model, make_structures)
+    process = started({**base_inputs(runner_code, chgnet_model, structures), 'max_iterations': orm.Int(1)})
+    child = fake_child(structures, {labels[0]: 'ok', labels[1]: 'unconverged'}, 410, relaxed=True)
+    assert inspected(process, child) is None
+    assert process.ctx.queue and not process.should_run_process()
+    assert process.ctx.final_exit == MliapBaseWorkChain.exit_codes.ERROR_MAXIMUM_ITERATIONS_EXCEEDED.status
