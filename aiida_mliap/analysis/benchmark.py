@@ -18,14 +18,13 @@ from ..engine.status import WITH_RESULT
 def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     """Per model and task: structures done (a result), failed (for good) and pending, with the rate so far and an
     estimate of the time left. Running calculations count what their runner has streamed so far."""
+    from ..calculations.dataset import group_datasets, union_of_datasets
     from ..parsers.results import read_partial_results
-    from ..workchains.benchmark import indexed_calls, union_of_datasets
+    from ..workchains.benchmark import indexed_calls
 
     if 'datasets' in benchmark.inputs:
         datasets = [benchmark.inputs.datasets[key] for key in sorted(benchmark.inputs.datasets)]
     else:  # a benchmark from before datasets were inputs: the group's datasets now
-        from ..calculations.dataset import group_datasets
-
         datasets = group_datasets(orm.load_group(benchmark.inputs.group.value))
     total = len(union_of_datasets(datasets, 'structures', project='id'))
     with_result = {s.value for s in WITH_RESULT}

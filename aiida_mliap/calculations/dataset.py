@@ -166,10 +166,10 @@ def group_conflicts(group_label: str, records: tuple[ReferenceRecord, ...], rele
         if release and dataset.base.attributes.get('release') and dataset.base.attributes.get('release') != release
     ]
     new = {record.label: record for record in records}
-    references = _union(imported_nodes(datasets, 'references', project='attributes'))
+    references = union_of_datasets(datasets, 'references', project='attributes')
     problems += entry_disagreements({label: r.attributes for label, r in new.items()}, references, f'`{group_label}`')
     shared = sorted(set(new) & set(references))
-    structures = _union(imported_nodes(datasets, 'structures', project='attributes'))
+    structures = union_of_datasets(datasets, 'structures', project='attributes') if shared else {}
     for label in shared:
         old = structures[label]
         symbols = {kind['name']: kind['symbols'][0] for kind in old['kinds']}
@@ -184,10 +184,12 @@ def group_conflicts(group_label: str, records: tuple[ReferenceRecord, ...], rele
     return problems
 
 
-def _union(by_dataset: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def union_of_datasets(datasets: list[MliapDatasetData], namespace: str, project: str = '*') -> dict[str, Any]:
+    """The ``structures`` or ``references`` of several datasets by label: an entry shared by files is one."""
     from .tables import latest_by_label
 
-    return latest_by_label(by_dataset.values())
+    by_dataset = imported_nodes(datasets, namespace, project=project)
+    return latest_by_label(by_dataset[dataset.sha256] for dataset in reversed(datasets))  # the first file wins
 
 
 def subsystem_filename(chemsys: str, filename: str) -> str:

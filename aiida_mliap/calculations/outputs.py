@@ -91,11 +91,6 @@ def outputs_of(process_ids: Iterable[int], namespace: str, project: str = '*') -
     return _linked(process_ids, namespace, project, 'with_incoming')
 
 
-def inputs_of(process_ids: Iterable[int], namespace: str, project: str = '*') -> dict[int, dict[str, Any]]:
-    """Inputs ``namespace.<label>`` of the given processes, as ``outputs_of``."""
-    return _linked(process_ids, namespace, project, 'with_outgoing')
-
-
 def _linked(process_ids: Iterable[int], namespace: str, project: str, relation: str) -> dict[int, dict[str, Any]]:
     process_ids = list(process_ids)
     found: dict[int, dict[str, Any]] = {pk: {} for pk in process_ids}

@@ -18,10 +18,10 @@ from aiida.common import AttributeDict
 from aiida.common.links import LinkType
 from aiida.engine import WorkChain, calcfunction, while_
 
-from ..calculations.dataset import group_datasets, imported_nodes
+from ..calculations.dataset import group_datasets, union_of_datasets
 from ..calculations.outputs import outputs_of
 from ..calculations.symmetry_analysis import analyse_symmetry, symmetry_inputs
-from ..calculations.tables import latest_by_label, tabulate_batch
+from ..calculations.tables import tabulate_batch
 from ..calculations.thermo import compute_thermodynamics, elemental_reference_conflicts, thermodynamics_inputs
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
@@ -73,12 +73,6 @@ def cores_per_job(code: orm.AbstractCode, concurrent: int) -> int | None:
     if computer is None or computer.scheduler_type != 'core.direct' or computer.transport_type != 'core.local':
         return None
     return max(1, available_cores() // max(1, concurrent))
-
-
-def union_of_datasets(datasets: list[MliapDatasetData], namespace: str, project: str = '*') -> dict[str, Any]:
-    """The ``structures`` or ``references`` of several datasets by label: an entry shared by files is one."""
-    by_dataset = imported_nodes(datasets, namespace, project=project)
-    return latest_by_label(by_dataset[dataset.sha256] for dataset in reversed(datasets))  # the first file wins
 
 
 @calcfunction

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -33,17 +34,11 @@ def user_package(tmp_path, monkeypatch):
     """A module `user_lj` importable here and by the runner (PYTHONPATH is inherited by the job)."""
     (tmp_path / 'user_lj.py').write_text(FACTORY)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv('PYTHONPATH', f'{tmp_path}:{os_pythonpath()}')
+    monkeypatch.setenv('PYTHONPATH', f'{tmp_path}:{os.environ.get("PYTHONPATH", "")}')
     checkpoint = tmp_path / 'lj-2.2-0.05.json'
     checkpoint.write_text(json.dumps(PARAMETERS))
     yield checkpoint
     sys.modules.pop('user_lj', None)
-
-
-def os_pythonpath() -> str:
-    import os
-
-    return os.environ.get('PYTHONPATH', '')
 
 
 def test_user_calculator_registered_and_run_through_the_calcjob(user_package, runner_code, make_structures):

@@ -173,7 +173,7 @@ def provenance_ancestors(node) -> set[int]:
 
 def check_closed_provenance(node, group):
     """From thermo and symmetry nodes back to the result and reference nodes they were computed from."""
-    from aiida_mliap.workchains.benchmark import union_of_datasets
+    from aiida_mliap.calculations.dataset import union_of_datasets
 
     references = union_of_datasets([node.inputs.datasets[k] for k in node.inputs.datasets], 'references')
     results = {(task, label): result for task, base in base_work_chains(node) for label, result in
