@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import click
-from aiida.cmdline.params import arguments, options
+from aiida.cmdline.params import arguments
 from aiida.cmdline.utils import decorators, echo
 
 from ..protocols import protocol_names
 from . import cmd_root
-from .utils import DAEMON, DEFAULT_CODE_LABEL, headline_text, launch_process, resolve_model
+from .utils import CODES, DAEMON, headline_text, launch_process, resolve_codes, resolve_model
 
 
 @cmd_root.group('benchmark')
@@ -34,7 +34,7 @@ def cmd_benchmark():
     help='Fixed elemental references for formation energies: a '
     'file (imported on first use), or the source name or pk of one from `dataset import-refs`.',
 )
-@options.CODE(default=DEFAULT_CODE_LABEL, show_default=True, help='The aiida-mliap-run code.')
+@CODES
 @click.option('--batch-size', type=int, default=100, show_default=True, help='Structures per calculation.')
 @click.option('--max-concurrent', type=int, default=4, show_default=True, help='Batches in flight.')
 @click.option('--max-steps', type=int, help='Override the protocol: relaxation step limit.')
@@ -43,8 +43,8 @@ def cmd_benchmark():
               help='Seconds between progress lines of a foreground run.')  # fmt: skip
 @DAEMON
 @decorators.with_dbenv()
-def benchmark_launch(group_label, model_ids, tasks, protocol, references, code, batch_size, max_concurrent, max_steps,
-                     device, progress_every, daemon):  # fmt: skip
+def benchmark_launch(group_label, model_ids, tasks, protocol, references, code_values, batch_size, max_concurrent,
+                     max_steps, device, progress_every, daemon):  # fmt: skip
     """Run every structure of GROUP through each model and task, then Ef, Ehull (both hulls) and symmetry."""
     from aiida import orm
 
@@ -57,16 +57,19 @@ def benchmark_launch(group_label, model_ids, tasks, protocol, references, code, 
         raise click.BadParameter(f'no group `{group_label}`: {exception}', param_hint='--group') from None
     models = {link_label(model.name): model for model in map(resolve_model, model_ids)}
     parameters = {'device': device, **({'max_steps': max_steps} if max_steps else {})}
-    overrides = {'parameters': parameters, 'batch_size': batch_size, 'max_concurrent': max_concurrent}
+    codes = resolve_codes(code_values, models)
+    overrides = {'parameters': parameters, 'batch_size': batch_size, 'max_concurrent': max_concurrent, 'codes': codes}
     if references:
         overrides['elemental_references'] = _elemental_references(references)
     try:
         builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
-            code, models, group, protocol=protocol, tasks=list(tasks), overrides=overrides
+            next(iter(codes.values())), models, group, protocol=protocol, tasks=list(tasks), overrides=overrides
         )
     except ValueError as exception:
         raise click.ClickException(str(exception)) from None
     echo.echo_report(f'benchmark of {", ".join(models)} on `{group.label}`: tasks {list(tasks)}, protocol {protocol}')
+    for key, code in codes.items():
+        echo.echo_report(f'  {key}: {models[key].framework} on {code.full_label}')
     node = launch_process(builder, daemon, progress=progress_text, every=progress_every)
     if daemon:
         echo.echo(f'follow it with: aiida-mliap benchmark status {node.pk}')

@@ -8,7 +8,7 @@ from aiida.cmdline.utils import decorators, echo
 
 from ..engine.parameters import DEFAULTS, OPTIMIZERS, RUNNER_TASKS
 from . import cmd_root
-from .utils import DAEMON, DEFAULT_CODE_LABEL, launch_process, resolve_model
+from .utils import CODES, DAEMON, launch_process, resolve_codes, resolve_model
 
 
 @cmd_root.group('launch')
@@ -18,7 +18,7 @@ def cmd_launch():
 
 @cmd_launch.command('relax')
 @click.option('--model', 'model_id', required=True, help='Model name, sha256 or pk (see `aiida-mliap model list`).')
-@options.CODE(default=DEFAULT_CODE_LABEL, show_default=True, help='The aiida-mliap-run code.')
+@CODES
 @options.GROUP(help='Group whose StructureData to evaluate.')
 @click.option('-S', '--structure', 'structures', multiple=True, type=types.DataParamType(), help='Structure pk/uuid.')
 @click.option('--limit', type=int, help='Take only the first LIMIT structures (ordered by pk).')
@@ -32,7 +32,19 @@ def cmd_launch():
 @DAEMON
 @decorators.with_dbenv()
 def launch_relax(
-    model_id, code, group, structures, limit, task, fmax, max_steps, optimizer, fix_symmetry, fixed_cell, device, daemon
+    model_id,
+    code_values,
+    group,
+    structures,
+    limit,
+    task,
+    fmax,
+    max_steps,
+    optimizer,
+    fix_symmetry,
+    fixed_cell,
+    device,
+    daemon,
 ):
     """Relax (or single-point with --task static) structures with one model in one MliapCalculation."""
     from aiida import orm
@@ -57,7 +69,8 @@ def launch_relax(
         'device': device,
     }
     try:
-        builder = get_builder_for(code, resolve_model(model_id), chosen, parameters)
+        model = resolve_model(model_id)
+        builder = get_builder_for(resolve_codes(code_values, {'model': model})['model'], model, chosen, parameters)
     except ValueError as exception:
         raise click.UsageError(str(exception)) from exception
     echo.echo_report(f'{len(chosen)} structures, task {task}, model {builder.model.name}')

@@ -93,40 +93,72 @@ def setup_code(computer, label, executable):
 @click.option('--dtype', type=click.Choice(['float32', 'float64']), help='Default dtype for this model.')
 @click.option('--factory', help='--framework ase: `package.module:function` called with the checkpoint path and the '
               'device, returning an ASE calculator (importable where the runner runs).')  # fmt: skip
+@click.option('--modal', help='The fidelity of a multi-fidelity checkpoint (SevenNet-MF: PBE or R2SCAN).')
 @options.DESCRIPTION(help='A description of the model.')
 @decorators.with_dbenv()
-def setup_model(source, framework, name, energy_scale, dtype, factory, description):
-    """Register a model: a bundled name (chgnet-0.3.0, chgnet-0.2.0) or a checkpoint file/folder PATH.
+def setup_model(source, framework, name, energy_scale, dtype, factory, modal, description):
+    """Register a model: a name a framework ships (chgnet-0.3.0, chgnet-0.2.0, sevennet-0, sevennet-0-22may2024,
+    sevennet-l3i5, sevennet-mf-0) or a checkpoint file/folder SOURCE.
 
     A model from a path needs --framework, and --energy-scale unless it is a checkpoint the framework knows (e.g. the
     original M3GNet-MP-2021.2.8-PES: raw_dft): the scale decides whether MP2020 corrections are applied to its
-    energies, so it is never guessed. The framework vets the checkpoint first: one it could not run faithfully is
-    refused here with the reason.
+    energies, so it is never guessed. The framework vets the checkpoint first, in its own environment where it is
+    not installed here (`aiida-mliap setup env`): one it could not run faithfully is refused here with the reason.
     """
-    from ..frameworks.chgnet import BUNDLED
+    from ..frameworks import bundled_models
 
-    if source in BUNDLED:
-        node, created = MliapModelData.from_bundled(source)
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise click.BadParameter(f'`{source}` is neither a bundled model ({", ".join(BUNDLED)}) nor a path')
+    bundled = bundled_models()
+    if source not in bundled:
+        if not Path(source).exists():
+            raise click.BadParameter(f'`{source}` is neither a bundled model ({", ".join(bundled)}) nor a path')
         if framework is None:
             raise click.UsageError('a model from a path needs --framework')
-        try:
-            node, created = MliapModelData.get_or_create(
-                path.absolute(),
-                framework=framework,
-                name=name or path.absolute().name,
-                energy_scale=energy_scale,
-                default_dtype=dtype,
-                options={'factory': factory} if factory else None,
-            )
-        except ValueError as exception:
-            raise click.ClickException(f'refusing {source}: {exception}') from exception
-        if created and description:
-            node.description = description
+        source = str(Path(source).absolute())
+    model_options = {key: value for key, value in {'factory': factory, 'modal': modal}.items() if value}
+    try:
+        node, created = MliapModelData.get_or_create(
+            source, framework, energy_scale, name=name, options=model_options or None, default_dtype=dtype
+        )
+    except ValueError as exception:
+        raise click.ClickException(f'refusing {source}: {exception}') from exception
+    if created and description:
+        node.description = description
     verb = 'registered' if created else 'already registered'
     echo.echo_success(f'{verb}: {node.name} ({node.framework}, {node.energy_scale}) pk {node.pk} sha256 {node.sha256}')
     for key, value in node.checkpoint_facts.items():
         echo.echo_report(f'{key}: {value}')
+
+
+@cmd_setup.command('env')
+@click.argument('framework', type=click.Choice(['chgnet', 'mace', 'matgl', 'sevenn']))
+@click.option('--path', type=click.Path(path_type=Path), help='Where to make it (default: beside this environment, '
+              'e.g. .venv-sevenn).')  # fmt: skip
+@click.option('--torch', 'torch_spec', help='The torch to install first (default: the release installed here; on a '
+              'GPU cluster the CUDA build you want, with --index-url).')  # fmt: skip
+@click.option('--index-url', help='Package index for torch only (e.g. a CUDA wheel index).')
+@click.option('--computer', default='localhost', show_default=True, help='Computer the environment is on.')
+@click.option('--label', help='Label of the code (default: aiida-mliap-run-FRAMEWORK).')
+@click.option('--reinstall', is_flag=True, help='Install again even if the environment is complete.')
+@decorators.with_dbenv()
+def setup_env(framework, path, torch_spec, index_url, computer, label, reinstall):
+    """Make a Python environment for FRAMEWORK (torch first, the framework, the runner) and register its Code.
+
+    Frameworks whose pins clash (sevenn needs e3nn>=0.5, mace-torch pins 0.4.4) each get one; a benchmark then
+    runs every model on the Code of its framework's environment. Idempotent: a complete environment is reused.
+    """
+    from ..environments import create_environment, default_path, register_code, runner_in
+
+    path = (path or default_path(framework)).absolute()
+    try:
+        facts = create_environment(framework, path, torch_spec, index_url, reinstall, echo=echo.echo_report)
+        code, created = register_code(
+            framework, runner_in(path), get_or_create_localhost(computer), label or f'{DEFAULT_CODE_LABEL}-{framework}',
+            facts,
+        )  # fmt: skip
+    except (RuntimeError, ValueError) as exception:
+        raise click.ClickException(str(exception)) from exception
+    verb = 'created' if created else 'kept'
+    echo.echo_success(
+        f'{verb} code {code.full_label} (pk {code.pk}): {framework} {facts["frameworks"][framework]}, '
+        f'torch {facts["torch"]}, Python {facts["python"]} in {path}'
+    )

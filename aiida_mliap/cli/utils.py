@@ -14,6 +14,15 @@ from ..data.model import MliapModelData
 
 DEFAULT_CODE_LABEL = 'aiida-mliap-run'
 
+CODES = click.option(
+    '--code',
+    'code_values',
+    multiple=True,
+    metavar='[MODEL=]CODE',
+    help='The aiida-mliap-run Code: MODEL=CODE for one model (name, sha256 or pk), CODE for the models whose framework '
+    f"has no environment of its own (`setup env`). Default: each framework's environment, else {DEFAULT_CODE_LABEL}.",
+)
+
 DAEMON = click.option(
     '-d', '--daemon', is_flag=True, help='Submit to the daemon and return; otherwise run here until finished.'
 )
@@ -64,10 +73,10 @@ def launch_process(
 
 
 def resolve_model(identifier: str) -> MliapModelData:
-    """A model by name, sha256, pk or uuid; a bundled CHGNet name is registered on first use."""
+    """A model by name, sha256, pk or uuid; a bundled name is registered on first use."""
     from aiida.orm import QueryBuilder
 
-    from ..frameworks.chgnet import BUNDLED
+    from ..frameworks import bundled_models
 
     for key in ('name', 'sha256'):
         found = QueryBuilder().append(MliapModelData, filters={f'attributes.{key}': identifier}).all(flat=True)
@@ -76,8 +85,11 @@ def resolve_model(identifier: str) -> MliapModelData:
         if len(found) > 1:
             choices = ', '.join(f'{m.pk} ({m.sha256[:12]})' for m in found)
             raise click.BadParameter(f'several models are called `{identifier}`: {choices}; give a pk or sha256')
-    if identifier in BUNDLED:
-        node, _ = MliapModelData.from_bundled(identifier)
+    if identifier in bundled_models():
+        try:
+            node, _ = MliapModelData.from_bundled(identifier)
+        except ValueError as exception:
+            raise click.BadParameter(str(exception)) from None
         echo.echo_report(f'registered bundled model {identifier} as {node.pk}')
         return node
     try:
@@ -87,6 +99,36 @@ def resolve_model(identifier: str) -> MliapModelData:
     if isinstance(node, MliapModelData):
         return node
     raise click.BadParameter(f'no model `{identifier}`: register it with `aiida-mliap setup model`')
+
+
+def resolve_codes(values: tuple[str, ...], models: dict[str, MliapModelData]) -> dict[str, orm.AbstractCode]:
+    """The Code for each of ``models`` (same keys) from ``--code`` values (``environments.code_for``)."""
+    from aiida.common.exceptions import NotExistent
+
+    from ..environments import code_for
+
+    def load(label: str) -> orm.AbstractCode:
+        try:
+            return orm.load_code(label)
+        except (NotExistent, ValueError) as exception:
+            raise click.BadParameter(f'no code `{label}`: {exception}', param_hint='--code') from None
+
+    default, explicit = None, {}
+    for value in values:
+        key, separator, label = value.rpartition('=')
+        if separator:
+            explicit[key] = load(label)
+        else:
+            default = load(label)
+    known = {str(key) for model in models.values() for key in (model.name, model.sha256, model.pk)}
+    unknown = sorted(set(explicit) - known)
+    if unknown:
+        raise click.BadParameter(f'--code for models not in this launch: {", ".join(unknown)}', param_hint='--code')
+    chosen = {}
+    for key, model in models.items():
+        code = code_for(model, default, explicit)
+        chosen[key] = code if code is not None else (default := load(DEFAULT_CODE_LABEL))
+    return chosen
 
 
 def headline_text(headline) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,8 @@ from aiida.orm import Data
 from ..engine.hashing import model_files, sha256_of_model
 from .lookup import FindBySha256
 
-FRAMEWORKS = ('ase', 'chgnet', 'mace', 'matgl')  # the entry points of `mliap.frameworks` (a test checks they agree)
+# The entry points of `mliap.frameworks` (a test checks they agree).
+FRAMEWORKS = ('ase', 'chgnet', 'mace', 'matgl', 'sevenn')
 # Whether the model's energies already contain the MP2020 compatibility corrections (``mp2020_corrected``)
 # or are raw DFT-like energies that need them before any comparison with MP (``raw_dft``).
 ENERGY_SCALES = ('mp2020_corrected', 'raw_dft')
@@ -30,10 +30,12 @@ class MliapModelData(FindBySha256, Data):
         options: dict[str, Any] | None = None,
         sha256: str | None = None,
         facts: dict[str, Any] | None = None,
+        framework_version: str | None = None,
         **kwargs,
     ):
         """``sha256`` saves hashing a large checkpoint twice when the caller has just computed it; ``facts`` are the
-        framework's ``checkpoint_facts`` (how it will run the checkpoint), kept as a queryable attribute."""
+        framework's ``checkpoint_facts`` (how it will run the checkpoint), kept as a queryable attribute, and
+        ``framework_version`` the version installed where it was described."""
         super().__init__(**kwargs)
         if framework not in FRAMEWORKS:
             raise ValueError(f'framework must be one of {FRAMEWORKS}, got {framework!r}')
@@ -50,7 +52,7 @@ class MliapModelData(FindBySha256, Data):
         attributes.set('framework', framework)
         attributes.set('name', name)
         attributes.set('sha256', sha256 or sha256_of_model(path))
-        attributes.set('framework_version', _installed_version(framework))
+        attributes.set('framework_version', framework_version)
         attributes.set('energy_scale', energy_scale)
         attributes.set('default_dtype', default_dtype)
         attributes.set('options', options or {})
@@ -59,25 +61,34 @@ class MliapModelData(FindBySha256, Data):
 
     @classmethod
     def get_or_create(
-        cls, path: str | Path, framework: str, energy_scale: str | None = None, **kwargs
+        cls,
+        source: str | Path,
+        framework: str | None = None,
+        energy_scale: str | None = None,
+        name: str | None = None,
+        options: dict[str, Any] | None = None,
+        default_dtype: str | None = None,
     ) -> tuple[MliapModelData, bool]:
-        """Return the stored node with the same sha256 as ``path`` (created=False), else store a new one.
+        """Return the stored node with the same sha256 as ``source`` (created=False), else store a new one.
 
-        The framework vets the checkpoint first (a checkpoint it would refuse to run is refused here, ``ValueError``);
-        ``energy_scale`` may be left out only for a checkpoint whose scale the framework knows.
+        ``source`` is a checkpoint path, or a name a framework ships in its wheel (``chgnet-0.3.0``, ``sevennet-0``;
+        offline). The framework vets the checkpoint first, in its own environment when it is not installed here (a
+        checkpoint it would refuse to run is refused here, ``ValueError``); ``energy_scale`` may be left out only
+        for a checkpoint whose scale the framework knows.
         """
+        from ..environments import describe_checkpoint
+
+        if not isinstance(source, str) or Path(source).exists():
+            existing = cls.find(sha256_of_model(source))
+            if existing is not None:
+                return existing._check_same(options), False
+        description = describe_checkpoint(str(source), framework, options)
+        path = Path(description['path'])
         digest = sha256_of_model(path)
         existing = cls.find(digest)
         if existing is not None:
-            options = kwargs.get('options')
-            if options and options != existing.options:
-                raise ValueError(
-                    f'this checkpoint is registered as {existing.name} (pk {existing.pk}) with options '
-                    f'{existing.options}, not {options}: one checkpoint is one model'
-                )
-            return existing, False
-        facts = _checkpoint_facts(framework, Path(path), kwargs.get('options') or {})
-        known = facts.get('energy_scale')
+            return existing._check_same(options), False
+        facts, known = description['facts'], description['energy_scale']
         if energy_scale is None and known is None:
             raise ValueError(
                 'give the energy scale (`energy_scale`, --energy-scale: raw_dft or mp2020_corrected): it decides '
@@ -88,16 +99,31 @@ class MliapModelData(FindBySha256, Data):
                 f'{facts.get("checkpoint", "this checkpoint")} predicts {known} energies '
                 f'({facts.get("energy_scale_established_by")}), not {energy_scale}'
             )
-        node = cls(path, framework, energy_scale=energy_scale or known, sha256=digest, facts=facts, **kwargs)
+        node = cls(
+            path,
+            description['framework'],
+            name=name or description['name'] or path.name,
+            energy_scale=energy_scale or known,
+            default_dtype=default_dtype,
+            options=description['options'],
+            sha256=digest,
+            facts=facts,
+            framework_version=description['framework_version'],
+        )
         return node.store(), True
+
+    def _check_same(self, options: dict[str, Any] | None) -> MliapModelData:
+        if options and {**self.options, **options} != self.options:
+            raise ValueError(
+                f'this checkpoint is registered as {self.name} (pk {self.pk}) with options {self.options}, not '
+                f'{options}: one checkpoint is one model'
+            )
+        return self
 
     @classmethod
     def from_bundled(cls, name: str) -> tuple[MliapModelData, bool]:
         """Register a checkpoint shipped with a framework's wheel (works offline), e.g. ``chgnet-0.3.0``."""
-        from ..frameworks.chgnet import bundled_checkpoint
-
-        path, options, energy_scale = bundled_checkpoint(name)
-        return cls.get_or_create(path, framework='chgnet', name=name, energy_scale=energy_scale, options=options)
+        return cls.get_or_create(name)
 
     @property
     def framework(self) -> str:
@@ -142,26 +168,3 @@ class MliapModelData(FindBySha256, Data):
             'default_dtype': self.default_dtype,
             'options': self.options,
         }
-
-
-def _checkpoint_facts(framework: str, path: Path, options: dict[str, Any]) -> dict[str, Any]:
-    from ..frameworks import get_framework
-
-    if framework not in FRAMEWORKS:
-        raise ValueError(f'framework must be one of {FRAMEWORKS}, got {framework!r}')
-    try:
-        adapter = get_framework(framework)
-        return {**adapter.checkpoint_facts(path), **adapter.vet_options(options)}
-    except (ImportError, importlib.metadata.PackageNotFoundError):
-        return {}  # registered on a machine without the framework: the runner vets it where it runs
-    except RuntimeError as exception:
-        raise ValueError(str(exception)) from exception
-
-
-def _installed_version(framework: str) -> str | None:
-    from ..frameworks import get_framework
-
-    try:
-        return get_framework(framework).version()
-    except (ValueError, importlib.metadata.PackageNotFoundError):
-        return None

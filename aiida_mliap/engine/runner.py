@@ -365,12 +365,50 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def environment_facts() -> dict[str, Any]:
+    """This environment as the aiida side needs to know it: Python, torch and each framework's version."""
+    import importlib.metadata
+
+    from ..frameworks import available_frameworks, get_framework
+
+    def version(distribution: str) -> str | None:
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    frameworks = {}
+    for name in available_frameworks():
+        framework = get_framework(name)
+        frameworks[name] = version(framework.distribution) if framework.is_installed() else None
+    return {'python': platform.python_version(), 'executable': sys.executable, 'torch': version('torch'),
+            'frameworks': frameworks}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='aiida-mliap-run', description=__doc__.splitlines()[0])
     parser.add_argument('directory', nargs='?', default='.', type=Path, help='input folder (default: current)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), help='overrides the parameters file')
     parser.add_argument('--threads', type=int, help='torch intra-op threads (default: cores given by the scheduler)')
+    parser.add_argument('--environment', action='store_true', help="print this environment's frameworks (JSON)")
+    parser.add_argument('--describe', metavar='SOURCE', help='print what the framework knows of a checkpoint (a '
+                        'bundled name or a path) as JSON, for registering it from another environment')  # fmt: skip
+    parser.add_argument('--framework', help="with --describe: the checkpoint's framework")
+    parser.add_argument('--options', default='{}', help="with --describe: the model's options (JSON)")
     arguments = parser.parse_args(argv)
+    if arguments.environment:
+        print(json.dumps(environment_facts()))
+        return 0
+    if arguments.describe:
+        from ..frameworks import describe
+
+        try:
+            facts = describe(arguments.describe, arguments.framework, json.loads(arguments.options))
+        except (ValueError, OSError, ImportError) as exception:
+            print(f'refused: {exception}', file=sys.stderr)
+            return 2
+        print(json.dumps(facts))
+        return 0
     return Runner(arguments.directory, arguments.device, arguments.threads).run()
 
 

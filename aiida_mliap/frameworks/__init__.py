@@ -6,12 +6,22 @@ A new framework is one module subclassing :class:`~aiida_mliap.frameworks.base.M
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
+from typing import Any
 
 from .base import LoadedModel, MliapFramework
 
 ENTRY_POINT_GROUP = 'mliap.frameworks'
 
-__all__ = ('ENTRY_POINT_GROUP', 'LoadedModel', 'MliapFramework', 'available_frameworks', 'get_framework')
+__all__ = (
+    'ENTRY_POINT_GROUP',
+    'LoadedModel',
+    'MliapFramework',
+    'available_frameworks',
+    'bundled_models',
+    'describe',
+    'get_framework',
+)
 
 
 def available_frameworks() -> list[str]:
@@ -23,3 +33,42 @@ def get_framework(name: str) -> MliapFramework:
     if not matches:
         raise ValueError(f'unknown framework `{name}`; registered frameworks: {available_frameworks()}')
     return next(iter(matches)).load()()
+
+
+def bundled_models() -> dict[str, str]:
+    """Every checkpoint name a framework ships in its wheel -> the framework (known without it installed)."""
+    return {name: framework for framework in available_frameworks() for name in get_framework(framework).bundled}
+
+
+def describe(source: str, framework: str | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where the checkpoint ``source`` (a bundled name or a path) is and what its framework knows of it.
+
+    Runs where the framework is installed: in the main environment, or through ``aiida-mliap-run --describe`` in
+    the framework's own environment. ``ValueError`` for a checkpoint the framework would refuse to run.
+    """
+    options = dict(options or {})
+    name = None
+    if framework is None:
+        framework = bundled_models().get(source)
+        if framework is None:
+            raise ValueError(f'`{source}` is no bundled model ({", ".join(bundled_models())}): give its framework')
+    adapter = get_framework(framework)
+    if source in adapter.bundled:
+        path, bundled = adapter.bundled_checkpoint(source)
+        name, options, energy_scale = source, {**bundled.options, **options}, bundled.energy_scale
+    else:
+        path, energy_scale = Path(source).absolute(), None
+    try:
+        facts = adapter.checkpoint_facts(path)
+        facts.update(adapter.vet_options(options, facts))
+    except RuntimeError as exception:
+        raise ValueError(str(exception)) from exception
+    return {
+        'framework': framework,
+        'name': name,
+        'path': str(path),
+        'options': options,
+        'energy_scale': energy_scale or facts.get('energy_scale'),
+        'facts': facts,
+        'framework_version': adapter.version(),
+    }

@@ -41,10 +41,11 @@ def factory_version(spec: str) -> str | None:
 class AseFramework(MliapFramework):
     name = 'ase'
     distribution = 'ase'
+    module = 'ase'
     dtypes = ('float32', 'float64')
     default_dtype = 'float64'  # recorded as requested; the user's calculator decides its own precision
 
-    def vet_options(self, options: dict[str, Any]) -> dict[str, Any]:
+    def vet_options(self, options: dict[str, Any], facts: dict[str, Any] | None = None) -> dict[str, Any]:
         spec = options.get('factory')
         load_factory(spec)
         return {'factory': spec, 'factory_version': factory_version(spec)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,16 +32,43 @@ class LoadedModel:
     adaptations: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Bundled:
+    """A checkpoint shipped inside the framework's wheel: registered by name, offline."""
+
+    relative_path: str  # inside the framework's installed package
+    options: dict[str, Any]
+    energy_scale: str
+
+
 class MliapFramework(ABC):
     """One module per framework, registered in the ``mliap.frameworks`` entry point group."""
 
     name: str
     distribution: str  # the PyPI distribution whose version is recorded
+    module: str  # the package it imports, where bundled checkpoints live
     dtypes: tuple[str, ...] = ('float32',)
     default_dtype: str = 'float32'
+    bundled: dict[str, Bundled] = {}
 
     def version(self) -> str:
         return importlib.metadata.version(self.distribution)
+
+    def is_installed(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+    def bundled_checkpoint(self, name: str) -> tuple[Path, Bundled]:
+        """Path of a checkpoint shipped with the installed framework, and what is known of it."""
+        if name not in self.bundled:
+            raise ValueError(f'unknown bundled {self.name} checkpoint `{name}`; bundled: {sorted(self.bundled)}')
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f'{self.distribution} is not installed here: it ships `{name}`')
+        bundled = self.bundled[name]
+        path = Path(spec.origin).parent / bundled.relative_path
+        if not path.is_file():
+            raise FileNotFoundError(f'the installed {self.distribution} does not ship {bundled.relative_path}')
+        return path, bundled
 
     @abstractmethod
     def load(self, model_dir: Path, files: list[str], device: str, dtype: str, options: dict[str, Any]) -> LoadedModel:
@@ -53,8 +81,9 @@ class MliapFramework(ABC):
         """
         return {}
 
-    def vet_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Check the model's ``options`` at registration (ValueError if unusable); returns facts to record."""
+    def vet_options(self, options: dict[str, Any], facts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Check the model's ``options`` against the checkpoint's ``facts`` at registration (ValueError if
+        unusable); returns facts to record."""
         return {}
 
     def classify_error(self, exception: BaseException) -> tuple[Status, str] | None:

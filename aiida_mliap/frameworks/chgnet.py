@@ -10,22 +10,23 @@ import numpy as np
 from ase import Atoms
 
 from ..engine.status import Status
-from .base import LoadedModel, MliapFramework, Outputs
+from .base import Bundled, LoadedModel, MliapFramework, Outputs
 
 # CHGNet's graph covers these elements (its embedding is indexed by atomic number).
 CHGNET_NUMBERS = frozenset(range(1, 95))
-
-# Checkpoints shipped inside the chgnet wheel: name -> (relative path in the package, load options,
-# energy scale). Both were trained on MPtrj energies that carry the MP2020 corrections.
-BUNDLED = {
-    'chgnet-0.3.0': ('pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar', {}, 'mp2020_corrected'),
-    'chgnet-0.2.0': ('pretrained/0.2.0/chgnet_0.2.0_e30f77s348m32.pth.tar', {'mlp_out_bias': True}, 'mp2020_corrected'),
-}
 
 
 class ChgnetFramework(MliapFramework):
     name = 'chgnet'
     distribution = 'chgnet'
+    module = 'chgnet'
+    # Both were trained on MPtrj energies that carry the MP2020 corrections.
+    bundled = {
+        'chgnet-0.3.0': Bundled('pretrained/0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar', {}, 'mp2020_corrected'),
+        'chgnet-0.2.0': Bundled(
+            'pretrained/0.2.0/chgnet_0.2.0_e30f77s348m32.pth.tar', {'mlp_out_bias': True}, 'mp2020_corrected'
+        ),
+    }
 
     def load(self, model_dir: Path, files: list[str], device: str, dtype: str, options: dict[str, Any]) -> LoadedModel:
         from chgnet.model import CHGNet, CHGNetCalculator
@@ -57,19 +58,3 @@ def _evaluate_batch(model, stress_weight: float, frames: list[Atoms]) -> list[Ou
         stress = full_3x3_to_voigt_6_stress(np.asarray(prediction['s']) * stress_weight)
         outputs.append((energy, np.asarray(prediction['f']), stress))
     return outputs
-
-
-def bundled_checkpoint(name: str) -> tuple[Path, dict[str, Any], str]:
-    """Path, load options and energy scale of a checkpoint bundled with the installed chgnet wheel."""
-    import importlib.util
-
-    if name not in BUNDLED:
-        raise ValueError(f'unknown bundled CHGNet checkpoint `{name}`; bundled: {sorted(BUNDLED)}')
-    spec = importlib.util.find_spec('chgnet')
-    if spec is None or spec.origin is None:
-        raise ModuleNotFoundError('chgnet is not installed: `pip install chgnet` to register its bundled checkpoints')
-    relative, options, energy_scale = BUNDLED[name]
-    path = Path(spec.origin).parent / relative
-    if not path.is_file():
-        raise FileNotFoundError(f'the installed chgnet does not ship {relative}')
-    return path, options, energy_scale

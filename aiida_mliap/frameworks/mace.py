@@ -14,6 +14,7 @@ from .base import LoadedModel, MliapFramework, Outputs
 class MaceFramework(MliapFramework):
     name = 'mace'
     distribution = 'mace-torch'
+    module = 'mace'
     dtypes = ('float32', 'float64')
     default_dtype = 'float64'
 

@@ -16,6 +16,7 @@ from .matgl_legacy import DESTINATION, establish_convention, restore_destination
 class MatglFramework(MliapFramework):
     name = 'matgl'
     distribution = 'matgl'
+    module = 'matgl'
 
     def load(self, model_dir: Path, files: list[str], device: str, dtype: str, options: dict[str, Any]) -> LoadedModel:
         import matgl
