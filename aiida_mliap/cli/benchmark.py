@@ -38,13 +38,15 @@ def cmd_benchmark():
 @click.option('--batch-size', type=int, default=100, show_default=True, help='Structures per calculation.')
 @click.option('--max-concurrent', type=int, default=4, show_default=True, help='Batches in flight.')
 @click.option('--max-steps', type=int, help='Override the protocol: relaxation step limit.')
+@click.option('--max-atoms', type=int, help='Evaluate only structures of at most this many atoms (all stay in the '
+              'hulls\' references).')  # fmt: skip
 @click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
 @click.option('--progress-every', type=float, default=30.0, show_default=True,
               help='Seconds between progress lines of a foreground run.')  # fmt: skip
 @DAEMON
 @decorators.with_dbenv()
 def benchmark_launch(group_label, model_ids, tasks, protocol, references, code_values, batch_size, max_concurrent,
-                     max_steps, device, progress_every, daemon):  # fmt: skip
+                     max_steps, max_atoms, device, progress_every, daemon):  # fmt: skip
     """Run every structure of GROUP through each model and task, then Ef, Ehull (both hulls) and symmetry."""
     from aiida import orm
 
@@ -59,6 +61,8 @@ def benchmark_launch(group_label, model_ids, tasks, protocol, references, code_v
     parameters = {'device': device, **({'max_steps': max_steps} if max_steps else {})}
     codes = resolve_codes(code_values, models)
     overrides = {'parameters': parameters, 'batch_size': batch_size, 'max_concurrent': max_concurrent, 'codes': codes}
+    if max_atoms:
+        overrides['max_atoms'] = max_atoms
     if references:
         overrides['elemental_references'] = _elemental_references(references)
     try:

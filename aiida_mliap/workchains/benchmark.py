@@ -19,12 +19,14 @@ from aiida.common.links import LinkType
 from aiida.engine import WorkChain, calcfunction, while_
 
 from ..calculations.dataset import group_datasets, union_of_datasets
+from ..calculations.hull import elemental_ground_states
 from ..calculations.outputs import outputs_of
 from ..calculations.symmetry_analysis import analyse_symmetry, symmetry_inputs
 from ..calculations.tables import tabulate_batch
 from ..calculations.thermo import compute_thermodynamics, elemental_reference_conflicts, thermodynamics_inputs
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
+from ..data.reference import to_entry
 from ..engine.parameters import TASKS
 from .base import MliapBaseWorkChain
 
@@ -135,6 +137,11 @@ class MliapBenchmarkWorkChain(WorkChain):
             help='Fixed elemental references for formation energies (MP\'s, as Matbench Discovery); refused when '
             'they disagree with the datasets (another MP release).',
         )  # fmt: skip
+        spec.input(
+            'max_atoms', valid_type=orm.Int, required=False,
+            help='Evaluate only the structures of at most this many atoms (relaxations on a small machine) and the '
+            'elemental ground states; the others stay in the DFT hull, without a model result.',
+        )  # fmt: skip
         spec.input('batch_size', valid_type=orm.Int, default=lambda: orm.Int(100))
         spec.input('max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(4), help='Base work chains in flight.')
         spec.outline(
@@ -211,12 +218,14 @@ class MliapBenchmarkWorkChain(WorkChain):
             )
             if problems:
                 return self.exit_codes.ERROR_RELEASE_MISMATCH.format(problems='; '.join(problems[:10]))
-        query = orm.QueryBuilder().append(
-            orm.StructureData, filters={'id': {'in': list(structures.values())}}, project=['id', 'attributes.sites']
-        )
-        sizes = {pk: len(sites) for pk, sites in query.all()}
+        sizes, skipped = self._sizes(structures)
         size = self.inputs.batch_size.value
-        batches = balanced_batches({label: sizes[pk] for label, pk in structures.items()}, size)
+        batches = balanced_batches(sizes, size)
+        if skipped:
+            self.report(
+                f'{len(skipped)} structures of more than {self.inputs.max_atoms.value} atoms not evaluated (the '
+                'elemental ground states are, whatever their size)'
+            )
         self.ctx.pending = [
             {'model': name, 'task': task, 'index': index, 'structures': {label: structures[label] for label in batch}}
             for name in sorted(self.inputs.models)
@@ -224,7 +233,7 @@ class MliapBenchmarkWorkChain(WorkChain):
             for index, batch in enumerate(batches)
         ]
         self.report(
-            f'{len(structures)} unique structures of {len(datasets)} datasets x {len(self.inputs.models)} models x '
+            f'{len(sizes)} unique structures of {len(datasets)} datasets x {len(self.inputs.models)} models x '
             f'{len(self.inputs.tasks)} tasks: {len(self.ctx.pending)} batches of at most {size}'
         )
         return None
@@ -280,6 +289,20 @@ class MliapBenchmarkWorkChain(WorkChain):
             inputs.update({f'references__{label}': references[label] for label in child.inputs.mliap.structures})
             inputs.update({f'results__{label}': node for label, node in results.items()})
             tabulate_batch(**inputs, metadata={'call_link_label': link.replace('batch_', 'table_', 1)})
+        _, skipped = self._sizes(union_of_datasets(self._datasets(), 'structures', project='id'))
+        if not skipped:
+            return
+        # Not evaluated (max_atoms): tables without results, indexed after the batches, so that both hulls keep them.
+        for name in sorted(self.inputs.models):
+            for task in self.inputs.tasks.get_list():
+                first = len(self._children(name, task))
+                parameters = orm.Dict({**self.inputs.parameters.get_dict(), **TASKS[task]})
+                labels = sorted(skipped)
+                size = self.inputs.batch_size.value
+                for index, start in enumerate(range(0, len(labels), size), start=first):
+                    chunk = {f'references__{label}': references[label] for label in labels[start : start + size]}
+                    link = f'table_{name}_{task}_{index}'
+                    tabulate_batch(parameters=parameters, **chunk, metadata={'call_link_label': link})
 
     def run_thermodynamics(self):
         datasets = self._datasets()
@@ -302,7 +325,9 @@ class MliapBenchmarkWorkChain(WorkChain):
                 free = self._tables(name, 'relax') if task == 'relax_fixsym' else {}
                 children = self._children(name, task)
                 for index, table in self._tables(name, task).items():
-                    child = children[batch_link_label(name, task, index)]
+                    child = children.get(batch_link_label(name, task, index))
+                    if child is None:
+                        continue  # a table of structures left out by max_atoms: nothing was relaxed
                     relaxed = dict(child.outputs.relaxed_structures) if 'relaxed_structures' in child.outputs else {}
                     inputs = symmetry_inputs(
                         initial=dict(child.inputs.mliap.structures), final=relaxed, table=table, free=free.get(index)
@@ -354,6 +379,23 @@ class MliapBenchmarkWorkChain(WorkChain):
                 for index, node in indexed_calls(self.node, LinkType.CALL_WORK, f'batch_{model}_{each}_').items():
                     found[batch_link_label(model, each, index)] = node
         return found
+
+    def _sizes(self, structures: dict[str, int]) -> tuple[dict[str, int], set[str]]:
+        """Atoms per structure label of those to evaluate, and the labels left out by ``max_atoms``.
+
+        The elemental DFT ground states are always evaluated, whatever their size: both hulls stand on them.
+        """
+        query = orm.QueryBuilder().append(
+            orm.StructureData, filters={'id': {'in': list(structures.values())}}, project=['id', 'attributes.sites']
+        )
+        atoms = {pk: len(sites) for pk, sites in query.all()}
+        if 'max_atoms' not in self.inputs:
+            return {label: atoms[pk] for label, pk in structures.items()}, set()
+        limit = self.inputs.max_atoms.value
+        references = union_of_datasets(self._datasets(), 'references', project='attributes')
+        corners = set(elemental_ground_states({label: to_entry(a) for label, a in references.items()}).values())
+        sizes = {label: atoms[pk] for label, pk in structures.items() if atoms[pk] <= limit or label in corners}
+        return sizes, set(structures) - set(sizes)
 
     def _tables(self, name: str, task: str) -> dict[int, orm.Node]:
         """The tables of one model and task by batch index."""
