@@ -16,16 +16,24 @@ from ..engine.hashing import sha256_of_model
 from ..engine.status import Status
 from .base import Bundled, LoadedModel, MliapFramework, Outputs
 
-_ESTABLISHED = (
-    'single points on the 150 shared Li-Fe-P-O MP entries (sevenn 0.13.0): mean signed error {raw} meV/atom against '
-    'the raw MP energies, about +680 against the MP2020-corrected ones (benchmarks/energy_scale.py)'
+_MEASURED = (
+    "trained on MPtrj's uncorrected energies; single points on 150 shared Li-Fe-P-O MP entries (sevenn 0.13.0, "
+    '../shared/data/README.md): mean signed error {} meV/atom against the raw MP energies, about +680 against the '
+    'MP2020-corrected ones; repeated on the union benchmark by benchmarks/energy_scale.py (docs/model-zoo.md)'
 )
-# sha256 -> (name, energy scale, how the scale was established)
+# sha256 -> (name, how its energy scale was established)
 KNOWN = {
-    '7052cb42b7b3be42b40b97fa0d21077a48c54b5548948fc4dcf346629f813c36': ('sevennet-0', '+4.6'),
-    '5d389fafd512e6ae2830d74d0b66ffc49a55d3832653ff8e7bf7f1343013c1d1': ('sevennet-0-22may2024', '+3.0'),
-    'a7ff190d41efe5b8317a03d20a468e4036a1a3e64e0b14fdbab64ac3f4bfc09d': ('sevennet-l3i5', '+9.8'),
-    '81791329b37d445f46b531578c182c41792d98c7814222c9e5dde276402225fd': ('sevennet-mf-0', '+3.7 (modal PBE)'),
+    '7052cb42b7b3be42b40b97fa0d21077a48c54b5548948fc4dcf346629f813c36': ('sevennet-0', _MEASURED.format('+4.6')),
+    '5d389fafd512e6ae2830d74d0b66ffc49a55d3832653ff8e7bf7f1343013c1d1': (
+        'sevennet-0-22may2024',
+        "trained on MPtrj's uncorrected energies, as SevenNet-0 (11Jul2024); measured on the union benchmark by "
+        'benchmarks/energy_scale.py (docs/model-zoo.md)',
+    ),
+    'a7ff190d41efe5b8317a03d20a468e4036a1a3e64e0b14fdbab64ac3f4bfc09d': ('sevennet-l3i5', _MEASURED.format('+9.8')),
+    '81791329b37d445f46b531578c182c41792d98c7814222c9e5dde276402225fd': (
+        'sevennet-mf-0',
+        _MEASURED.format('+3.7 (modal PBE)'),
+    ),
 }
 
 
@@ -60,10 +68,8 @@ class SevennetFramework(MliapFramework):
         facts: dict[str, Any] = {}
         known = KNOWN.get(sha256_of_model(path))
         if known is not None:
-            name, mean_signed_error = known
-            facts['checkpoint'] = name
+            facts['checkpoint'], facts['energy_scale_established_by'] = known
             facts['energy_scale'] = 'raw_dft'
-            facts['energy_scale_established_by'] = _ESTABLISHED.format(raw=mean_signed_error)
         from sevenn.util import load_checkpoint
 
         config = load_checkpoint(str(path)).config
