@@ -8,6 +8,10 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# SevenNet cannot share the main environment (sevenn needs e3nn>=0.5, mace-torch pins 0.4.4): the tests run it
+# through a Code in an environment of its own, made by the project's own command.
+SEVENN_ENV ?= $(VENV)-sevenn
+SEVENN_STAMP := $(SEVENN_ENV)/aiida-mliap-environment.json
 
 .PHONY: venv demo test lint clean
 
@@ -20,15 +24,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+$(SEVENN_STAMP): $(STAMP)
+	$(BIN)/aiida-mliap setup env sevenn --path $(SEVENN_ENV) --torch "$(TORCH_SPEC)" --no-code
+
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/test.sh
+test: $(STAMP) $(SEVENN_STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLIAP_SEVENN_ENV="$(CURDIR)/$(SEVENN_ENV)" bash scripts/test.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check aiida_mliap tests examples benchmarks
 	$(BIN)/ruff format --check aiida_mliap tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) demo-output
+	rm -rf $(VENV) $(SEVENN_ENV) demo-output

@@ -139,8 +139,8 @@ def setup_model(source, framework, name, energy_scale, dtype, factory, modal, de
 @click.option('--computer', default='localhost', show_default=True, help='Computer the environment is on.')
 @click.option('--label', help='Label of the code (default: aiida-mliap-run-FRAMEWORK).')
 @click.option('--reinstall', is_flag=True, help='Install again even if the environment is complete.')
-@decorators.with_dbenv()
-def setup_env(framework, path, torch_spec, index_url, computer, label, reinstall):
+@click.option('--no-code', is_flag=True, help='Only make the environment (no profile needed), e.g. in a build step.')
+def setup_env(framework, path, torch_spec, index_url, computer, label, reinstall, no_code):
     """Make a Python environment for FRAMEWORK (torch first, the framework, the runner) and register its Code.
 
     Frameworks whose pins clash (sevenn needs e3nn>=0.5, mace-torch pins 0.4.4) each get one; a benchmark then
@@ -151,6 +151,10 @@ def setup_env(framework, path, torch_spec, index_url, computer, label, reinstall
     path = (path or default_path(framework)).absolute()
     try:
         facts = create_environment(framework, path, torch_spec, index_url, reinstall, echo=echo.echo_report)
+        if no_code:
+            echo.echo_success(f'{framework} {facts["frameworks"][framework]} in {path}')
+            return
+        decorators.load_backend_if_not_loaded()
         code, created = register_code(
             framework, runner_in(path), get_or_create_localhost(computer), label or f'{DEFAULT_CODE_LABEL}-{framework}',
             facts,
