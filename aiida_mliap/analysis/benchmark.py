@@ -20,13 +20,16 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     estimate of the time left. Running calculations count what their runner has streamed so far."""
     from ..calculations.dataset import group_datasets, union_of_datasets
     from ..parsers.results import read_partial_results
-    from ..workchains.benchmark import indexed_calls
+    from ..workchains.benchmark import evaluated_structures, indexed_calls
 
     if 'datasets' in benchmark.inputs:
         datasets = [benchmark.inputs.datasets[key] for key in sorted(benchmark.inputs.datasets)]
     else:  # a benchmark from before datasets were inputs: the group's datasets now
         datasets = group_datasets(orm.load_group(benchmark.inputs.group.value))
-    total = len(union_of_datasets(datasets, 'structures', project='id'))
+    max_atoms = benchmark.inputs.max_atoms.value if 'max_atoms' in benchmark.inputs else None
+    structures = union_of_datasets(datasets, 'structures', project='id')
+    evaluated, left_out = evaluated_structures(datasets, structures, max_atoms)
+    total = len(evaluated)
     with_result = {s.value for s in WITH_RESULT}
     elapsed = max((timezone.now() - benchmark.ctime).total_seconds(), 1e-9)
     rows = []
@@ -51,6 +54,7 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
                     'done': done,
                     'failed': failed,
                     'pending': pending,
+                    **({'left out (max_atoms)': len(left_out)} if left_out else {}),
                     'structures/min': round(60 * rate, 2),
                     'time left': _duration(pending / rate) if rate and pending else '-',
                 }

@@ -381,26 +381,30 @@ class MliapBenchmarkWorkChain(WorkChain):
         return found
 
     def _sizes(self, structures: dict[str, int]) -> tuple[dict[str, int], set[str]]:
-        """Atoms per structure label of those to evaluate, and the labels left out by ``max_atoms``.
-
-        The elemental DFT ground states are always evaluated, whatever their size: both hulls stand on them.
-        """
-        query = orm.QueryBuilder().append(
-            orm.StructureData, filters={'id': {'in': list(structures.values())}}, project=['id', 'attributes.sites']
-        )
-        atoms = {pk: len(sites) for pk, sites in query.all()}
-        if 'max_atoms' not in self.inputs:
-            return {label: atoms[pk] for label, pk in structures.items()}, set()
-        limit = self.inputs.max_atoms.value
-        references = union_of_datasets(self._datasets(), 'references', project='attributes')
-        corners = set(elemental_ground_states({label: to_entry(a) for label, a in references.items()}).values())
-        sizes = {label: atoms[pk] for label, pk in structures.items() if atoms[pk] <= limit or label in corners}
-        return sizes, set(structures) - set(sizes)
+        max_atoms = self.inputs.max_atoms.value if 'max_atoms' in self.inputs else None
+        return evaluated_structures(self._datasets(), structures, max_atoms)
 
     def _tables(self, name: str, task: str) -> dict[int, orm.Node]:
         """The tables of one model and task by batch index."""
         calls = indexed_calls(self.node, LinkType.CALL_CALC, f'table_{name}_{task}_')
         return {index: call.outputs.result for index, call in calls.items()}
+
+
+def evaluated_structures(
+    datasets: list[MliapDatasetData], structures: dict[str, int], max_atoms: int | None
+) -> tuple[dict[str, int], set[str]]:
+    """Atoms per label of the ``structures`` (label -> pk) a benchmark evaluates, and the labels ``max_atoms`` leaves
+    out. The elemental DFT ground states are always evaluated, whatever their size: both hulls stand on them."""
+    query = orm.QueryBuilder().append(
+        orm.StructureData, filters={'id': {'in': list(structures.values())}}, project=['id', 'attributes.sites']
+    )
+    atoms = {pk: len(sites) for pk, sites in query.all()}
+    if max_atoms is None:
+        return {label: atoms[pk] for label, pk in structures.items()}, set()
+    references = union_of_datasets(datasets, 'references', project='attributes')
+    corners = set(elemental_ground_states({label: to_entry(a) for label, a in references.items()}).values())
+    sizes = {label: atoms[pk] for label, pk in structures.items() if atoms[pk] <= max_atoms or label in corners}
+    return sizes, set(structures) - set(sizes)
 
 
 def indexed_calls(node: orm.ProcessNode, link_type: LinkType, prefix: str) -> dict[int, orm.ProcessNode]:

@@ -242,3 +242,32 @@ def test_matbench_protocol_and_elemental_references(runner_code, chgnet_model, s
         MliapBenchmarkWorkChain.get_builder_from_protocol(
             runner_code, {'chgnet': chgnet_model}, old, protocol='matbench'
         )
+
+
+def test_max_atoms_evaluates_small_structures_and_the_elemental_ground_states(runner_code, chgnet_model, li_o_group):
+    """A relaxation subset (max_atoms) keeps every entry in the DFT hull; the elemental ground states are evaluated
+    whatever their size, so the model hull has its corners; the others have no model result, and say so."""
+    from aiida_mliap.calculations.dataset import group_datasets, union_of_datasets
+    from aiida_mliap.calculations.hull import elemental_ground_states
+    from aiida_mliap.data.reference import to_entry
+
+    group, count = li_o_group(max_atoms=8)
+    attributes = union_of_datasets(group_datasets(group), 'references', project='attributes')
+    corners = set(elemental_ground_states({label: to_entry(a) for label, a in attributes.items()}).values())
+    builder = builder_for(runner_code, chgnet_model, group)
+    builder.tasks = orm.List(['static'])
+    builder.max_atoms = orm.Int(3)
+    _, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+
+    table = load_results(node).set_index('label')
+    assert len(table) == count  # every entry has a row: the DFT hull is the whole file's
+    evaluated = set(table[table.status != 'not_run'].index)
+    assert evaluated == set(table[table.n_atoms <= 3].index) | corners
+    assert any(table.n_atoms[label] > 3 for label in corners)  # a corner larger than the limit (O2) was evaluated
+    left_out = table[table.status == 'not_run']
+    assert len(left_out) and (left_out.n_atoms > 3).all()
+    assert (left_out.thermo_status == 'not_evaluated').all()
+    assert left_out.e_above_hull_dft.notna().all()  # the DFT quantities stand on the whole file
+    row = progress(node)[0]
+    assert row['left out (max_atoms)'] == len(left_out) and row['pending'] == 0
