@@ -191,7 +191,10 @@ def describe_checkpoint(source: str, framework: str | None, options: dict[str, A
 
 
 def _ask(runner: str | Path, arguments: list[str]) -> dict[str, Any]:
-    done = subprocess.run([str(runner), *arguments], capture_output=True, text=True)
+    try:
+        done = subprocess.run([str(runner), *arguments], capture_output=True, text=True)
+    except OSError as exception:
+        raise ValueError(f'cannot run {runner} ({exception}): make its environment again with `setup env`') from None
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or ['no message']
         raise ValueError(f'{runner} {arguments[0]}: {lines[-1]}')
