@@ -93,7 +93,10 @@ def create_environment(
     if stamp.is_file() and not reinstall:
         recorded = json.loads(stamp.read_text())
         if recorded.get('framework') == framework:
-            facts = probe(runner_in(path))
+            try:
+                facts = probe(runner_in(path))
+            except ValueError:  # broken since (a moved checkout, a deleted package): made again below
+                facts = {'frameworks': {}}
             if facts['frameworks'].get(framework):
                 echo(f'environment {path} exists ({framework} {facts["frameworks"][framework]}): --reinstall to redo')
                 return facts
