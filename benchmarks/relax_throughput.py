@@ -49,10 +49,8 @@ def load(framework_name: str, device: str, workdir: Path):
 
     framework = get_framework(framework_name)
     if framework_name == 'chgnet':
-        from aiida_mliap.frameworks.chgnet import bundled_checkpoint
-
-        path, options, _ = bundled_checkpoint('chgnet-0.3.0')
-        return framework, framework.load(path.parent, [path.name], device, 'float32', options)
+        path, bundled = framework.bundled_checkpoint('chgnet-0.3.0')
+        return framework, framework.load(path.parent, [path.name], device, 'float32', bundled.options)
     if framework_name == 'mace':
         from aiida_mliap.testing import build_tiny_mace
 

@@ -14,7 +14,6 @@ from aiida_mliap.engine.parameters import with_defaults
 from aiida_mliap.engine.runner import failure_record, is_out_of_memory
 from aiida_mliap.engine.tasks import run_task
 from aiida_mliap.frameworks import get_framework
-from aiida_mliap.frameworks.chgnet import bundled_checkpoint
 
 RELAX = with_defaults({'task': 'relax', 'fmax': 0.05, 'max_steps': 40, 'device': 'cpu'})
 # The tiny untrained models' forces are small: a tighter fmax makes them take steps too.
@@ -24,8 +23,9 @@ FMAX = {'chgnet': 0.05, 'mace': 1e-4, 'matgl': 1e-4}
 @pytest.fixture(scope='module')
 def loaded_models(tiny_mace_file, tiny_matgl_dir):
     """framework -> (framework, LoadedModel): CHGNet 0.3.0 and the tiny MACE and M3GNet models, on CPU."""
-    path, options, _ = bundled_checkpoint('chgnet-0.3.0')
     chgnet = get_framework('chgnet')
+    path, bundled = chgnet.bundled_checkpoint('chgnet-0.3.0')
+    options = bundled.options
     mace = get_framework('mace')
     matgl = get_framework('matgl')
     return {

@@ -69,7 +69,7 @@ def test_models_are_queryable_by_attributes(tiny_mace_file):
 @pytest.mark.parametrize(
     ('kwargs', 'message'),
     [
-        ({'framework': 'sevenn', 'energy_scale': 'raw_dft'}, 'framework must be one of'),
+        ({'framework': 'nequip', 'energy_scale': 'raw_dft'}, 'framework must be one of'),
         ({'framework': 'mace', 'energy_scale': 'corrected'}, 'energy_scale must be one of'),
     ],
 )
