@@ -31,12 +31,12 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     evaluated, left_out = evaluated_structures(datasets, structures, max_atoms)
     total = len(evaluated)
     with_result = {s.value for s in WITH_RESULT}
-    elapsed = max((timezone.now() - benchmark.ctime).total_seconds(), 1e-9)
     rows = []
     for key, model in sorted(benchmark.inputs.models.items()):
         for task in benchmark.inputs.tasks.get_list():
             done = failed = 0
-            for child in indexed_calls(benchmark, LinkType.CALL_WORK, f'batch_{key}_{task}_').values():
+            children = list(indexed_calls(benchmark, LinkType.CALL_WORK, f'batch_{key}_{task}_').values())
+            for child in children:
                 if child.is_terminated and 'summary' in child.outputs:
                     statuses = child.outputs.summary['counts']
                 else:  # still running: what its calculations have finished, the latest result of a structure
@@ -46,7 +46,7 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
                 done += sum(count for status, count in statuses.items() if status in with_result)
                 failed += sum(count for status, count in statuses.items() if status not in with_result)
             pending = max(total - done - failed, 0)
-            rate = (done + failed) / elapsed
+            rate = (done + failed) / _busy_seconds(children)
             rows.append(
                 {
                     'model': model.name,
@@ -60,6 +60,17 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def _busy_seconds(children: list[orm.WorkflowNode]) -> float:
+    """Seconds from the first batch of a model and task to its last finished one, or to now while one runs: its own
+    rate, not diluted by the time other models ran before it."""
+    if not children:
+        return float('inf')
+    start = min(child.ctime for child in children)
+    running = any(not child.is_terminated for child in children)
+    end = timezone.now() if running else max(child.mtime for child in children)
+    return max((end - start).total_seconds(), 1e-9)
 
 
 def _streamed(base: orm.WorkflowNode, read) -> dict[str, dict[str, Any]]:
