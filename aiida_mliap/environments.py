@@ -24,6 +24,9 @@ from .frameworks import bundled_models, describe, get_framework
 DISTRIBUTION = 'aiida-mliap'
 EXTRA_KEY = 'mliap_framework'  # on a Code: the framework its environment was made for
 STAMP = 'aiida-mliap-environment.json'  # inside the environment: what was installed, once it all worked
+# The daemon exports its own sys.path as PYTHONPATH and its jobs inherit it: the environment's Python would then
+# import the main environment's packages first (sevenn failed on mace-torch's e3nn 0.4.4). The job script drops it.
+ISOLATE = 'unset PYTHONPATH'
 
 
 def framework_requirements(framework: str) -> list[str]:
@@ -136,6 +139,7 @@ def register_code(framework: str, runner: Path, computer: orm.Computer, label: s
         code = orm.InstalledCode(
             computer=computer, filepath_executable=str(runner), default_calc_job_plugin='mliap.calc'
         )
+        code.prepend_text = ISOLATE
         code.label = label
         code.description = f'aiida-mliap runner in the {framework} environment {runner.parent.parent}'
         code.store()
@@ -143,6 +147,11 @@ def register_code(framework: str, runner: Path, computer: orm.Computer, label: s
     else:
         if str(code.filepath_executable) != str(runner):
             raise ValueError(f'code {code.full_label} runs {code.filepath_executable}, not {runner}: another --label')
+        if ISOLATE not in (code.prepend_text or ''):
+            raise ValueError(
+                f'code {code.full_label} does not `{ISOLATE}`: under the daemon its jobs would import the main '
+                "environment's packages; register it again with another --label"
+            )
         created = False
     code.base.extras.set(EXTRA_KEY, framework)
     code.base.extras.set('mliap_environment', facts)

@@ -81,6 +81,17 @@ def test_environment_code_and_requirements(sevenn_code, runner_code, chgnet_mode
         framework_requirements('nequip')
 
 
+def test_jobs_ignore_the_pythonpath_the_daemon_exports(sevennet_0, sevenn_code, make_structures, monkeypatch):
+    """The daemon exports its sys.path as PYTHONPATH and jobs inherit it: without the Code's `unset PYTHONPATH`,
+    SevenNet imported the main environment's e3nn 0.4.4 and every job failed to load the model (exit 405)."""
+    import sys
+
+    monkeypatch.setenv('PYTHONPATH', os.pathsep.join(path for path in sys.path if path))
+    assert 'unset PYTHONPATH' in sevenn_code.prepend_text
+    _, node = run_get_node(get_builder_for(sevenn_code, sevennet_0, make_structures(1), {'task': 'static'}))
+    assert node.is_finished_ok, node.exit_message
+
+
 def test_bundled_checkpoints_registered_through_the_environment(sevenn_code):
     output = invoke('setup', 'model', 'sevennet-0')
     assert 'sevennet-0 (sevenn, raw_dft)' in output
