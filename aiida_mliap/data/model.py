@@ -78,16 +78,19 @@ class MliapModelData(FindBySha256, Data):
         """
         from ..environments import describe_checkpoint
 
+        digest = None
         if not isinstance(source, str) or Path(source).exists():
-            existing = cls.find(sha256_of_model(source))
+            digest = sha256_of_model(source)
+            existing = cls.find(digest)
             if existing is not None:
                 return existing._check_same(options), False
         description = describe_checkpoint(str(source), framework, options)
         path = Path(description['path'])
-        digest = sha256_of_model(path)
-        existing = cls.find(digest)
-        if existing is not None:
-            return existing._check_same(options), False
+        if digest is None:  # a bundled name: hashed once its path is known
+            digest = sha256_of_model(path)
+            existing = cls.find(digest)
+            if existing is not None:
+                return existing._check_same(options), False
         facts, known = description['facts'], description['energy_scale']
         if energy_scale is None and known is None:
             raise ValueError(

@@ -105,10 +105,9 @@ def _evaluate_batch(calculator, frames: list[Atoms]) -> list[Outputs]:
     from sevenn.train.dataload import unlabeled_atoms_to_graph
     from torch_geometric.data import Batch
 
-    for atoms in frames:
-        calculator.set_atoms(atoms)  # raises on an element the model does not know, as the ASE path does
     graphs = []
     for atoms in frames:
+        calculator.set_atoms(atoms)  # raises on an element the model does not know, as the ASE path does
         graph = AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(atoms, calculator.cutoff, with_shift=False))
         if calculator.modal:
             graph[key.DATA_MODALITY] = calculator.modal
