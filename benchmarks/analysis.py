@@ -6,7 +6,8 @@ A throw-away SQLite profile (its own AIIDA_PATH, removed afterwards) gets MP's L
 symmetry analysis of its DFT structures, and then "models" until the row count is reached: each is the DFT-as-a-model
 oracle with seeded noise (``aiida_mliap.testing``), run through ``compute_thermodynamics`` like a benchmark's model.
 Filling the profile is not timed. Timed per size (median of the repeats): ``load_results`` on the dataset group (all
-models), then ``summary_metrics``, every breakdown and the symmetry hypothesis (1,000 bootstrap resamples).
+models), then ``summary_metrics``, every breakdown and the tests of the claims (``science``, 1,000 chemical-system
+bootstrap resamples).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def fill(first: int, models: int, directory: Path, dataset) -> None:
 
 
 def timed(group_label: str, n_bootstrap: int) -> dict[str, float]:
-    from aiida_mliap.analysis.breakdowns import BREAKDOWNS, breakdown, symmetry_hypothesis
+    from aiida_mliap.analysis.breakdowns import BREAKDOWNS, breakdown
+    from aiida_mliap.analysis.claims import science
     from aiida_mliap.analysis.metrics import summary_metrics
     from aiida_mliap.analysis.results import load_results
 
@@ -47,7 +49,7 @@ def timed(group_label: str, n_bootstrap: int) -> dict[str, float]:
     summary_metrics(table)
     for by in BREAKDOWNS:
         breakdown(table, by)
-    symmetry_hypothesis(table, n_bootstrap=n_bootstrap)
+    science(table, n_bootstrap=n_bootstrap)
     done = time.perf_counter()
     return {'rows': len(table), 'load_results': loaded - start, 'metrics': done - loaded, 'total': done - start}
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from .breakdowns import BREAKDOWNS, breakdown, symmetry_hypothesis
+from .breakdowns import BREAKDOWNS, breakdown
+from .claims import CLAIM_NAMES, HIGH_DOF, science
 from .metrics import as_percent, headline_table, json_safe, summary_metrics
 from .plots import make_plots
 
@@ -37,7 +38,7 @@ def metrics_document(table: pd.DataFrame) -> dict[str, Any]:
             },
             'metrics': summary_metrics(table),
             'breakdowns': {by: breakdown(table, by).to_dict('records') for by in BREAKDOWNS},
-            'symmetry_hypothesis': symmetry_hypothesis(table),
+            **science(table),
         }
     )
 
@@ -68,32 +69,13 @@ def render_html(table: pd.DataFrame, document: dict[str, Any], figures: dict[str
             for hull, values in entry['classification'].items()
         ]
     )
-    hypothesis = pd.DataFrame(
-        [
-            {
-                'model': row['model'],
-                'task': row['task'],
-                'n': row['n'],
-                'rho(error, DOF)': _with_ci(row, 'rho_dof'),
-                'rho(error, DOF | atoms, E_DFT)': _with_ci(row, 'rho_dof_controlled'),
-                'rho(error, atoms)': _with_ci(row, 'rho_n_atoms'),
-                'rho(error, E_DFT)': _with_ci(row, 'rho_energy_dft'),
-                'what the data say': row['verdict'],
-            }
-            for row in document['symmetry_hypothesis']
-        ]
-    )
     sections = [
         f'<h1>{html.escape(title)}</h1>',
         '<h2>Errors against DFT (model - DFT)</h2>',
         _table_html(headline) if not headline.empty else '<p>No results with energies.</p>',
         '<h2>Stability classification (stable: E<sub>hull</sub> ≤ 0; Matbench Discovery)</h2>',
         _table_html(classification, '{:.3f}') if not classification.empty else '<p>-</p>',
-        '<h2>Symmetry hypothesis against systematic softening</h2>',
-        '<p>Spearman rank correlation of the signed energy error with the DOF of the DFT structure, with bootstrap '
-        '95 % intervals; negative: more DOF, more underprediction. The controlled column removes the rank effect of '
-        'the number of atoms and of the DFT energy per atom.</p>',
-        _table_html(hypothesis) if not hypothesis.empty else '<p>Fewer than 10 structures per model and task.</p>',
+        *science_sections(document),
     ]
     for name, path in figures.items():
         encoded = base64.b64encode(path.read_bytes()).decode()
@@ -121,9 +103,91 @@ def render_html(table: pd.DataFrame, document: dict[str, Any], figures: dict[str
     return PAGE.format(title=html.escape(title), body='\n'.join(sections))
 
 
-def _with_ci(row: dict[str, Any], key: str) -> str:
-    low, high = row[f'{key}_ci']
-    return f'{row[key]:+.2f} [{low:+.2f}, {high:+.2f}]'
+def _with_ci(value: float | None, interval: list[float] | None, scale: float = 1000.0, digits: int = 1) -> str:
+    """``value [low, high]`` scaled (eV -> meV by default); the interval left out where there is none."""
+    if value is None:
+        return '-'
+    text = f'{scale * value:+.{digits}f}'
+    if interval:
+        text += f' [{scale * interval[0]:+.{digits}f}, {scale * interval[1]:+.{digits}f}]'
+    return text
+
+
+def science_sections(document: dict[str, Any]) -> list[str]:
+    """The study's claims per model and task, what each says in words, and the two rival explanations measured."""
+    verdicts = pd.DataFrame(document['verdicts']).rename(
+        columns={
+            'claim_1_underprediction': '1. systematic underprediction (mean signed error < 0)',
+            'claim_2_ehull_mae_above_30': '2. Ehull MAE > 30 meV/atom',
+            'claim_3_high_dof': f'3. Ehull MAE > 40 meV/atom above {HIGH_DOF} DOF, DOF the cause',
+            'softening': 'model Ehull vs DFT Ehull',
+        }
+    )
+    claims = pd.DataFrame(
+        [
+            {
+                'model': row['model'],
+                'task': row['task'],
+                'quantity': CLAIM_NAMES[row['quantity']],
+                'n': row['n'],
+                'chemical systems': row['n_chemsys'],
+                'MAE (meV/atom)': _with_ci(row['mae'], row['mae_ci95'], digits=1).lstrip('+'),
+                'mean signed error (meV/atom)': _with_ci(row['mean_signed'], row['mean_signed_ci95']),
+                'underpredicted (%)': '-' if row['fraction_under'] is None else f'{100 * row["fraction_under"]:.0f}',
+            }
+            for row in document['claims']
+            if row['n']
+        ]
+    )
+    rivals = pd.DataFrame(
+        [
+            {
+                'model': soft['model'],
+                'task': soft['task'],
+                'n': soft['n'],
+                'slope of model Ehull on DFT Ehull': _with_ci(soft['slope'], soft['slope_ci95'], 1.0, 2),
+                'DOF coefficient, controlled (meV/atom per DOF)': _with_ci(
+                    dof['coef_dof'], dof['coef_dof_ci95'], digits=2
+                ),
+                'DOF coefficient, alone (meV/atom per DOF)': _with_ci(
+                    dof['coef_dof_alone'], dof['coef_dof_alone_ci95'], digits=2
+                ),
+                'DFT Ehull coefficient (meV/atom per meV/atom)': _with_ci(
+                    dof['coef_e_above_hull_dft'], dof['coef_e_above_hull_dft_ci95'], 1.0, 2
+                ),
+            }
+            for soft, dof in zip(document['softening'], document['dof_effect'], strict=True)
+        ]
+    )
+    binned = pd.DataFrame(
+        [
+            {
+                'model': row['model'],
+                'task': row['task'],
+                'DFT Ehull': row['ehull_bin'],
+                'n': row['n'],
+                'mean signed Ehull error (meV/atom)': f'{1000 * row["mean_signed"]:+.1f}',
+                'DOF coefficient (meV/atom per DOF)': _with_ci(row['coef_dof'], row['coef_dof_ci95'], digits=2),
+            }
+            for row in document['dof_effect_by_ehull_bin']
+        ]
+    )
+    return [
+        "<h2>The study's claims, tested</h2>",
+        '<p>Intervals: 95 % from a bootstrap that resamples whole chemical systems (their entries share a hull and are '
+        'not independent); none where fewer than five chemical systems are present. Words come from the intervals '
+        'only.</p>',
+        _table_html(verdicts) if not verdicts.empty else '<p>No results.</p>',
+        _table_html(claims) if not claims.empty else '',
+        '<h2>Rival explanations: instability and softening</h2>',
+        "<p>Slope of the model's Ehull (model hull) on the DFT Ehull: below 1, the model compresses the landscape "
+        'toward the hull. DOF coefficients: least squares of the signed Ehull error on DOF, controlled for DFT Ehull, '
+        'number of atoms, number of elements and crystal system, and alone; negative: more DOF, more '
+        'underprediction.</p>',
+        _table_html(rivals) if not rivals.empty else '<p>No Ehull pairs.</p>',
+        '<h3>DOF effect within bins of DFT Ehull</h3>',
+        _table_html(binned) if not binned.empty else '<p>-</p>',
+    ]
 
 
 PAGE = """<!DOCTYPE html>

@@ -1,4 +1,4 @@
-"""Breakdowns and the symmetry-hypothesis statistics on synthetic tables whose answer is known."""
+"""Breakdowns on a synthetic table whose answer is known."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aiida_mliap.analysis.breakdowns import breakdown, partial_spearman, symmetry_hypothesis
+from aiida_mliap.analysis.breakdowns import breakdown
 from aiida_mliap.analysis.metrics import add_errors
 
 
@@ -31,26 +31,6 @@ def synthetic(error_of, n=300, seed=1) -> pd.DataFrame:
     )  # fmt: skip
 
 
-def test_dof_driven_error_supports_the_hypothesis():
-    table = synthetic(lambda dof, atoms, energy: -0.001 * (dof - atoms))  # only the DOF beyond size matters
-    (row,) = symmetry_hypothesis(table, n_bootstrap=200)
-    assert row['rho_dof_controlled'] < -0.5 and row['rho_dof_controlled_ci'][1] < 0
-    assert 'supports the hypothesis' in row['verdict']
-
-
-def test_size_driven_error_is_softening():
-    table = synthetic(lambda dof, atoms, energy: -0.001 * atoms)
-    (row,) = symmetry_hypothesis(table, n_bootstrap=200)
-    assert row['rho_dof'] < -0.5  # DOF correlates only through size ...
-    assert abs(row['rho_dof_controlled']) < 0.2  # ... and the controlled correlation vanishes
-    assert 'softening' in row['verdict']
-
-
-def test_partial_spearman_without_controls_effect():
-    x = np.arange(50.0)
-    assert partial_spearman(x, x**3, np.column_stack([np.zeros(50) + 1.0])) == pytest.approx(1.0)
-
-
 def test_breakdowns():
     table = synthetic(lambda dof, atoms, energy: -0.001 * atoms)
     by_system = breakdown(table, 'crystal_system')
@@ -63,14 +43,3 @@ def test_breakdowns():
     assert set(by_hull['ehull_bin']) == {'on hull', '25-50', '>200 meV/atom'}
     with pytest.raises(ValueError, match='unknown breakdown'):
         breakdown(table, 'colour')
-
-
-def test_resampled_ranks_equal_ranking_each_resample():
-    from scipy.stats import rankdata
-
-    from aiida_mliap.analysis.breakdowns import _resampled_ranks
-
-    generator = np.random.default_rng(3)
-    values = generator.integers(0, 20, 400).astype(float)  # many ties, as DOF has
-    index = generator.integers(0, 400, (9, 400))
-    assert np.array_equal(_resampled_ranks(values, index), rankdata(values[index], axis=1))

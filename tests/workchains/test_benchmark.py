@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import run_get_node
@@ -205,6 +206,18 @@ def check_report_and_archive_round_trip(group, tmp_path):
     assert 'Ehull (DFT-ref hull)' in result.output
     html = (tmp_path / 'here' / 'report.html').read_text()
     assert html.count('<img') >= 4 and 'sha256' in html and 'Materials Project' in html
+    assert "The study's claims, tested" in html and 'Rival explanations' in html
+    results = pd.read_csv(tmp_path / 'here' / 'results.csv')
+    document = json.loads((tmp_path / 'here' / 'metrics.json').read_text())
+    for row in document['claims']:  # the contract: model - DFT over the rows where both are defined
+        model, dft = {'e_above_hull_model': ('e_above_hull_model', 'e_above_hull_dft'),
+                      'e_above_hull_dftref': ('e_above_hull_model_dftref', 'e_above_hull_dft'),
+                      'e_form': ('e_form_model', 'e_form_dft'),
+                      'energy': ('energy_per_atom_model', 'energy_per_atom_dft')}[row['quantity']]  # fmt: skip
+        rows = results[(results['model'] == row['model']) & (results['task'] == row['task'])]
+        errors = (rows[model] - rows[dft]).dropna()
+        assert row['n'] == len(errors) > 0 and abs(row['mean_signed'] - errors.mean()) < 1e-8
+    assert {row['task'] for row in document['softening']} == set(TASKS)
     archive = tmp_path / 'benchmark.aiida'
     result = CliRunner().invoke(cmd_root, ['export', group.label, '-o', str(archive)], catch_exceptions=False)
     assert result.exit_code == 0 and archive.stat().st_size > 0, result.output
