@@ -57,7 +57,7 @@ def _boxes(table: pd.DataFrame, column: str, order: list[str], xlabel: str, plt)
     for axis, (title, rows) in zip(axes[:, 0], groups, strict=False):
         present = [value for value in order if (rows[column] == value).any()]
         data = [MEV * rows.loc[rows[column] == value, 'error_energy'].dropna().astype(float) for value in present]
-        axis.boxplot(data, showfliers=False)
+        axis.boxplot(data, flierprops={'markersize': 3, 'alpha': 0.5})  # outliers shown: collapses are findings
         axis.set_xticks(
             range(1, len(present) + 1), [f'{value}\n(n={len(d)})' for value, d in zip(present, data, strict=True)]
         )

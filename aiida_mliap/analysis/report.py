@@ -13,6 +13,7 @@ import pandas as pd
 from .breakdowns import BREAKDOWNS, breakdown
 from .claims import CLAIM_NAMES, HIGH_DOF, science
 from .metrics import as_percent, headline_table, json_safe, summary_metrics
+from .pathologies import SUSPECT_BELOW_DFT, worst_structures
 from .plots import make_plots
 
 CAPTIONS = {
@@ -39,6 +40,14 @@ def metrics_document(table: pd.DataFrame) -> dict[str, Any]:
             'metrics': summary_metrics(table),
             'breakdowns': {by: breakdown(table, by).to_dict('records') for by in BREAKDOWNS},
             **science(table),
+            'pathologies': {
+                'suspect_below_dft': SUSPECT_BELOW_DFT,
+                'suspected_unphysical_minima': {
+                    f'{model}/{task}': int(rows['suspected_unphysical_minimum'].sum())
+                    for (model, task), rows in table.groupby(['model', 'task'], sort=True)
+                },
+                'worst': worst_structures(table).to_dict('records'),
+            },
         }
     )
 
@@ -76,6 +85,7 @@ def render_html(table: pd.DataFrame, document: dict[str, Any], figures: dict[str
         '<h2>Stability classification (stable: E<sub>hull</sub> ≤ 0; Matbench Discovery)</h2>',
         _table_html(classification, '{:.3f}') if not classification.empty else '<p>-</p>',
         *science_sections(document),
+        *pathology_sections(document),
     ]
     for name, path in figures.items():
         encoded = base64.b64encode(path.read_bytes()).decode()
@@ -111,6 +121,38 @@ def _with_ci(value: float | None, interval: list[float] | None, scale: float = 1
     if interval:
         text += f' [{scale * interval[0]:+.{digits}f}, {scale * interval[1]:+.{digits}f}]'
     return text
+
+
+def pathology_sections(document: dict[str, Any]) -> list[str]:
+    """The worst structures per model and task, with what the relaxation did to them."""
+    found = document['pathologies']
+    worst = pd.DataFrame(found['worst'])
+    if worst.empty:
+        return []
+    for column in ('error_e_above_hull', 'error_energy', 'relax_drop_per_atom'):
+        worst[column] = 1000 * pd.to_numeric(worst[column])
+    worst = worst.rename(
+        columns={
+            'error_e_above_hull': 'Ehull error (meV/atom)',
+            'error_energy': 'energy error (meV/atom)',
+            'relax_drop_per_atom': 'relax - static (meV/atom)',
+            'rmsd_to_dft': 'RMSD to DFT (normalised)',
+            'volume_change': 'volume change',
+            'suspected_unphysical_minimum': 'suspected unphysical minimum',
+            'n_atoms': 'atoms',
+            'dof': 'DOF',
+        }
+    )
+    counts = ', '.join(f'{key}: {value}' for key, value in found['suspected_unphysical_minima'].items())
+    return [
+        '<h2>Worst structures</h2>',
+        f'<p>Per model and task the ten largest Ehull errors (model hull), and every relaxation that ended more than '
+        f'{1000 * found["suspect_below_dft"]:.0f} meV/atom below the DFT energy: DFT relaxed the same structure, so a '
+        f"model minimum that deep is a suspected hole in the model's landscape ({html.escape(counts)}). RMSD: "
+        'pymatgen StructureMatcher, normalised by (volume per atom)<sup>1/3</sup>; empty when the structures no longer '
+        'match.</p>',
+        _table_html(worst, '{:.3g}'),
+    ]
 
 
 def science_sections(document: dict[str, Any]) -> list[str]:

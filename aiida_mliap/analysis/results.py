@@ -22,6 +22,7 @@ from ..data.model import MliapModelData
 from ..data.table import MliapBatchTable
 from ..data.thermo import MliapThermoData
 from .metrics import add_errors
+from .pathologies import add_relaxation_checks
 
 THERMO_LABEL, SYMMETRY_LABEL = 'compute_thermodynamics', 'analyse_symmetry'
 # The contract of ../shared/DESIGN.md ("The results table"), then extra columns.
@@ -32,11 +33,13 @@ COLUMNS = [
     'dof', 'symmetry_change',
     'label', 'thermo_status', 'reason', 'energy_scale', 'energy_per_atom_model_raw', 'model_correction_per_atom',
     'lattice_system', 'spacegroup_symbol_initial', 'spacegroup_symbol_final', 'dof_final',
-    'fixsym_energy_gap_per_atom', 'forces_max', 'wall_time_s', 'thermo_pk',
+    'fixsym_energy_gap_per_atom', 'matches_dft', 'rmsd_to_dft', 'max_distance_to_dft', 'volume_change',
+    'relax_drop_per_atom', 'suspected_unphysical_minimum', 'forces_max', 'wall_time_s', 'thermo_pk',
 ]  # fmt: skip
 RESULT_COLUMNS = ('status', 'converged', 'n_steps', 'forces_max', 'wall_time_s')  # from the model's result
 SYMMETRY_INITIAL = ('spacegroup_initial', 'spacegroup_symbol_initial', 'crystal_system', 'lattice_system', 'dof')
 SYMMETRY_FINAL = ('spacegroup_final', 'spacegroup_symbol_final', 'dof_final', 'symmetry_change')
+GEOMETRY = ('matches_dft', 'rmsd_to_dft', 'max_distance_to_dft', 'volume_change', 'fixsym_energy_gap_per_atom')
 
 
 def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFrame:
@@ -61,6 +64,7 @@ def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFram
             table[column] = None
     ordered = table[COLUMNS + [c for c in table.columns if c not in COLUMNS]]
     result = add_errors(ordered.sort_values(['model', 'task', 'mp_id'], kind='stable').reset_index(drop=True))
+    result = add_relaxation_checks(result)
     result.attrs.update(provenance(thermo_calls, tables))
     return result
 
@@ -214,8 +218,7 @@ def _add_symmetry(rows: list[dict[str, Any]], tables: pd.DataFrame, calls: list[
                 symmetry_change=None,
             )
         else:
-            row.update({key: final.get(key) for key in SYMMETRY_FINAL})
-            row['fixsym_energy_gap_per_atom'] = final.get('fixsym_energy_gap_per_atom')
+            row.update({key: final.get(key) for key in SYMMETRY_FINAL + GEOMETRY})
 
 
 def _symmetry_calls_of(pks: list[int], label: str) -> dict[int, int]:

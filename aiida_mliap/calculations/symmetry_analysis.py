@@ -104,7 +104,26 @@ def structure_record(pair: dict[str, Any], symprecs: tuple[float, ...]) -> dict[
             key: symmetry_change(record['initial'][key], record['final'][key]) if final else None for key in keys
         },
     )
+    if pair.get('final') is not None:
+        record.update(geometry_change(pair['initial'], pair['final']))
     return record
+
+
+def geometry_change(initial, final) -> dict[str, Any]:
+    """How far a relaxation moved the structure, as Matbench Discovery reports it: pymatgen's ``StructureMatcher``
+    (default tolerances) RMS and largest site distance, normalised by (volume per site)^(1/3), None when the two no
+    longer match; and the relative volume change."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    before, after = AseAtomsAdaptor.get_structure(initial), AseAtomsAdaptor.get_structure(final)
+    distances = StructureMatcher().get_rms_dist(before, after)
+    return {
+        'matches_dft': distances is not None,
+        'rmsd_to_dft': None if distances is None else float(distances[0]),
+        'max_distance_to_dft': None if distances is None else float(distances[1]),
+        'volume_change': float(after.volume / before.volume - 1.0),
+    }
 
 
 def summarize(records: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -94,3 +94,25 @@ def test_only_inputs_are_read(runner_code, chgnet_model, make_structures):
         assert structure.pk in inputs and relaxed['relaxed_structures'][label].pk in inputs
     table_inputs = {link.node.pk for link in table.creator.base.links.get_incoming().all()}
     assert {result.pk for result in relaxed['results'].values()} <= table_inputs
+
+
+def test_geometry_change_of_a_relaxation():
+    """RMSD and volume change as Matbench Discovery reports them: zero for the same cell, the volume ratio for a scaled
+    one (StructureMatcher scales volumes before matching), no match for another structure."""
+    from ase.build import bulk
+
+    from aiida_mliap.calculations.symmetry_analysis import geometry_change
+
+    rocksalt = bulk('NaCl', 'rocksalt', a=5.6)
+    same = geometry_change(rocksalt, rocksalt.copy())
+    assert same['matches_dft'] and same['rmsd_to_dft'] == pytest.approx(0, abs=1e-8) and same['volume_change'] == 0
+    larger = rocksalt.copy()
+    larger.set_cell(rocksalt.cell * 1.05, scale_atoms=True)
+    scaled = geometry_change(rocksalt, larger)
+    assert scaled['matches_dft'] and scaled['volume_change'] == pytest.approx(1.05**3 - 1)
+    moved = rocksalt.copy()
+    moved.positions[1] += [0.4, 0.0, 0.0]
+    distorted = geometry_change(rocksalt, moved)
+    assert distorted['matches_dft'] and distorted['rmsd_to_dft'] > 0.01
+    other = geometry_change(rocksalt, bulk('NaCl', 'zincblende', a=6.0))
+    assert not other['matches_dft'] and other['rmsd_to_dft'] is None

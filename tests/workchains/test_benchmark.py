@@ -147,6 +147,15 @@ def check_results_table(node, group, model, count):
     assert {(row.label, row.task): (row.status, row.n_steps) for row in table.itertuples()} == final
     fixsym = table[(table['task'] == 'relax_fixsym') & (table['status'] == 'ok')]
     assert fixsym['fixsym_energy_gap_per_atom'].notna().all()
+    # Geometry after relaxation, from the symmetry nodes; the relax - static drop from the same model's rows.
+    assert done['volume_change'].notna().all() and done['matches_dft'].notna().all()
+    assert (done.loc[done['matches_dft'].astype(bool), 'rmsd_to_dft'] >= 0).all()
+    assert static['rmsd_to_dft'].isna().all() and static['relax_drop_per_atom'].isna().all()
+    both = done.merge(static[['label', 'energy_per_atom_model']], on='label', suffixes=('', '_static'))
+    assert (
+        both['relax_drop_per_atom'] - (both['energy_per_atom_model'] - both['energy_per_atom_model_static'])
+    ).abs().max() < 1e-12
+    assert table['suspected_unphysical_minimum'].dtype == bool
     columns = ['mp_id', 'task', 'energy_per_atom_model', 'status', 'spacegroup_final']
     expected = table[columns].sort_values(['mp_id', 'task']).reset_index(drop=True)
     for source in (results_group_label(group.label, model), group.label, str(node.pk)):
