@@ -116,13 +116,23 @@ def test_both_engines_through_the_calcjob(runner_code, chgnet_model, make_struct
     from aiida_mliap.calculations.mliap import get_builder_for
 
     structures = make_structures(3)
-    runs = {}
-    for engine in ('ase', 'batched'):
-        parameters = {'task': 'relax', 'max_steps': 60, 'device': 'cpu', 'engine': engine}
+    runs, trajectories = {}, {}
+    # The trajectory on request: steps with the ASE loop, frames with the batched engine, the same steps either way.
+    for engine, trajectory in (('ase', 'steps'), ('batched', 'frames')):
+        parameters = {'task': 'relax', 'max_steps': 60, 'device': 'cpu', 'engine': engine, 'trajectory': trajectory}
         results, node = run_get_node(get_builder_for(runner_code, chgnet_model, structures, parameters))
         assert node.is_finished_ok, node.exit_message
         assert results['summary']['environment']['engine'] == engine
         runs[engine] = {label: result.base.attributes.all for label, result in results['results'].items()}
+        trajectories[engine] = dict(results['trajectories'].items())
     for label, record in runs['ase'].items():
         assert runs['batched'][label]['n_steps'] == record['n_steps']
         assert runs['batched'][label]['energy_per_atom'] == pytest.approx(record['energy_per_atom'], abs=1e-5)
+        steps, frames = trajectories['ase'][label], trajectories['batched'][label]
+        assert set(steps.get_arraynames()) == {'energy_per_atom', 'forces_max', 'volume'}
+        assert len(steps.get_array('energy_per_atom')) == record['n_steps'] + 1  # the first evaluation and each step
+        for name in ('energy_per_atom', 'forces_max', 'volume'):
+            np.testing.assert_allclose(frames.get_array(name), steps.get_array(name), atol=1e-4)
+        assert steps.get_array('energy_per_atom')[-1] == pytest.approx(record['energy_per_atom'], abs=1e-6)
+        assert frames.get_array('positions').shape == (record['n_steps'] + 1, record['n_atoms'], 3)
+        assert frames.get_array('cell').shape == (record['n_steps'] + 1, 3, 3)

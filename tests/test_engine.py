@@ -51,6 +51,7 @@ def test_folder_hash_covers_names_and_contents(tmp_path):
         ({'task': 'md'}, '`task` must be one of'),
         ({'relax_cel': True}, 'unknown parameter `relax_cel`'),
         ({'dtype': 'float16'}, '`dtype` must be null'),
+        ({'trajectory': True}, '`trajectory` must be null, "steps" or "frames"'),
     ],
 )
 def test_parameter_validation_names_the_problem(parameters, fragment):
@@ -59,6 +60,16 @@ def test_parameter_validation_names_the_problem(parameters, fragment):
 
 def test_defaults_are_valid():
     assert validate_parameters(DEFAULTS) is None
+
+
+def test_applicable_parameters_are_those_of_the_task():
+    from aiida_mliap.engine.parameters import applicable
+
+    static = applicable({'task': 'static', 'fmax': 0.01})
+    assert 'fmax' not in static and 'optimizer' not in static and static['engine'] == 'batched'
+    relax = applicable({'task': 'relax'})
+    assert relax['fmax'] == DEFAULTS['fmax'] and 'symprec' not in relax
+    assert 'symprec' in applicable({'task': 'relax', 'fix_symmetry': True})
 
 
 def test_structure_checks():

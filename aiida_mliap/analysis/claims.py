@@ -335,3 +335,12 @@ def science(table: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, seed: int = SEE
         )
         found['verdicts'].append(key | verdicts(claims, soft, dof, high))
     return found
+
+
+def controlled_error(rows: pd.DataFrame) -> pd.Series:
+    """The signed Ehull error with the fitted effect of every control (DFT Ehull, atoms, elements, crystal system)
+    removed and the DOF effect kept: a partial residual, what "error by DOF with controls" plots."""
+    design, names = dof_design(rows)
+    coefficients = ols(design, rows['ehull_error'].to_numpy(float))
+    controls = [i for i, name in enumerate(names) if name not in ('intercept', 'dof')]
+    return rows['ehull_error'] - design[:, controls] @ coefficients[controls]

@@ -1,4 +1,8 @@
-"""The report's figures (matplotlib, PNG and SVG), each from the results table alone."""
+"""The report's figures (matplotlib, PNG and SVG), each from the results table alone; Ehull first.
+
+Conventions a reader should not have to check: errors are model - DFT in meV/atom, histograms compared side by side
+share one bin width, count axes are integers, every series is one model and task with the same colour everywhere.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,17 @@ import numpy as np
 import pandas as pd
 
 from .breakdowns import DOF_BIN_LABELS, with_bins
+from .claims import controlled_error, regression_rows, science
 
 MEV = 1000.0
+PARITY = (  # (model column, DFT column, axis name)
+    ('e_above_hull_model', 'e_above_hull_dft', 'Ehull, model hull'),
+    ('e_above_hull_model_dftref', 'e_above_hull_dft', 'Ehull, DFT-reference hull'),
+    ('e_form_model', 'e_form_dft', 'formation energy'),
+    ('energy_per_atom_model', 'energy_per_atom_dft', 'total energy'),
+)
+HISTOGRAM_BIN_MEV = 10.0
+ROLLING_WINDOW = 0.04  # eV/atom of DFT Ehull per rolling-MAE window
 
 
 def _pyplot():
@@ -27,27 +40,136 @@ def _series(table: pd.DataFrame):
         yield f'{model} / {task}', rows
 
 
+def _colours(table: pd.DataFrame, plt) -> dict[str, tuple]:
+    titles = [title for title, _ in _series(table)]
+    cycle = plt.get_cmap('tab10')
+    return {title: cycle(i % 10) for i, title in enumerate(titles)}
+
+
+def _integer_counts(axis) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def parity(table: pd.DataFrame, plt):
+    """Model against DFT for Ehull (both hulls), formation and total energy: one row per model and task."""
     groups = list(_series(table))
-    figure, axes = plt.subplots(1, max(1, len(groups)), figsize=(4.2 * max(1, len(groups)), 4.2), squeeze=False)
-    for axis, (title, rows) in zip(axes[0], groups, strict=False):
-        x, y = rows['energy_per_atom_dft'].astype(float), rows['energy_per_atom_model'].astype(float)
-        axis.scatter(x, y, s=8, alpha=0.6)
-        low, high = np.nanmin([x.min(), y.min()]), np.nanmax([x.max(), y.max()])
-        axis.plot([low, high], [low, high], color='black', linewidth=0.8)
-        axis.set(title=title, xlabel='DFT energy (eV/atom, MP2020)', ylabel='model energy (eV/atom)')
+    figure, axes = plt.subplots(len(groups), 4, figsize=(13, 3.2 * len(groups)), squeeze=False)
+    for row, (title, rows) in zip(axes, groups, strict=True):
+        for axis, (model, dft, name) in zip(row, PARITY, strict=True):
+            pair = rows[[model, dft]].apply(pd.to_numeric).dropna()
+            axis.scatter(pair[dft], pair[model], s=5, alpha=0.5)
+            if len(pair):
+                low, high = float(pair.min().min()), float(pair.max().max())
+                axis.plot([low, high], [low, high], color='black', linewidth=0.8)
+            axis.set(xlabel=f'DFT {name} (eV/atom)', ylabel='model (eV/atom)', title=f'{title}\n{name}')
+            axis.title.set_fontsize(9)
+    figure.tight_layout()
     return figure
 
 
 def error_distribution(table: pd.DataFrame, plt):
-    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    """Signed errors of Ehull (model hull) and of the total energy, every series on the same bins."""
+    colours = _colours(table, plt)
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for axis, column, name in zip(
+        axes, ('error_e_above_hull', 'error_energy'), ('Ehull, model hull', 'total energy'), strict=True
+    ):
+        errors = MEV * pd.to_numeric(table[column]).dropna()
+        if errors.empty:
+            continue
+        low, high = np.percentile(errors, [0.5, 99.5])
+        bins = np.arange(np.floor(low / HISTOGRAM_BIN_MEV), np.ceil(high / HISTOGRAM_BIN_MEV) + 1) * HISTOGRAM_BIN_MEV
+        for title, rows in _series(table):
+            values = MEV * pd.to_numeric(rows[column]).dropna()
+            if len(values):
+                axis.hist(values.clip(bins[0], bins[-1]), bins=bins, histtype='step', linewidth=1.4,
+                          color=colours[title], label=f'{title} (mean {values.mean():+.0f})')  # fmt: skip
+        axis.axvline(0, color='black', linewidth=0.8)
+        axis.set(xlabel=f'model - DFT {name} (meV/atom; {HISTOGRAM_BIN_MEV:g} meV bins, tails clipped)',
+                 ylabel='structures')  # fmt: skip
+        _integer_counts(axis)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def hull_distance(table: pd.DataFrame, plt):
+    """Matbench Discovery's hull-distance figure: the Ehull error (model hull) against the DFT Ehull, with a rolling
+    MAE; where the rolling MAE rises above the dashed diagonal, errors exceed the distance to the hull and the
+    stability call is a coin toss."""
+    colours = _colours(table, plt)
+    tasks = sorted(table['task'].unique())
+    figure, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.5), squeeze=False)
+    for axis, task in zip(axes[0], tasks, strict=True):
+        for title, rows in _series(table[table['task'] == task]):
+            pair = rows[['e_above_hull_dft', 'error_e_above_hull']].apply(pd.to_numeric).dropna()
+            if pair.empty:
+                continue
+            x, error = pair['e_above_hull_dft'].to_numpy(), pair['error_e_above_hull'].to_numpy()
+            axis.scatter(x, MEV * error, s=3, alpha=0.25, color=colours[title])
+            centres = np.linspace(0, np.percentile(x, 98), 60)
+            rolling = [np.abs(error[np.abs(x - c) <= ROLLING_WINDOW / 2]).mean() if
+                       (np.abs(x - c) <= ROLLING_WINDOW / 2).sum() >= 5 else np.nan for c in centres]  # fmt: skip
+            axis.plot(centres, MEV * np.asarray(rolling), color=colours[title], linewidth=2, label=title)
+        axis.plot([0, axis.get_xlim()[1]], [0, MEV * axis.get_xlim()[1]], linestyle='--', color='grey', linewidth=1)
+        axis.axhline(0, color='black', linewidth=0.8)
+        window = f'{MEV * ROLLING_WINDOW:.0f} meV window'
+        axis.set(xlabel='DFT Ehull (eV/atom)', ylabel='Ehull error, model hull (meV/atom)',
+                 title=f'{task}: points, signed error; lines, rolling MAE ({window})')  # fmt: skip
+        axis.title.set_fontsize(9)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def precision_recall(table: pd.DataFrame, plt):
+    """Cumulative precision and recall of "stable" (Ehull <= 0 by DFT) when screening structures in order of the
+    model's Ehull (DFT-reference hull, as Matbench Discovery ranks), per model and task."""
+    colours = _colours(table, plt)
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for title, rows in _series(table):
-        errors = MEV * rows['error_energy'].dropna().astype(float)
-        if len(errors):
-            axis.hist(errors, bins=50, histtype='step', linewidth=1.5, label=f'{title} (mean {errors.mean():+.1f})')
-    axis.axvline(0, color='black', linewidth=0.8)
-    axis.set(xlabel='model - DFT energy (meV/atom)', ylabel='structures', title='Signed error of the total energy')
-    axis.legend(fontsize=8)
+        pair = rows[['e_above_hull_model_dftref', 'e_above_hull_dft']].apply(pd.to_numeric).dropna()
+        stable = (pair.sort_values('e_above_hull_model_dftref')['e_above_hull_dft'] <= 0).to_numpy()
+        if not stable.sum():
+            continue
+        screened = np.arange(1, len(stable) + 1)
+        hits = np.cumsum(stable)
+        axes[0].plot(screened, 100 * hits / screened, color=colours[title], label=title)
+        axes[1].plot(screened, 100 * hits / stable.sum(), color=colours[title], label=title)
+    for axis, name in zip(axes, ('precision (%)', 'recall (%)'), strict=True):
+        axis.set(xlabel='structures screened, lowest model Ehull first', ylabel=name, ylim=(0, 102))
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def error_vs_dof(table: pd.DataFrame, plt):
+    """Mean signed Ehull error (model hull) per DOF bin, as measured and with the controls' effect removed (partial
+    residuals of the controlled regression, claims.dof_effect)."""
+    colours = _colours(table, plt)
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    for title, rows in _series(table):
+        rows = regression_rows(rows)
+        if len(rows) < 10:
+            continue
+        rows = rows.assign(controlled=controlled_error(rows))
+        rows = with_bins(rows)
+        for axis, column in zip(axes, ('ehull_error', 'controlled'), strict=True):
+            grouped = rows.groupby('dof_bin', observed=False)[column]
+            mean, sem = grouped.mean(), grouped.sem()
+            axis.errorbar(range(len(DOF_BIN_LABELS)), MEV * mean.reindex(DOF_BIN_LABELS),
+                          yerr=MEV * sem.reindex(DOF_BIN_LABELS), marker='o', capsize=3, color=colours[title],
+                          label=title)  # fmt: skip
+    for axis, name in zip(
+        axes, ('as measured', 'controlled for DFT Ehull, atoms, elements, crystal system'), strict=True
+    ):
+        axis.axhline(0, color='black', linewidth=0.8)
+        axis.set_xticks(range(len(DOF_BIN_LABELS)), DOF_BIN_LABELS)
+        axis.set(xlabel='symmetry DOF of the DFT structure', ylabel='mean Ehull error ± s.e. (meV/atom)', title=name)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
     return figure
 
 
@@ -56,24 +178,84 @@ def _boxes(table: pd.DataFrame, column: str, order: list[str], xlabel: str, plt)
     figure, axes = plt.subplots(len(groups), 1, figsize=(8, 3.2 * max(1, len(groups))), squeeze=False)
     for axis, (title, rows) in zip(axes[:, 0], groups, strict=False):
         present = [value for value in order if (rows[column] == value).any()]
-        data = [MEV * rows.loc[rows[column] == value, 'error_energy'].dropna().astype(float) for value in present]
+        data = [MEV * rows.loc[rows[column] == value, 'error_e_above_hull'].dropna().astype(float) for value in present]
         axis.boxplot(data, flierprops={'markersize': 3, 'alpha': 0.5})  # outliers shown: collapses are findings
         axis.set_xticks(
             range(1, len(present) + 1), [f'{value}\n(n={len(d)})' for value, d in zip(present, data, strict=True)]
         )
         axis.axhline(0, color='black', linewidth=0.8)
-        axis.set(title=title, xlabel=xlabel, ylabel='model - DFT (meV/atom)')
+        axis.set(title=title, xlabel=xlabel, ylabel='Ehull error (meV/atom)')
     figure.tight_layout()
     return figure
-
-
-def error_vs_dof(table: pd.DataFrame, plt):
-    return _boxes(with_bins(table), 'dof_bin', DOF_BIN_LABELS, 'symmetry degrees of freedom (DFT structure)', plt)
 
 
 def error_by_crystal_system(table: pd.DataFrame, plt):
     order = ['triclinic', 'monoclinic', 'orthorhombic', 'tetragonal', 'trigonal', 'hexagonal', 'cubic']
     return _boxes(table, 'crystal_system', order, 'crystal system (DFT structure)', plt)
+
+
+def _table_position(symbol: str) -> tuple[int, int]:
+    """(row, column) on an 18-column periodic table, lanthanides and actinides on rows 8 and 9."""
+    from pymatgen.core import Element
+
+    element = Element(symbol)
+    if element.is_lanthanoid:
+        return 8, element.Z - 57 + 3
+    if element.is_actinoid:
+        return 9, element.Z - 89 + 3
+    return element.row, element.group
+
+
+def element_errors(table: pd.DataFrame, plt):
+    """Mean signed total-energy error of the structures containing each element, one periodic table per model (its
+    static single points where it has them)."""
+    exploded = table.assign(element=table['chemsys'].str.split('-')).explode('element')
+    exploded = exploded.dropna(subset=['error_energy'])
+    if exploded.empty:
+        return None
+    per_model = []
+    for model, rows in exploded.groupby('model', sort=True):
+        task = 'static' if (rows['task'] == 'static').any() else sorted(rows['task'].unique())[0]
+        means = MEV * rows[rows['task'] == task].groupby('element')['error_energy'].mean()
+        per_model.append((f'{model} / {task}', means))
+    limit = max(float(np.abs(means).max()) for _, means in per_model) or 1.0
+    figure, axes = plt.subplots(len(per_model), 1, figsize=(10, 4.6 * len(per_model)), squeeze=False)
+    colormap = plt.get_cmap('RdBu_r')
+    for axis, (title, means) in zip(axes[:, 0], per_model, strict=True):
+        for symbol, value in means.items():
+            row, column = _table_position(symbol)
+            colour = colormap(0.5 + 0.5 * value / limit)
+            axis.add_patch(plt.Rectangle((column - 0.5, row - 0.5), 0.95, 0.95, color=colour))
+            axis.text(column, row - 0.12, symbol, ha='center', va='center', fontsize=8, weight='bold')
+            axis.text(column, row + 0.2, f'{value:+.0f}', ha='center', va='center', fontsize=6)
+        axis.set(xlim=(0.4, 18.6), ylim=(9.6, 0.4), title=f'{title}: mean signed total-energy error (meV/atom)')
+        axis.set_aspect('equal')
+        axis.axis('off')
+    figure.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(-limit, limit), cmap=colormap), ax=axes[:, 0].tolist(),
+                    shrink=0.5, label='meV/atom')  # fmt: skip
+    return figure
+
+
+def softening_slopes(found: dict, plt):
+    """Slope of the model's Ehull on the DFT Ehull per model and task (95 % chemical-system bootstrap interval), with
+    the slope within each chemical system as dots; 1 means no compression. ``found``: ``claims.science``."""
+    if not found['softening']:
+        return None
+    figure, axis = plt.subplots(figsize=(7, 0.5 * len(found['softening']) + 1.8))
+    labels = []
+    for i, row in enumerate(found['softening']):
+        labels.append(f'{row["model"]} / {row["task"]}')
+        low, high = row['slope_ci95'] or (row['slope'], row['slope'])
+        axis.errorbar(row['slope'], i, xerr=[[row['slope'] - low], [high - row['slope']]], fmt='o', color='black',
+                      capsize=3)  # fmt: skip
+        key = (row['model'], row['task'])
+        within = [r['slope'] for r in found['softening_by_chemsys'] if (r['model'], r['task']) == key]
+        axis.scatter(within, np.full(len(within), i + 0.2), s=8, alpha=0.5, color='tab:blue')
+    axis.axvline(1, color='grey', linestyle='--')
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set(xlabel='slope of model Ehull on DFT Ehull (black: pooled, 95 % interval; blue: per chemical system)')
+    figure.tight_layout()
+    return figure
 
 
 def fixsym_gap(table: pd.DataFrame, plt):
@@ -93,21 +275,31 @@ def fixsym_gap(table: pd.DataFrame, plt):
 
 FIGURES = {
     'parity': parity,
+    'hull_distance': hull_distance,
+    'precision_recall': precision_recall,
     'error_distribution': error_distribution,
     'error_vs_dof': error_vs_dof,
+    'softening_slopes': None,  # drawn from the claims (science), not from the table
+    'element_errors': element_errors,
     'error_by_crystal_system': error_by_crystal_system,
     'fixsym_gap': fixsym_gap,
 }
 
 
-def make_plots(table: pd.DataFrame, directory: Path) -> dict[str, Path]:
-    """Every figure that the table has data for, as ``<name>.png`` and ``<name>.svg``; returns the PNG paths."""
+def make_plots(table: pd.DataFrame, directory: Path, found: dict | None = None) -> dict[str, Path]:
+    """Every figure that the table has data for, as ``<name>.png`` and ``<name>.svg``; returns the PNG paths.
+    ``found``: ``claims.science(table)`` when the caller has it already."""
     plt = _pyplot()
     directory.mkdir(parents=True, exist_ok=True)
     made = {}
     data = table.dropna(subset=['error_energy'])
     for name, draw in FIGURES.items():
-        figure = draw(data, plt) if not data.empty else None
+        if data.empty:
+            continue
+        if draw is None:
+            figure = softening_slopes(found if found is not None else science(table), plt)
+        else:
+            figure = draw(data, plt)
         if figure is None:
             continue
         for suffix in ('png', 'svg'):

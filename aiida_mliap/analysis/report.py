@@ -12,15 +12,25 @@ import pandas as pd
 
 from .breakdowns import BREAKDOWNS, breakdown
 from .claims import CLAIM_NAMES, HIGH_DOF, science
-from .metrics import as_percent, headline_table, json_safe, summary_metrics
+from .metrics import json_safe, summary_metrics
 from .pathologies import SUSPECT_BELOW_DFT, worst_structures
 from .plots import make_plots
 
 CAPTIONS = {
-    'parity': 'Model against DFT total energy per atom (MP2020-corrected scale), per model and task.',
-    'error_distribution': 'Signed error of the total energy; left of zero is underprediction.',
-    'error_vs_dof': 'Signed error by symmetry degrees of freedom of the DFT structure (boxes: quartiles).',
-    'error_by_crystal_system': 'Signed error by crystal system of the DFT structure.',
+    'hull_distance': 'Ehull error (model hull) against the DFT Ehull, with a rolling MAE. Below the dashed diagonal '
+    'the typical error is smaller than the distance to the hull; above it, stability calls are unreliable. A '
+    'negative trend (points sinking with DFT Ehull) is the compression both rival explanations predict.',
+    'parity': 'Model against DFT: Ehull on both hulls, formation and total energy (eV/atom, MP2020-corrected scale).',
+    'precision_recall': 'Screening in order of the model Ehull: cumulative precision and recall of DFT-stable '
+    'structures (Matbench Discovery).',
+    'error_vs_dof': 'Mean signed Ehull error per DOF bin, as measured (left) and with the controls removed '
+    '(right: partial residuals of the controlled regression). A slope that vanishes on the right is not a DOF effect.',
+    'softening_slopes': 'Slope of the model Ehull on the DFT Ehull: pooled with its chemical-system bootstrap '
+    'interval, and within each chemical system. 1 means no compression toward the hull.',
+    'error_distribution': 'Signed errors of Ehull (model hull) and total energy, on one bin width for every series.',
+    'element_errors': 'Mean signed total-energy error of the structures containing each element (a structure '
+    'counts under each of its elements).',
+    'error_by_crystal_system': 'Ehull error (model hull) by crystal system of the DFT structure; outliers shown.',
     'fixsym_gap': 'Energy of the fixed-symmetry relaxation minus the free one, against DOF.',
 }
 
@@ -32,6 +42,7 @@ def metrics_document(table: pd.DataFrame) -> dict[str, Any]:
             'models': table.attrs.get('models', []),
             'datasets': table.attrs.get('datasets', []),
             'parameters': table.attrs.get('parameters', {}),
+            'environments': table.attrs.get('environments', []),
             'n_rows': len(table),
             'status_counts': {
                 f'{model}/{task}': rows['status'].value_counts().sort_index().to_dict()
@@ -60,7 +71,7 @@ def write_report(table: pd.DataFrame, directory: Path, title: str) -> tuple[dict
     paths = {'csv': directory / 'results.csv', 'json': directory / 'metrics.json', 'html': directory / 'report.html'}
     table.to_csv(paths['csv'], index=False)
     paths['json'].write_text(json.dumps(document, indent=1, sort_keys=True) + '\n')
-    figures = make_plots(table, directory / 'figures')
+    figures = make_plots(table, directory / 'figures', document)
     paths['html'].write_text(render_html(table, document, figures, title))
     return paths, document
 
@@ -69,48 +80,146 @@ def _table_html(frame: pd.DataFrame, floats: str = '{:.1f}') -> str:
     return frame.to_html(index=False, border=0, classes='data', float_format=floats.format, na_rep='-')
 
 
+def side_by_side(document: dict[str, Any]) -> pd.DataFrame:
+    """One row per model and task, Ehull first: the table a reader compares models with."""
+    rows = []
+    for entry in document['metrics'].values():
+        errors, classes = entry['errors'], entry['classification']
+        row = {'model': entry['model'], 'task': entry['task'], 'structures': entry['n_rows']}
+        for quantity, name in (('e_above_hull', 'Ehull'), ('e_form', 'formation'), ('energy', 'total energy')):
+            metrics = errors[quantity]
+            row[f'{name} MAE (meV/atom)'] = _mev(metrics['mae'])
+            row[f'{name} mean signed (meV/atom)'] = _mev(metrics['me'])
+            row[f'{name} underpredicted (%)'] = _percent(metrics['fraction_under'])
+        for hull, name in (('dftref_hull', 'DFT-ref hull'), ('model_hull', 'model hull')):
+            row[f'F1, {name}'] = classes[hull]['f1']
+            row[f'DAF, {name}'] = classes[hull]['daf']
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mev(value: float | None) -> float | None:
+    return None if value is None else 1000 * value
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else 100 * value
+
+
+def what_ran(table: pd.DataFrame, document: dict[str, Any]) -> str:
+    """One sentence: structures, models, tasks."""
+    models = sorted(table['model'].dropna().unique())
+    tasks = sorted(table['task'].dropna().unique())
+    structures = table['label'].nunique() if 'label' in table else len(table)
+    return (
+        f'<p class="lead">{structures} structures x {len(models)} model(s) ({html.escape(", ".join(models))}) x '
+        f'task(s) {html.escape(", ".join(tasks))}: {document["n_rows"]} rows. Errors are model - DFT in meV/atom on '
+        'the MP2020-corrected scale; negative is underprediction.</p>'
+    )
+
+
+def _figure(name: str, figures: dict[str, Path]) -> str:
+    if name not in figures:
+        return ''
+    encoded = base64.b64encode(figures[name].read_bytes()).decode()
+    return (
+        f'<figure><img alt="{name}" src="data:image/png;base64,{encoded}">'
+        f'<figcaption>{html.escape(CAPTIONS[name])}</figcaption></figure>'
+    )
+
+
 def render_html(table: pd.DataFrame, document: dict[str, Any], figures: dict[str, Path], title: str) -> str:
-    headline = as_percent(headline_table(table, document['metrics']))
+    models = side_by_side(document)
+    sections = [
+        f'<h1>{html.escape(title)}</h1>',
+        what_ran(table, document),
+        '<h2>Models side by side</h2>',
+        _table_html(models, '{:.2f}') if not models.empty else '<p>No results with energies.</p>',
+        '<p class="note">Ehull on the model\'s own hull. On the DFT-reference hull (Matbench Discovery\'s convention, '
+        'used for its F1 and DAF) the Ehull error equals the total-energy error by construction (Ehull<sub>DFT</sub> '
+        '+ E<sub>model</sub> - E<sub>DFT</sub>), so it is not repeated. F1 and DAF: stable means Ehull &le; 0, a '
+        'structure the model failed on counts as predicted unstable.</p>',
+        *science_sections(document),
+        _figure('hull_distance', figures),
+        _figure('parity', figures),
+        _figure('precision_recall', figures),
+        _figure('error_vs_dof', figures),
+        _figure('softening_slopes', figures),
+        _figure('error_distribution', figures),
+        _figure('element_errors', figures),
+        *pathology_sections(document),
+        _figure('error_by_crystal_system', figures),
+        _figure('fixsym_gap', figures),
+    ]
     classification = pd.DataFrame(
         [
-            {'model': entry['model'], 'task': entry['task'], 'hull': hull, **values}
+            {'model': entry['model'], 'task': entry['task'], 'hull': hull.replace('_', ' '), **values}
             for entry in document['metrics'].values()
             for hull, values in entry['classification'].items()
         ]
     )
-    sections = [
-        f'<h1>{html.escape(title)}</h1>',
-        '<h2>Errors against DFT (model - DFT)</h2>',
-        _table_html(headline) if not headline.empty else '<p>No results with energies.</p>',
-        '<h2>Stability classification (stable: E<sub>hull</sub> ≤ 0; Matbench Discovery)</h2>',
-        _table_html(classification, '{:.3f}') if not classification.empty else '<p>-</p>',
-        *science_sections(document),
-        *pathology_sections(document),
-    ]
-    for name, path in figures.items():
-        encoded = base64.b64encode(path.read_bytes()).decode()
-        sections.append(
-            f'<figure><img alt="{name}" src="data:image/png;base64,{encoded}">'
-            f'<figcaption>{html.escape(CAPTIONS[name])}</figcaption></figure>'
+    if not classification.empty:
+        for column in ('precision', 'recall', 'accuracy', 'prevalence'):
+            classification[column] = 100 * pd.to_numeric(classification[column])
+        classification = classification.rename(
+            columns={c: f'{c} (%)' for c in ('precision', 'recall', 'accuracy', 'prevalence')}
+            | {'n_failed': 'failed (counted unstable)', 'f1': 'F1', 'daf': 'DAF'}
         )
+        sections += ['<h2>Stability classification against DFT</h2>', _table_html(classification, '{:.2f}')]
     for by in ('crystal_system', 'dof_bin', 'symmetry_change', 'ehull_bin', 'element'):
         frame = pd.DataFrame(document['breakdowns'][by])
         if frame.empty:
             continue
-        frame = frame.assign(**{k: 1000 * frame[k] for k in ('mae', 'me', 'rmse')})
-        frame = frame.rename(columns={'mae': 'MAE meV/atom', 'me': 'mean signed', 'rmse': 'RMSE'})
-        sections += [f'<h2>Total-energy error by {by.replace("_", " ")}</h2>', _table_html(frame, '{:.2f}')]
-    status = pd.DataFrame([{'model/task': k, **v} for k, v in document['status_counts'].items()]).fillna(0)
+        frame = frame.assign(
+            **{k: 1000 * frame[k] for k in ('mae', 'me', 'rmse')}, fraction_under=100 * frame['fraction_under']
+        )
+        frame = frame.rename(
+            columns={
+                'mae': 'MAE (meV/atom)',
+                'me': 'mean signed (meV/atom)',
+                'rmse': 'RMSE (meV/atom)',
+                'fraction_under': 'underpredicted (%)',
+                by: BREAKDOWN_NAMES[by],
+            }
+        )
+        sections += [f'<h3>Total-energy error by {BREAKDOWN_NAMES[by]}</h3>', _table_html(frame, '{:.1f}')]
+    status = pd.DataFrame([{'model / task': k, **v} for k, v in document['status_counts'].items()]).fillna(0)
     sections += ['<h2>Structures by status</h2>', _table_html(status, '{:.0f}')]
     sections += ['<h2>Models</h2>', _table_html(pd.DataFrame(document['models']))]
-    sections += ['<h2>Protocol (runner parameters per task, as run)</h2>']
-    sections += [
-        f'<h3>{html.escape(task)}</h3><pre>{html.escape(json.dumps(sets, indent=1, sort_keys=True))}</pre>'
-        for task, sets in document['parameters'].items()
-    ]
+    sections += protocol_sections(document)
     datasets = pd.DataFrame(document['datasets'])
     sections += ['<h2>Data and credit</h2>', _table_html(datasets) if not datasets.empty else '']
-    return PAGE.format(title=html.escape(title), body='\n'.join(sections))
+    return PAGE.format(title=html.escape(title), body='\n'.join(s for s in sections if s))
+
+
+BREAKDOWN_NAMES = {
+    'crystal_system': 'crystal system',
+    'dof_bin': 'symmetry DOF',
+    'symmetry_change': 'symmetry change on relaxation',
+    'ehull_bin': 'DFT Ehull',
+    'element': 'element',
+}
+
+
+def protocol_sections(document: dict[str, Any]) -> list[str]:
+    """What actually ran: the runner parameters that apply to each task and the environments the runner recorded."""
+    from ..engine.parameters import applicable
+
+    sections = ['<h2>Protocol, as run</h2>']
+    for task, sets in document['parameters'].items():
+        shown = [applicable(parameters) for parameters in sets]
+        frame = pd.DataFrame(shown).drop(columns=['task'], errors='ignore')
+        sections += [f'<h3>{html.escape(task)}</h3>', _table_html(frame.astype(str))]
+    environments = pd.DataFrame(document.get('environments', []))
+    if not environments.empty:
+        sha = {model['sha256']: model['name'] for model in document['models']}
+        environments.insert(0, 'model', environments.pop('model_sha256').map(sha))
+        environments = environments.rename(columns={'torch_threads': 'threads'})
+        sections += [
+            '<h3>Runner environments (recorded by each calculation)</h3>',
+            _table_html(environments.astype(str)),
+        ]
+    return sections
 
 
 def _with_ci(value: float | None, interval: list[float] | None, scale: float = 1000.0, digits: int = 1) -> str:
@@ -239,6 +348,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
 table.data {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
 table.data th, table.data td {{ padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }}
 table.data th {{ background: #f3f3f3; }}
+p.lead {{ font-size: 1.05em; }} p.note {{ color: #555; font-size: 0.88em; max-width: 60em; }}
 figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.9em; }}
 pre {{ background: #f7f7f7; padding: 0.7em; font-size: 0.85em; }}
 </style></head>

@@ -88,7 +88,33 @@ def provenance(calls: list[int], tables: pd.DataFrame) -> dict[str, Any]:
     found['parameters'] = {
         task: sorted(sets, key=lambda p: json.dumps(p, sort_keys=True)) for task, sets in sorted(parameters.items())
     }
+    found['environments'] = environments(sorted(set(tables['table'])))
     return found
+
+
+ENVIRONMENT_KEYS = ('framework', 'framework_version', 'torch_version', 'device', 'device_name', 'dtype',
+                    'torch_threads', 'engine')  # fmt: skip
+
+
+def environments(tables: list[int]) -> list[dict[str, Any]]:
+    """What actually ran each task, from the runner's record of its environment in every calculation behind the
+    tables: framework and torch versions, device, dtype, threads, engine (one row per distinct combination)."""
+    if not tables:
+        return []
+    query = orm.QueryBuilder().append(
+        MliapBatchTable, filters={'id': {'in': tables}}, project=['attributes.task', 'attributes.model_sha256'], tag='t'
+    )
+    query.append(orm.CalcFunctionNode, with_outgoing='t', tag='tabulate')
+    query.append(orm.Data, with_outgoing='tabulate', edge_filters={'label': {'like': 'results__%'}}, tag='result')
+    query.append(orm.CalcJobNode, with_outgoing='result', tag='job')
+    query.append(orm.Dict, with_incoming='job', edge_filters={'label': 'summary'}, project='attributes.environment')
+    query.distinct()
+    found = set()
+    for task, sha256, environment in query.iterall():
+        if environment:
+            found.add((task, sha256, *(environment.get(key) for key in ENVIRONMENT_KEYS)))
+    rows = [dict(zip(('task', 'model_sha256', *ENVIRONMENT_KEYS), values, strict=True)) for values in found]
+    return sorted(rows, key=lambda row: json.dumps(row, sort_keys=True))
 
 
 def resolve_source(source: orm.Group | orm.ProcessNode | str | int) -> orm.Group | orm.ProcessNode:

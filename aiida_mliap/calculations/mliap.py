@@ -79,6 +79,13 @@ class MliapCalculation(MliapBaseCalculation):
         spec.output_namespace(
             'relaxed_structures', valid_type=orm.StructureData, dynamic=True, help='Final structures of relaxations.'
         )
+        spec.output_namespace(
+            'trajectories',
+            valid_type=orm.ArrayData,
+            dynamic=True,
+            help='Relaxation steps per structure (energy per atom, largest force, volume; frames if asked): only with '
+            'the `trajectory` parameter.',
+        )
         spec.output('summary', valid_type=orm.Dict, help='Counts and labels by status, environment, timing.')
         spec.default_output_node = 'summary'
 

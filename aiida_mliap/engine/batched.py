@@ -22,7 +22,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..frameworks.base import Outputs
 from .checks import check_outputs
-from .tasks import ExplodedError, make_optimizer, outputs_record, relaxed_record
+from .tasks import ExplodedError, make_optimizer, outputs_record, relaxed_record, trajectory_of
 
 # Neighbours are estimated within this radius (Å): about the largest cutoff of the supported models' graphs.
 NEIGHBOUR_RADIUS = 6.0
@@ -135,11 +135,12 @@ def _advance(relaxation: Relaxation, output: Outputs, parameters: dict[str, Any]
     if problem:
         return fail(ExplodedError(problem))
     atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.asarray(forces), stress=np.asarray(stress))
+    optimizer.call_observers()  # as ASE's own loop does after every evaluation (the trajectory recorder)
     converged = bool(optimizer.converged())
     if converged or optimizer.nsteps >= parameters['max_steps']:
         stress_out = atoms.get_stress(voigt=True) if atoms.pbc.all() else None
         record = outputs_record(float(atoms.get_potential_energy()), atoms.get_forces(), stress_out)
-        return relaxed_record(record, converged, int(optimizer.nsteps), parameters['fmax'])
+        return relaxed_record(record, converged, int(optimizer.nsteps), parameters['fmax'], trajectory_of(optimizer))
     optimizer.step()
     optimizer.nsteps += 1
     return None

@@ -30,7 +30,9 @@ DEFAULTS: dict[str, Any] = {
     'device': 'auto',
     'engine': 'batched',
     'batch_budget': None,  # batched engine: atoms + neighbour pairs per model call; None: from the device
+    'trajectory': None,  # relaxations: 'steps' (energy, largest force, volume per step) or 'frames' (also geometry)
 }
+TRAJECTORIES = (None, 'steps', 'frames')
 
 
 def _is_number(value: Any) -> bool:
@@ -42,6 +44,8 @@ def _check(key: str, value: Any) -> str | None:
     choices = {'task': RUNNER_TASKS, 'optimizer': OPTIMIZERS, 'device': DEVICES, 'engine': ENGINES}
     if key in choices:
         return None if value in choices[key] else f'`{key}` must be one of {list(choices[key])}, got {value!r}'
+    if key == 'trajectory':
+        return None if value in TRAJECTORIES else f'`trajectory` must be null, "steps" or "frames", got {value!r}'
     if key == 'dtype':
         return None if value is None or value in DTYPES else f'`dtype` must be null or one of {list(DTYPES)}'
     if key in ('relax_cell', 'fix_symmetry'):
@@ -75,3 +79,16 @@ def task_name(parameters: dict[str, Any]) -> str:
     if parameters['task'] == 'static':
         return 'static'
     return 'relax_fixsym' if parameters['fix_symmetry'] else 'relax'
+
+
+RELAX_ONLY = ('relax_cell', 'fmax', 'max_steps', 'optimizer', 'fix_symmetry', 'symprec', 'trajectory')
+
+
+def applicable(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The parameters (defaults filled in) that change what a task computes: a single point has no optimizer, and
+    ``symprec`` only matters under the symmetry constraint."""
+    parameters = with_defaults(parameters)
+    dropped = set(RELAX_ONLY) if parameters['task'] == 'static' else set()
+    if not parameters['fix_symmetry']:
+        dropped.add('symprec')
+    return {key: value for key, value in sorted(parameters.items()) if key not in dropped}

@@ -53,14 +53,42 @@ def make_optimizer(atoms: Atoms, parameters: dict[str, Any]) -> Optimizer:
     system = FrechetCellFilter(atoms) if parameters['relax_cell'] and atoms.pbc.all() else atoms
     optimizer = OPTIMIZER_CLASSES[parameters['optimizer']](system, logfile=None)
     optimizer.fmax = parameters['fmax']
+    optimizer.recorder = None
+    if parameters.get('trajectory'):
+        optimizer.recorder = TrajectoryRecorder(atoms, frames=parameters['trajectory'] == 'frames')
+        optimizer.attach(optimizer.recorder)  # ASE calls observers on the first evaluation and after every step
     return optimizer
 
 
-def relax(atoms: Atoms, parameters: dict[str, Any]) -> tuple[bool, int]:
-    """Relax ``atoms`` in place; return (converged, steps taken)."""
+class TrajectoryRecorder:
+    """Per evaluated step of a relaxation: energy per atom, largest atomic force, volume; positions and cell only
+    when frames are asked for. Compact enough to keep for every structure of a study that asks for it."""
+
+    def __init__(self, atoms: Atoms, frames: bool = False):
+        self.atoms, self.frames = atoms, frames
+        self.steps: dict[str, list] = {'energy_per_atom': [], 'forces_max': [], 'volume': []}
+        if frames:
+            self.steps.update(positions=[], cell=[])
+
+    def __call__(self) -> None:
+        atoms = self.atoms
+        self.steps['energy_per_atom'].append(float(atoms.get_potential_energy()) / len(atoms))
+        self.steps['forces_max'].append(float(np.linalg.norm(atoms.get_forces(), axis=1).max()))
+        self.steps['volume'].append(float(atoms.get_volume()) if atoms.pbc.all() else None)
+        if self.frames:
+            self.steps['positions'].append(atoms.get_positions().tolist())
+            self.steps['cell'].append(atoms.cell[:].tolist())
+
+
+def trajectory_of(optimizer: Optimizer) -> dict[str, list] | None:
+    return optimizer.recorder.steps if getattr(optimizer, 'recorder', None) is not None else None
+
+
+def relax(atoms: Atoms, parameters: dict[str, Any]) -> tuple[bool, int, dict[str, list] | None]:
+    """Relax ``atoms`` in place; return (converged, steps taken, trajectory if asked for)."""
     optimizer = make_optimizer(atoms, parameters)
     converged = bool(optimizer.run(fmax=parameters['fmax'], steps=parameters['max_steps']))
-    return converged, int(optimizer.nsteps)
+    return converged, int(optimizer.nsteps), trajectory_of(optimizer)
 
 
 def run_task(atoms: Atoms, calculator: Calculator, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -68,14 +96,19 @@ def run_task(atoms: Atoms, calculator: Calculator, parameters: dict[str, Any]) -
     atoms.calc = calculator
     if parameters['task'] == 'static':
         return static_record(evaluate(atoms))
-    converged, steps = relax(atoms, parameters)
-    return relaxed_record(evaluate(atoms), converged, steps, parameters['fmax'])
+    converged, steps, trajectory = relax(atoms, parameters)
+    return relaxed_record(evaluate(atoms), converged, steps, parameters['fmax'], trajectory)
 
 
-def relaxed_record(outputs: dict[str, Any], converged: bool, steps: int, fmax: float) -> dict[str, Any]:
+def relaxed_record(
+    outputs: dict[str, Any], converged: bool, steps: int, fmax: float, trajectory: dict[str, list] | None = None
+) -> dict[str, Any]:
     status = Status.OK if converged else Status.UNCONVERGED
     message = '' if converged else f'not converged to fmax {fmax} eV/Å in {steps} steps'
-    return {**outputs, 'converged': converged, 'n_steps': steps, 'status': status.value, 'message': message}
+    record = {**outputs, 'converged': converged, 'n_steps': steps, 'status': status.value, 'message': message}
+    if trajectory is not None:
+        record['trajectory'] = trajectory
+    return record
 
 
 def static_record(outputs: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,8 @@ class MliapParser(Parser):
                 structure = orm.StructureData(ase=final[label])
                 structure.label = inputs[label].label
                 self.out(f'relaxed_structures.{label}', structure)
+            if record.get('trajectory'):
+                self.out(f'trajectories.{label}', trajectory_node(record['trajectory']))
             if record['status'] != Status.OK.value:
                 self.logger.warning(f'{label}: {record["status"]}: {record.get("message", "")}')
 
@@ -89,3 +91,14 @@ class MliapParser(Parser):
             return '(none retrieved)'
         lines = [line for line in self.retrieved.base.repository.get_object_content(name).splitlines() if line.strip()]
         return lines[-1] if lines else '(empty)'
+
+
+def trajectory_node(steps: dict[str, list]) -> orm.ArrayData:
+    """The runner's per-step record as arrays (one node per structure; a missing volume, for a molecule, is NaN)."""
+    import numpy as np
+
+    node = orm.ArrayData()
+    for name, values in steps.items():
+        node.set_array(name, np.array([np.nan if v is None else v for v in values], dtype=float)
+                       if name == 'volume' else np.asarray(values, dtype=float))  # fmt: skip
+    return node
