@@ -103,22 +103,29 @@ def hull_distance(table: pd.DataFrame, plt):
     tasks = sorted(table['task'].unique())
     figure, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.5), squeeze=False)
     for axis, task in zip(axes[0], tasks, strict=True):
+        shown = table.loc[table['task'] == task, ['e_above_hull_dft', 'error_e_above_hull']].apply(pd.to_numeric)
+        shown = shown.dropna()
+        if shown.empty:
+            continue
+        right = 1.05 * float(np.percentile(shown['e_above_hull_dft'], 95)) or 0.1
+        low, high = np.percentile(MEV * shown['error_e_above_hull'], [1, 99])
         for title, rows in _series(table[table['task'] == task]):
             pair = rows[['e_above_hull_dft', 'error_e_above_hull']].apply(pd.to_numeric).dropna()
             if pair.empty:
                 continue
             x, error = pair['e_above_hull_dft'].to_numpy(), pair['error_e_above_hull'].to_numpy()
             axis.scatter(x, MEV * error, s=3, alpha=0.25, color=colours[title])
-            centres = np.linspace(0, np.percentile(x, 98), 60)
-            rolling = [np.abs(error[np.abs(x - c) <= ROLLING_WINDOW / 2]).mean() if
-                       (np.abs(x - c) <= ROLLING_WINDOW / 2).sum() >= 5 else np.nan for c in centres]  # fmt: skip
-            axis.plot(centres, MEV * np.asarray(rolling), color=colours[title], linewidth=2, label=title)
-        axis.plot([0, axis.get_xlim()[1]], [0, MEV * axis.get_xlim()[1]], linestyle='--', color='grey', linewidth=1)
+            centres = np.linspace(0, right, 60)
+            inside = np.abs(x[None, :] - centres[:, None]) <= ROLLING_WINDOW / 2
+            counts = inside.sum(axis=1)
+            rolling = np.where(counts >= 5, (inside * np.abs(error)).sum(axis=1) / np.maximum(counts, 1), np.nan)
+            axis.plot(centres, MEV * rolling, color=colours[title], linewidth=2, label=title)
+            high = max(high, float(np.nanmax(MEV * rolling, initial=0.0)))
+        axis.set_xlim(-0.01, right)
+        axis.set_ylim(1.2 * min(low, -50.0), 1.2 * max(high, 50.0))
+        axis.plot([0, right], [0, MEV * right], linestyle='--', color='grey', linewidth=1)
         axis.axhline(0, color='black', linewidth=0.8)
-        window = f'{MEV * ROLLING_WINDOW:.0f} meV window'
-        axis.set(xlabel='DFT Ehull (eV/atom)', ylabel='Ehull error, model hull (meV/atom)',
-                 title=f'{task}: points, signed error; lines, rolling MAE ({window})')  # fmt: skip
-        axis.title.set_fontsize(9)
+        axis.set(xlabel='DFT Ehull (eV/atom)', ylabel='Ehull error, model hull (meV/atom)', title=task)
         axis.legend(fontsize=7)
     figure.tight_layout()
     return figure
@@ -218,21 +225,30 @@ def element_errors(table: pd.DataFrame, plt):
         task = 'static' if (rows['task'] == 'static').any() else sorted(rows['task'].unique())[0]
         means = MEV * rows[rows['task'] == task].groupby('element')['error_energy'].mean()
         per_model.append((f'{model} / {task}', means))
+    from pymatgen.core import Element
+
     limit = max(float(np.abs(means).max()) for _, means in per_model) or 1.0
-    figure, axes = plt.subplots(len(per_model), 1, figsize=(10, 4.6 * len(per_model)), squeeze=False)
+    figure, axes = plt.subplots(len(per_model), 1, figsize=(9, 4.3 * len(per_model)), squeeze=False)
     colormap = plt.get_cmap('RdBu_r')
+    every = [element.symbol for element in Element if element.Z <= 103]
     for axis, (title, means) in zip(axes[:, 0], per_model, strict=True):
-        for symbol, value in means.items():
+        for symbol in every:
             row, column = _table_position(symbol)
-            colour = colormap(0.5 + 0.5 * value / limit)
-            axis.add_patch(plt.Rectangle((column - 0.5, row - 0.5), 0.95, 0.95, color=colour))
-            axis.text(column, row - 0.12, symbol, ha='center', va='center', fontsize=8, weight='bold')
-            axis.text(column, row + 0.2, f'{value:+.0f}', ha='center', va='center', fontsize=6)
-        axis.set(xlim=(0.4, 18.6), ylim=(9.6, 0.4), title=f'{title}: mean signed total-energy error (meV/atom)')
+            value = means.get(symbol)
+            colour = '#f2f2f2' if value is None else colormap(0.5 + 0.5 * value / limit)
+            axis.add_patch(plt.Rectangle((column - 0.47, row - 0.47), 0.94, 0.94, color=colour))
+            dark = value is not None and abs(value) > 0.6 * limit
+            ink = 'white' if dark else ('#999999' if value is None else 'black')
+            axis.text(column, row - 0.15, symbol, ha='center', va='center', fontsize=7, color=ink,
+                      weight='bold' if value is not None else 'normal')  # fmt: skip
+            if value is not None:
+                axis.text(column, row + 0.22, f'{value:+.0f}', ha='center', va='center', fontsize=6, color=ink)
+        axis.set(xlim=(0.4, 18.6), ylim=(9.6, 0.4))
+        axis.set_title(f'{title}: mean signed total-energy error (meV/atom)', fontsize=10)
         axis.set_aspect('equal')
         axis.axis('off')
     figure.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(-limit, limit), cmap=colormap), ax=axes[:, 0].tolist(),
-                    shrink=0.5, label='meV/atom')  # fmt: skip
+                    shrink=0.4, label='meV/atom')  # fmt: skip
     return figure
 
 

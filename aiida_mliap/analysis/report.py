@@ -17,9 +17,10 @@ from .pathologies import SUSPECT_BELOW_DFT, worst_structures
 from .plots import make_plots
 
 CAPTIONS = {
-    'hull_distance': 'Ehull error (model hull) against the DFT Ehull, with a rolling MAE. Below the dashed diagonal '
-    'the typical error is smaller than the distance to the hull; above it, stability calls are unreliable. A '
-    'negative trend (points sinking with DFT Ehull) is the compression both rival explanations predict.',
+    'hull_distance': 'Ehull error (model hull) against the DFT Ehull: points, signed errors; lines, the MAE in a '
+    'rolling 40 meV/atom window of DFT Ehull (1-99 % of errors and 95 % of DFT Ehull shown). Where a line lies above '
+    'the dashed diagonal, the typical error exceeds the distance to the hull and stability calls are unreliable. '
+    'Points sinking with DFT Ehull are the compression both rival explanations predict.',
     'parity': 'Model against DFT: Ehull on both hulls, formation and total energy (eV/atom, MP2020-corrected scale).',
     'precision_recall': 'Screening in order of the model Ehull: cumulative precision and recall of DFT-stable '
     'structures (Matbench Discovery).',
@@ -76,26 +77,32 @@ def write_report(table: pd.DataFrame, directory: Path, title: str) -> tuple[dict
     return paths, document
 
 
-def _table_html(frame: pd.DataFrame, floats: str = '{:.1f}') -> str:
-    return frame.to_html(index=False, border=0, classes='data', float_format=floats.format, na_rep='-')
+def _table_html(frame: pd.DataFrame, floats: str = '{:.1f}', style: str = '') -> str:
+    """``style``: extra CSS class, ``small`` (a wide table) or ``words`` (sentences that wrap)."""
+    classes = ['data', style] if style else ['data']
+    return frame.to_html(index=False, border=0, classes=classes, float_format=floats.format, na_rep='-')
 
 
 def side_by_side(document: dict[str, Any]) -> pd.DataFrame:
-    """One row per model and task, Ehull first: the table a reader compares models with."""
+    """One row per model and task, Ehull first: the table a reader compares models with (text, formatted)."""
     rows = []
     for entry in document['metrics'].values():
-        errors, classes = entry['errors'], entry['classification']
-        row = {'model': entry['model'], 'task': entry['task'], 'structures': entry['n_rows']}
-        for quantity, name in (('e_above_hull', 'Ehull'), ('e_form', 'formation'), ('energy', 'total energy')):
+        errors, dftref = entry['errors'], entry['classification']['dftref_hull']
+        row = {'model': entry['model'], 'task': entry['task'], 'structures': str(entry['n_rows'])}
+        for quantity, name in (('e_above_hull', 'Ehull'), ('e_form', 'formation'), ('energy', 'total')):
             metrics = errors[quantity]
-            row[f'{name} MAE (meV/atom)'] = _mev(metrics['mae'])
-            row[f'{name} mean signed (meV/atom)'] = _mev(metrics['me'])
-            row[f'{name} underpredicted (%)'] = _percent(metrics['fraction_under'])
-        for hull, name in (('dftref_hull', 'DFT-ref hull'), ('model_hull', 'model hull')):
-            row[f'F1, {name}'] = classes[hull]['f1']
-            row[f'DAF, {name}'] = classes[hull]['daf']
+            row[f'{name} MAE'] = _number(_mev(metrics['mae']), '{:.1f}')
+            row[f'{name} mean signed'] = _number(_mev(metrics['me']), '{:+.1f}')
+            if quantity == 'e_above_hull':
+                row['Ehull under (%)'] = _number(_percent(metrics['fraction_under']), '{:.0f}')
+        row['F1'] = _number(dftref['f1'], '{:.2f}')
+        row['DAF'] = _number(dftref['daf'], '{:.2f}')
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _number(value: float | None, form: str) -> str:
+    return '-' if value is None else form.format(value)
 
 
 def _mev(value: float | None) -> float | None:
@@ -134,11 +141,12 @@ def render_html(table: pd.DataFrame, document: dict[str, Any], figures: dict[str
         f'<h1>{html.escape(title)}</h1>',
         what_ran(table, document),
         '<h2>Models side by side</h2>',
-        _table_html(models, '{:.2f}') if not models.empty else '<p>No results with energies.</p>',
-        '<p class="note">Ehull on the model\'s own hull. On the DFT-reference hull (Matbench Discovery\'s convention, '
-        'used for its F1 and DAF) the Ehull error equals the total-energy error by construction (Ehull<sub>DFT</sub> '
-        '+ E<sub>model</sub> - E<sub>DFT</sub>), so it is not repeated. F1 and DAF: stable means Ehull &le; 0, a '
-        'structure the model failed on counts as predicted unstable.</p>',
+        _table_html(models) if not models.empty else '<p>No results with energies.</p>',
+        '<p class="note">MAE and mean signed error in meV/atom (model - DFT); Ehull on the model\'s own hull. F1 and '
+        'DAF (discovery acceleration factor) on the DFT-reference hull, as Matbench Discovery ranks models; there the '
+        'Ehull error equals the total-energy error by construction (Ehull<sub>DFT</sub> + E<sub>model</sub> - '
+        'E<sub>DFT</sub>), so it is not repeated. Stable means Ehull &le; 0; a structure the model failed on counts '
+        'as predicted unstable. Both hulls are in the classification table below.</p>',
         *science_sections(document),
         _figure('hull_distance', figures),
         _figure('parity', figures),
@@ -240,6 +248,7 @@ def pathology_sections(document: dict[str, Any]) -> list[str]:
         return []
     for column in ('error_e_above_hull', 'error_energy', 'relax_drop_per_atom'):
         worst[column] = 1000 * pd.to_numeric(worst[column])
+    worst['suspected_unphysical_minimum'] = worst['suspected_unphysical_minimum'].map({True: 'yes', False: ''})
     worst = worst.rename(
         columns={
             'error_e_above_hull': 'Ehull error (meV/atom)',
@@ -248,6 +257,7 @@ def pathology_sections(document: dict[str, Any]) -> list[str]:
             'rmsd_to_dft': 'RMSD to DFT (normalised)',
             'volume_change': 'volume change',
             'suspected_unphysical_minimum': 'suspected unphysical minimum',
+            'symmetry_change': 'symmetry',
             'n_atoms': 'atoms',
             'dof': 'DOF',
         }
@@ -260,7 +270,7 @@ def pathology_sections(document: dict[str, Any]) -> list[str]:
         f"model minimum that deep is a suspected hole in the model's landscape ({html.escape(counts)}). RMSD: "
         'pymatgen StructureMatcher, normalised by (volume per atom)<sup>1/3</sup>; empty when the structures no longer '
         'match.</p>',
-        _table_html(worst, '{:.3g}'),
+        _table_html(worst, '{:.3g}', 'small'),
     ]
 
 
@@ -328,7 +338,7 @@ def science_sections(document: dict[str, Any]) -> list[str]:
         '<p>Intervals: 95 % from a bootstrap that resamples whole chemical systems (their entries share a hull and are '
         'not independent); none where fewer than five chemical systems are present. Words come from the intervals '
         'only.</p>',
-        _table_html(verdicts) if not verdicts.empty else '<p>No results.</p>',
+        _table_html(verdicts, style='words') if not verdicts.empty else '<p>No results.</p>',
         _table_html(claims) if not claims.empty else '',
         '<h2>Rival explanations: instability and softening</h2>',
         "<p>Slope of the model's Ehull (model hull) on the DFT Ehull: below 1, the model compresses the landscape "
@@ -348,6 +358,8 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
 table.data {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
 table.data th, table.data td {{ padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }}
 table.data th {{ background: #f3f3f3; }}
+table.data td {{ white-space: nowrap; }} table.small {{ font-size: 0.8em; }}
+table.words td {{ white-space: normal; text-align: left; vertical-align: top; }}
 p.lead {{ font-size: 1.05em; }} p.note {{ color: #555; font-size: 0.88em; max-width: 60em; }}
 figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.9em; }}
 pre {{ background: #f7f7f7; padding: 0.7em; font-size: 0.85em; }}
