@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command behind `make test` (and .ci/run). Three passes over the real stack:
-#   1. the whole suite on SQLite with the built-in ZeroMQ broker (daemon tests included);
+#   1. the whole suite on SQLite with the built-in ZeroMQ broker (daemon tests included; as root, a one-node Slurm
+#      cluster is started first for tests/test_slurm.py);
 #   2. the storage tests on a throw-away PostgreSQL cluster made by pgtest, as an unprivileged user
 #      (PostgreSQL refuses to run as root);
 #   3. the storage and daemon tests on the running PostgreSQL (127.0.0.1:5432) + RabbitMQ (127.0.0.1:5672).
@@ -17,6 +18,9 @@ record() { outcome[$1]=$2; }
 
 if run_pass 1; then
 echo "== 1/3 full suite: SQLite + ZeroMQ broker"
+if [ "$(id -u)" = 0 ]; then
+    bash scripts/slurm.sh || echo "no Slurm cluster: tests/test_slurm.py will say why"
+fi
 python -m pytest tests "$@"; record 1 $?
 fi
 
