@@ -292,6 +292,8 @@ def dof_cause(dof: dict) -> str:
         )
     if alone < 0:
         return 'explained by the controls (size, chemistry, crystal system): no DOF effect once they are controlled'
+    if alone > 0:
+        return 'as measured, more DOF goes with less underprediction (against the claim); no DOF effect once controlled'
     return 'no DOF effect at 95 %'
 
 
