@@ -5,9 +5,8 @@
 Columns: for Ehull on the model hull, Ehull on the DFT-reference hull, formation energy and total energy the MAE and
 mean signed error (meV/atom) and the share underpredicted; F1 and DAF of the stability classification on the
 DFT-reference hull (Matbench Discovery's convention); the model's seconds per structure (runner wall time, one CPU
-thread unless the job had more) and the work chain's wall time. A benchmark with ``max_atoms`` is scored on the
-structures it evaluated (the rows it left out have no prediction, which the classification would count as
-"predicted unstable").
+thread unless the job had more) and the work chain's wall time. Scored as ``summary_metrics`` scores: over the
+structures each model was given (a benchmark with ``max_atoms`` on those it evaluated).
 """
 
 from __future__ import annotations
@@ -40,8 +39,6 @@ def main() -> None:
     for pk in arguments.benchmarks:
         benchmark = orm.load_node(pk)
         table = load_results(benchmark)
-        if 'max_atoms' in benchmark.inputs:
-            table = table[table.status != 'not_run']
         hours = (benchmark.mtime - benchmark.ctime).total_seconds() / 3600
         for entry in summary_metrics(table).values():
             row = {'model': entry['model'], 'task': entry['task'], 'n': entry['n_rows']}

@@ -134,8 +134,14 @@ def add_errors(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_metrics(table: pd.DataFrame) -> dict[str, Any]:
-    """Per model and task: error metrics of every quantity and classification on both hull conventions."""
+    """Per model and task: error metrics of every quantity and classification on both hull conventions.
+
+    Scored over the structures the model was given: a row without any calculation (``status`` ``not_run``: left out
+    by ``max_atoms``, or never reached by a job) is not the model's failure and is left out; a structure the model
+    failed on stays in and counts as predicted unstable (Matbench Discovery's ``fillna``)."""
     table = add_errors(table) if 'error_energy' not in table else table
+    if 'status' in table:
+        table = table[table['status'] != 'not_run']
     summary: dict[str, Any] = {}
     for (model, sha256, task), rows in table.groupby(['model', 'model_sha256', 'task'], sort=True):
         entry: dict[str, Any] = {'model': model, 'model_sha256': sha256, 'task': task, 'n_rows': len(rows)}
