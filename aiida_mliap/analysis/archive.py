@@ -29,5 +29,11 @@ def export_benchmark(group_label: str, filename: Path, overwrite: bool = False) 
     groups, benchmarks = benchmark_entities(group_label)
     if Path(filename).exists() and not overwrite:
         raise FileExistsError(f'{filename} exists: pass --force to overwrite it')
-    create_archive([*groups, *benchmarks], filename=filename, overwrite=overwrite)
-    return {'groups': len(groups), 'benchmark work chains': len(benchmarks)}
+    # A benchmark still running is not sealed: its nodes may still change, so it waits for a later export.
+    sealed = [benchmark for benchmark in benchmarks if benchmark.is_sealed]
+    create_archive([*groups, *sealed], filename=filename, overwrite=overwrite)
+    return {
+        'groups': len(groups),
+        'benchmark work chains': len(sealed),
+        'benchmark work chains still running (left out)': len(benchmarks) - len(sealed),
+    }
