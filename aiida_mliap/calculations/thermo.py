@@ -129,7 +129,8 @@ def thermodynamics(
         'dft_hull': sorted(mp_ids[label] for label in dft_stable),
         'model_hull': sorted(mp_ids[label] for label in model_stable),
         'reasons': {label: record['reason'] for label, record in records.items() if record['reason']},
-        **record_metrics(list(records.values())),
+        # Scored over the structures the model was given, as analysis.metrics.summary_metrics scores load_results.
+        **record_metrics([record for label, record in records.items() if label in results]),
     }
     return records, summary
 
