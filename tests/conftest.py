@@ -149,10 +149,12 @@ def make_structures(small_lifepo_atoms):
 @pytest.fixture
 def li_o_group(lifepo_entries, tmp_path):
     """Factory: a dataset group of the Li-O entries of MP's Li-Fe-P-O file with at most ``max_atoms`` atoms
-    (elemental Li and O included, so formation energies and hulls are defined); returns (group, entry count)."""
+    (elemental Li and O included, so formation energies and hulls are defined); returns (group, entry count).
+    Results groups are per (dataset group, model) and accumulate across benchmarks: a test that counts them
+    passes its own ``prefix``."""
     from aiida_mliap.calculations.dataset import import_reference_file
 
-    def factory(max_atoms: int):
+    def factory(max_atoms: int, prefix: str = 'benchmark'):
         entries = [
             entry
             for entry in lifepo_entries
@@ -161,7 +163,7 @@ def li_o_group(lifepo_entries, tmp_path):
         path = tmp_path / f'Li-O-max{max_atoms}.json.gz'
         with gzip.open(path, 'wt') as handle:
             json.dump(entries, handle)
-        group, _, _ = import_reference_file(path, f'benchmark/Li-O-max{max_atoms}')
+        group, _, _ = import_reference_file(path, f'{prefix}/Li-O-max{max_atoms}')
         return group, len(entries)
 
     return factory

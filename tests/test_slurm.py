@@ -132,7 +132,7 @@ def test_walltime_kill_keeps_partial_results_and_resubmits_the_rest(
 def test_small_benchmark_through_slurm(slurm_computer, chgnet_model, li_o_group):
     from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain
 
-    group, count = li_o_group(max_atoms=3)
+    group, count = li_o_group(max_atoms=3, prefix='slurm')
     code = code_on(slurm_computer, runner_executable())
     builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
         code, {'chgnet': chgnet_model}, group, protocol='fast', tasks=['static'],
