@@ -46,3 +46,48 @@ def test_benchmark_of_two_models_through_the_daemon(
         thermo = [member for member in results.nodes if member.__class__.__name__ == 'MliapThermoData']
         assert len(thermo) == 2 * count
         assert {member['model_sha256'] for member in thermo} == {model.sha256}
+
+
+def test_benchmark_survives_daemon_restarts(started_daemon_client, runner_code, mace_model, li_o_group):
+    """The daemon stopped and started twice while batches run: the benchmark ends OK with every batch run once and
+    every structure computed once (issue 17: the lanes resume from their checkpoints)."""
+    import time
+    from collections import Counter
+
+    from aiida import orm
+    from aiida.engine import submit
+
+    from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, batch_calls
+
+    group, count = li_o_group(max_atoms=3, prefix='restarts')
+    builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
+        runner_code, {'tiny_mace': mace_model}, group, protocol='fast', tasks=['static'],
+        overrides={'parameters': {'device': 'cpu'}, 'batch_size': 3, 'max_concurrent': 2},
+    )  # fmt: skip
+    node = submit(builder)
+
+    def finished_batches() -> int:
+        return sum(base.is_terminated for base in batch_calls(node, 'tiny_mace', 'static').values())
+
+    def wait_for(condition, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f'timed out: {node.process_state}, {finished_batches()} batches done'
+            time.sleep(1)
+
+    for restart in (1, 2):
+        wait_for(lambda restart=restart: finished_batches() >= restart or node.is_terminated)
+        started_daemon_client.stop_daemon(wait=True)
+        started_daemon_client.start_daemon()
+    wait_for(lambda: node.is_terminated, timeout=900)
+    assert node.is_finished_ok, node.exit_message
+    bases = batch_calls(node, 'tiny_mace', 'static')
+    assert sorted(bases) == list(range(7))  # 19 structures in batches of at most 3, each batch once
+    computed = Counter(
+        label
+        for base in bases.values()
+        for calc in base.called
+        if isinstance(calc, orm.CalcJobNode) and 'results' in calc.outputs
+        for label in calc.outputs.results
+    )
+    assert len(computed) == count and set(computed.values()) == {1}, computed

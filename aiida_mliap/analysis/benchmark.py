@@ -9,7 +9,6 @@ from typing import Any
 
 from aiida import orm
 from aiida.common import timezone
-from aiida.common.links import LinkType
 
 from ..engine import files
 from ..engine.status import WITH_RESULT
@@ -20,7 +19,7 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     estimate of the time left. Running calculations count what their runner has streamed so far."""
     from ..calculations.dataset import group_datasets, union_of_datasets
     from ..parsers.results import read_partial_results
-    from ..workchains.benchmark import evaluated_structures, indexed_calls
+    from ..workchains.benchmark import batch_calls, evaluated_structures
 
     if 'datasets' in benchmark.inputs:
         datasets = [benchmark.inputs.datasets[key] for key in sorted(benchmark.inputs.datasets)]
@@ -35,7 +34,7 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     for key, model in sorted(benchmark.inputs.models.items()):
         for task in benchmark.inputs.tasks.get_list():
             done = failed = 0
-            children = list(indexed_calls(benchmark, LinkType.CALL_WORK, f'batch_{key}_{task}_').values())
+            children = list(batch_calls(benchmark, key, task).values())
             for child in children:
                 if child.is_terminated and 'summary' in child.outputs:
                     statuses = child.outputs.summary['counts']

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -184,11 +185,14 @@ def group_conflicts(group_label: str, records: tuple[ReferenceRecord, ...], rele
     return problems
 
 
-def union_of_datasets(datasets: list[MliapDatasetData], namespace: str, project: str = '*') -> dict[str, Any]:
-    """The ``structures`` or ``references`` of several datasets by label: an entry shared by files is one."""
+def union_of_datasets(
+    datasets: list[MliapDatasetData], namespace: str, project: str = '*', labels: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """The ``structures`` or ``references`` of several datasets by label (only ``labels``, if given): an entry shared
+    by files is one."""
     from .tables import latest_by_label
 
-    by_dataset = imported_nodes(datasets, namespace, project=project)
+    by_dataset = imported_nodes(datasets, namespace, project=project, labels=labels)
     return latest_by_label(by_dataset[dataset.sha256] for dataset in reversed(datasets))  # the first file wins
 
 
@@ -270,7 +274,7 @@ def _imported_nodes(dataset: MliapDatasetData) -> list[orm.Node]:
 
 
 def imported_nodes(
-    datasets: list[MliapDatasetData], namespace: str, project: str = '*'
+    datasets: list[MliapDatasetData], namespace: str, project: str = '*', labels: Iterable[str] | None = None
 ) -> dict[str, dict[str, orm.Node]]:
     """By dataset sha256, the ``structures`` or ``references`` each dataset's import created, by label.
 
@@ -284,7 +288,7 @@ def imported_nodes(
         project='id',
     )
     imports = dict(query.all())
-    outputs = outputs_of(imports.values(), namespace, project)
+    outputs = outputs_of(imports.values(), namespace, project, labels)
     return {dataset.sha256: outputs.get(imports.get(dataset.sha256), {}) for dataset in datasets}
 
 

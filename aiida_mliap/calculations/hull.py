@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pymatgen.analysis.phase_diagram import PhaseDiagram
+from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram, PhaseDiagram
 from pymatgen.entries.computed_entries import ComputedEntry
 
 from ..data.model import ENERGY_SCALES
@@ -92,7 +92,7 @@ def hull_quantities(
         return {}, undefined, []
     usable = _with_ids(usable)
     on_hull = [e for label, e in usable.items() if not e.composition.is_element or label in corners]
-    diagram = PhaseDiagram(on_hull)
+    diagram = phase_diagram(on_hull)
     values = {}
     for label, entry in usable.items():
         decomposition, e_above_hull = diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
@@ -105,6 +105,17 @@ def hull_quantities(
         }
     stable = sorted(entry.entry_id for entry in diagram.stable_entries)
     return values, undefined, stable
+
+
+def phase_diagram(entries: list[ComputedEntry]) -> PhaseDiagram:
+    """The hull of ``entries``: pymatgen's ``PatchedPhaseDiagram`` (one diagram per maximal chemical space) when they
+    span several spaces, a plain ``PhaseDiagram`` when they span one.
+
+    Patched is exact (``tests/thermo/test_hull.py``: the union of the shared files agrees with one plain diagram to
+    1e-13 eV/atom, and is 35x faster) and feasible over all of MP, where one diagram over ~89 elements is not; over a
+    single space it has nothing to patch (and falls back to a numerical search for elemental compositions)."""
+    spaces = PatchedPhaseDiagram.remove_redundant_spaces({frozenset(entry.elements) for entry in entries})
+    return PatchedPhaseDiagram(entries) if len(spaces) > 1 else PhaseDiagram(entries)
 
 
 def formation_energy(entry: ComputedEntry, references: Mapping[str, float]) -> float:

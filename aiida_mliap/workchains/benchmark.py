@@ -1,12 +1,14 @@
 """``MliapBenchmarkWorkChain``: every structure of a set of datasets, several models, several tasks, one launch.
 
-Fans out ``MliapBaseWorkChain`` over models x tasks x batches (at most ``max_concurrent`` in flight), then per batch
-a table (``tabulate_batch``), per model and task one ``compute_thermodynamics`` over the union of the datasets (both
-hulls) and per relaxation batch an ``analyse_symmetry``; gathers everything into one results group per model,
+Plans the batches once (``plan_batches``: one stored node), runs models x tasks x batches of ``MliapBaseWorkChain``
+through ``max_concurrent`` lanes (``MliapLaneWorkChain``: a new batch as soon as one ends, and a work-chain state that
+does not grow with the number of structures), then per batch a table (``tabulate_batch``), per model and task one
+``compute_thermodynamics`` over the union of the datasets (both hulls) and per relaxation batch an
+``analyse_symmetry``; gathers everything into one results group per model,
 ``<group>/results/<model name>-<sha256[:8]>``, and ends with a ``summary`` and a ``headline`` error table.
 
-Children are found by their call link labels (``batch_<model>_<task>_<index>``), never by extras, and the datasets
-are inputs: a relaunch (``get_builder_restart``) computes exactly the same thing.
+Base work chains are found by their call link labels (``batch_<model>_<task>_<index>``), never by extras, and the
+datasets are inputs: a relaunch (``get_builder_restart``) computes exactly the same thing.
 """
 
 from __future__ import annotations
@@ -14,67 +16,25 @@ from __future__ import annotations
 from typing import Any
 
 from aiida import orm
-from aiida.common import AttributeDict
 from aiida.common.links import LinkType
-from aiida.engine import WorkChain, calcfunction, while_
+from aiida.engine import ToContext, WorkChain, calcfunction
 
 from ..calculations.dataset import group_datasets, union_of_datasets
-from ..calculations.hull import elemental_ground_states
 from ..calculations.outputs import outputs_of
+from ..calculations.plan import balanced_batches, evaluated_structures, plan_batches, skipped_labels
 from ..calculations.symmetry_analysis import analyse_symmetry, symmetry_inputs
 from ..calculations.tables import tabulate_batch
 from ..calculations.thermo import compute_thermodynamics, elemental_reference_conflicts, thermodynamics_inputs
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
-from ..data.reference import to_entry
 from ..engine.parameters import TASKS
-from .base import MliapBaseWorkChain
+from .lane import MliapLaneWorkChain, batch_link_label, cores_per_job
 
-# What a benchmark exposes of the base work chain; structures, model and parameters are its own business.
-EXCLUDED = ('mliap.structures', 'mliap.model', 'mliap.parameters', 'mliap.remote_checkpoint')
+__all__ = ('MliapBenchmarkWorkChain', 'balanced_batches', 'batch_calls', 'cores_per_job', 'evaluated_structures')
 
 
 def results_group_label(dataset_group: str, model: MliapModelData) -> str:
     return f'{dataset_group}/results/{model.name}-{model.sha256[:8]}'
-
-
-def validate_tasks(value: orm.List, _) -> str | None:
-    unknown = sorted(set(value.get_list()) - set(TASKS))
-    return f'unknown tasks {unknown}: choose from {sorted(TASKS)}' if unknown else None
-
-
-def validate_datasets(value: dict, _) -> str | None:
-    if not value:
-        return 'give at least one dataset (`aiida-mliap dataset import FILE --group LABEL`)'
-    wrong = sorted(key for key, dataset in value.items() if dataset.kind != 'entries')
-    return f'datasets {wrong} hold elemental references, not entries' if wrong else None
-
-
-def balanced_batches(sizes: dict[str, int], batch_size: int) -> list[list[str]]:
-    """Split labels into ``ceil(n / batch_size)`` batches of near-equal count and a similar mix of sizes.
-
-    Batches of a wave run side by side and the next wave waits for the slowest, so batches are dealt round-robin from
-    the largest structure down: 557 structures in batches of at most 100 become 6 of 92-93, not 5 x 100 and one of 57.
-    """
-    count = -(-len(sizes) // batch_size)
-    batches: list[list[str]] = [[] for _ in range(count)]
-    for i, label in enumerate(sorted(sizes, key=lambda label: (-sizes[label], label))):
-        batches[i % count].append(label)
-    return [sorted(batch) for batch in batches]
-
-
-def cores_per_job(code: orm.AbstractCode, concurrent: int) -> int | None:
-    """On this machine with no batch scheduler, the cores each of ``concurrent`` jobs gets (None elsewhere).
-
-    Jobs that each start a thread per core oversubscribe the machine, and torch's threads then spin against each other:
-    measured on 2 cores, 2 jobs x 2 threads made CHGNet 10-17x slower per step than 1 thread each.
-    """
-    from ..engine.runner import available_cores
-
-    computer = getattr(code, 'computer', None)
-    if computer is None or computer.scheduler_type != 'core.direct' or computer.transport_type != 'core.local':
-        return None
-    return max(1, available_cores() // max(1, concurrent))
 
 
 @calcfunction
@@ -115,23 +75,7 @@ class MliapBenchmarkWorkChain(WorkChain):
             valid_type=orm.Str,
             help='Label of the dataset group: names the results groups (`<group>/results/<model>-<sha>`).',
         )
-        spec.input_namespace(
-            'datasets', valid_type=MliapDatasetData, dynamic=True, validator=validate_datasets,
-            help='The datasets whose union is benchmarked (one hull); `get_builder_from_protocol` takes a group\'s.',
-        )  # fmt: skip
-        spec.input_namespace('models', valid_type=MliapModelData, dynamic=True, help='Models by a name of your choice.')
-        spec.expose_inputs(MliapBaseWorkChain, namespace='base', exclude=EXCLUDED)
-        spec.input_namespace(
-            'codes', valid_type=orm.AbstractCode, dynamic=True, required=False,
-            help='Per-model codes, same names as `models` (e.g. one Python environment per framework); default: '
-            '`base.mliap.code`.',
-        )  # fmt: skip
-        spec.input_namespace(
-            'remote_checkpoints', valid_type=orm.RemoteData, dynamic=True, required=False,
-            help='Per-model checkpoints pre-installed on the computer, same names as `models`.',
-        )  # fmt: skip
-        spec.input('tasks', valid_type=orm.List, default=lambda: orm.List(['static']), validator=validate_tasks)
-        spec.input('parameters', valid_type=orm.Dict, help="The protocol's runner parameters.")
+        spec.expose_inputs(MliapLaneWorkChain, exclude=('plan', 'lane', 'lanes'))
         spec.input(
             'elemental_references', valid_type=MliapDatasetData, required=False,
             help='Fixed elemental references for formation energies (MP\'s, as Matbench Discovery); refused when '
@@ -143,10 +87,13 @@ class MliapBenchmarkWorkChain(WorkChain):
             'elemental ground states; the others stay in the DFT hull, without a model result.',
         )  # fmt: skip
         spec.input('batch_size', valid_type=orm.Int, default=lambda: orm.Int(100))
-        spec.input('max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(4), help='Base work chains in flight.')
+        spec.input(
+            'max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(4),
+            help='Base work chains in flight: one lane each, which submits its next batch as soon as its last ends.',
+        )  # fmt: skip
         spec.outline(
             cls.setup,
-            while_(cls.has_batches)(cls.submit_batches, cls.inspect_batches),
+            cls.run_lanes,
             cls.tabulate,
             cls.run_thermodynamics,
             cls.run_symmetry,
@@ -210,75 +157,46 @@ class MliapBenchmarkWorkChain(WorkChain):
     # -- steps ----------------------------------------------------------------------------------------------------
 
     def setup(self):
-        datasets = self._datasets()
-        structures = union_of_datasets(datasets, 'structures', project='id')
         if 'elemental_references' in self.inputs:
             problems = elemental_reference_conflicts(
-                self.inputs.elemental_references, union_of_datasets(datasets, 'references', project='attributes')
+                self.inputs.elemental_references,
+                union_of_datasets(self._datasets(), 'references', project='attributes'),
             )
             if problems:
                 return self.exit_codes.ERROR_RELEASE_MISMATCH.format(problems='; '.join(problems[:10]))
-        sizes, skipped = self._sizes(structures)
-        size = self.inputs.batch_size.value
-        batches = balanced_batches(sizes, size)
+        bounds = {'max_atoms': self.inputs.max_atoms} if 'max_atoms' in self.inputs else {}
+        plan = plan_batches(
+            batch_size=self.inputs.batch_size, **bounds, **self.inputs.datasets, metadata={'call_link_label': 'plan'}
+        )
+        self.ctx.plan = plan
+        skipped = len(skipped_labels(plan))
         if skipped:
             self.report(
-                f'{len(skipped)} structures of more than {self.inputs.max_atoms.value} atoms not evaluated (the '
+                f'{skipped} structures of more than {self.inputs.max_atoms.value} atoms not evaluated (the '
                 'elemental ground states are, whatever their size)'
             )
-        self.ctx.pending = [
-            {'model': name, 'task': task, 'index': index, 'structures': {label: structures[label] for label in batch}}
-            for name in sorted(self.inputs.models)
-            for task in self.inputs.tasks.get_list()
-            for index, batch in enumerate(batches)
-        ]
+        batches = plan.base.attributes.get('n_batches')
         self.report(
-            f'{len(sizes)} unique structures of {len(datasets)} datasets x {len(self.inputs.models)} models x '
-            f'{len(self.inputs.tasks)} tasks: {len(self.ctx.pending)} batches of at most {size}'
+            f'{plan.base.attributes.get("n_evaluated")} unique structures of {len(self.inputs.datasets)} datasets x '
+            f'{len(self.inputs.models)} models x {len(self.inputs.tasks)} tasks: '
+            f'{batches * len(self.inputs.models) * len(self.inputs.tasks)} batches of at most '
+            f'{self.inputs.batch_size.value}'
         )
         return None
 
-    def has_batches(self) -> bool:
-        return bool(self.ctx.pending)
-
-    def submit_batches(self):
-        """Submit the next ``max_concurrent`` batches; the next wave starts when all of them are done."""
-        concurrent = self.inputs.max_concurrent.value
-        wave, self.ctx.pending = self.ctx.pending[:concurrent], self.ctx.pending[concurrent:]
+    def run_lanes(self):
+        """At most ``max_concurrent`` lanes, each running its share of the batches one after the other."""
+        units = self.ctx.plan.base.attributes.get('n_batches') * len(self.inputs.models) * len(self.inputs.tasks)
+        lanes = min(self.inputs.max_concurrent.value, units)
+        inputs = {k: v for k, v in self.exposed_inputs(MliapLaneWorkChain).items() if k != 'metadata'}
         futures = {}
-        for batch in wave:
-            name, task = batch['model'], batch['task']
-            inputs = AttributeDict(self.exposed_inputs(MliapBaseWorkChain, 'base'))
-            inputs.mliap = AttributeDict(inputs.mliap)
-            inputs.mliap.update(
-                model=self.inputs.models[name],
-                structures={label: orm.load_node(pk) for label, pk in batch['structures'].items()},
-                parameters=orm.Dict({**self.inputs.parameters.get_dict(), **TASKS[task]}),
-            )
-            if name in self.inputs.get('codes', {}):
-                inputs.mliap.code = self.inputs.codes[name]
-            if name in self.inputs.get('remote_checkpoints', {}):
-                inputs.mliap.remote_checkpoint = self.inputs.remote_checkpoints[name]
-            options = dict(inputs.mliap.get('metadata', {}).get('options', {}))
-            resources = dict(options.get('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1}))
-            cores = cores_per_job(inputs.mliap.code, concurrent)
-            if cores and 'num_cores_per_mpiproc' not in resources:
-                options['resources'] = {**resources, 'num_cores_per_mpiproc': cores}
-                inputs.mliap.metadata = {**inputs.mliap.get('metadata', {}), 'options': options}
-            inputs.metadata = {'call_link_label': batch_link_label(name, task, batch['index']),
-                               'label': f'{self.inputs.models[name].name}/{task}/{batch["index"]}'}  # fmt: skip
-            futures[batch_link_label(name, task, batch['index'])] = self.submit(MliapBaseWorkChain, **inputs)
-        left = len(self.ctx.pending)
-        self.report(f'submitted {len(wave)} batches' + (f', {left} waiting' if left else ''))
-        return self.to_context(**futures)
-
-    def inspect_batches(self):
-        for child in self._children().values():
-            if child.is_terminated and not child.is_finished_ok and child.pk not in self.ctx.get('reported', []):
-                self.report(
-                    f'{child.process_label}<{child.pk}> ({child.label}) ended with {child.exit_status}: recorded'
-                )
-                self.ctx.reported = [*self.ctx.get('reported', []), child.pk]
+        for lane in range(lanes):
+            futures[f'lane_{lane}'] = self.submit(
+                MliapLaneWorkChain, **inputs, plan=self.ctx.plan, lane=orm.Int(lane), lanes=orm.Int(lanes),
+                metadata={'call_link_label': f'lane_{lane}', 'label': f'lane {lane + 1}/{lanes}'},
+            )  # fmt: skip
+        self.report(f'{lanes} lanes for {units} batches')
+        return ToContext(**futures)
 
     def tabulate(self):
         """One table per batch: every structure's reference entry and the model's final result, if any."""
@@ -289,7 +207,7 @@ class MliapBenchmarkWorkChain(WorkChain):
             inputs.update({f'references__{label}': references[label] for label in child.inputs.mliap.structures})
             inputs.update({f'results__{label}': node for label, node in results.items()})
             tabulate_batch(**inputs, metadata={'call_link_label': link.replace('batch_', 'table_', 1)})
-        _, skipped = self._sizes(union_of_datasets(self._datasets(), 'structures', project='id'))
+        skipped = skipped_labels(self.ctx.plan)
         if not skipped:
             return
         # Not evaluated (max_atoms): tables without results, indexed after the batches, so that both hulls keep them.
@@ -297,7 +215,7 @@ class MliapBenchmarkWorkChain(WorkChain):
             for task in self.inputs.tasks.get_list():
                 first = len(self._children(name, task))
                 parameters = orm.Dict({**self.inputs.parameters.get_dict(), **TASKS[task]})
-                labels = sorted(skipped)
+                labels = skipped
                 size = self.inputs.batch_size.value
                 for index, start in enumerate(range(0, len(labels), size), start=first):
                     chunk = {f'references__{label}': references[label] for label in labels[start : start + size]}
@@ -376,35 +294,14 @@ class MliapBenchmarkWorkChain(WorkChain):
         found = {}
         for model in [name] if name else self.inputs.models:
             for each in [task] if task else self.inputs.tasks.get_list():
-                for index, node in indexed_calls(self.node, LinkType.CALL_WORK, f'batch_{model}_{each}_').items():
+                for index, node in batch_calls(self.node, model, each).items():
                     found[batch_link_label(model, each, index)] = node
         return found
-
-    def _sizes(self, structures: dict[str, int]) -> tuple[dict[str, int], set[str]]:
-        max_atoms = self.inputs.max_atoms.value if 'max_atoms' in self.inputs else None
-        return evaluated_structures(self._datasets(), structures, max_atoms)
 
     def _tables(self, name: str, task: str) -> dict[int, orm.Node]:
         """The tables of one model and task by batch index."""
         calls = indexed_calls(self.node, LinkType.CALL_CALC, f'table_{name}_{task}_')
         return {index: call.outputs.result for index, call in calls.items()}
-
-
-def evaluated_structures(
-    datasets: list[MliapDatasetData], structures: dict[str, int], max_atoms: int | None
-) -> tuple[dict[str, int], set[str]]:
-    """Atoms per label of the ``structures`` (label -> pk) a benchmark evaluates, and the labels ``max_atoms`` leaves
-    out. The elemental DFT ground states are always evaluated, whatever their size: both hulls stand on them."""
-    query = orm.QueryBuilder().append(
-        orm.StructureData, filters={'id': {'in': list(structures.values())}}, project=['id', 'attributes.sites']
-    )
-    atoms = {pk: len(sites) for pk, sites in query.all()}
-    if max_atoms is None:
-        return {label: atoms[pk] for label, pk in structures.items()}, set()
-    references = union_of_datasets(datasets, 'references', project='attributes')
-    corners = set(elemental_ground_states({label: to_entry(a) for label, a in references.items()}).values())
-    sizes = {label: atoms[pk] for label, pk in structures.items() if atoms[pk] <= max_atoms or label in corners}
-    return sizes, set(structures) - set(sizes)
 
 
 def indexed_calls(node: orm.ProcessNode, link_type: LinkType, prefix: str) -> dict[int, orm.ProcessNode]:
@@ -418,8 +315,24 @@ def indexed_calls(node: orm.ProcessNode, link_type: LinkType, prefix: str) -> di
     return dict(sorted(found.items()))
 
 
-def batch_link_label(name: str, task: str, index: int) -> str:
-    return f'batch_{name}_{task}_{index}'
+def batch_calls(benchmark: orm.ProcessNode, name: str, task: str) -> dict[int, orm.WorkflowNode]:
+    """The base work chains of one model and task by batch index, called by the benchmark's lanes (or, in a benchmark
+    from before lanes, by the benchmark itself): one query whatever the number of batches."""
+    prefix = f'batch_{name}_{task}_'
+    found = indexed_calls(benchmark, LinkType.CALL_WORK, prefix)
+    query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': benchmark.pk}, tag='benchmark')
+    query.append(orm.WorkflowNode, with_incoming='benchmark', tag='lane',
+                 edge_filters={'type': LinkType.CALL_WORK.value, 'label': {'like': 'lane%'}})  # fmt: skip
+    query.append(
+        orm.WorkflowNode, with_incoming='lane', edge_project='label', project='*', tag='batch',
+        edge_filters={'type': LinkType.CALL_WORK.value, 'label': {'like': f'{prefix}%'}},
+    )  # fmt: skip
+    for row in query.iterdict():
+        label, node = row['lane--batch']['label'], row['batch']['*']
+        suffix = label[len(prefix) :]
+        if label.startswith(prefix) and suffix.isdigit():
+            found[int(suffix)] = node
+    return dict(sorted(found.items()))
 
 
 def elemental_references_node(value: MliapDatasetData | str | int) -> MliapDatasetData:

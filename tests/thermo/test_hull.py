@@ -83,3 +83,33 @@ def test_mp2020_refusal_is_recorded():
 def test_unknown_energy_scale():
     with pytest.raises(ValueError, match='energy_scale'):
         correct_model_entries({}, 'corrected')
+
+
+def test_patched_hull_of_several_chemical_spaces_equals_one_plain_diagram(shared_data):
+    """The union of the three shared files (7 elements, 3 maximal spaces): pymatgen's patched diagram, which is what
+    scales to all of MP, against one plain PhaseDiagram, for every entry."""
+    import gzip
+    import json
+
+    from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram, PhaseDiagram
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+    from aiida_mliap.calculations.hull import phase_diagram
+
+    entries = {}
+    for name in ('Li-Fe-P-O', 'Li-Co-Ni-O', 'Na-Fe-P-O'):
+        with gzip.open(shared_data / 'mp' / f'{name}.json.gz', 'rt') as handle:
+            for data in json.load(handle):
+                entry = ComputedStructureEntry.from_dict(data)
+                entries[entry.entry_id] = entry
+    entries = list(entries.values())
+    patched, plain = phase_diagram(entries), PhaseDiagram(entries)
+    assert isinstance(patched, PatchedPhaseDiagram) and len(entries) == 1894
+    for entry in entries:
+        assert patched.get_e_above_hull(entry, allow_negative=True) == pytest.approx(
+            plain.get_e_above_hull(entry, allow_negative=True), abs=1e-6
+        )
+        assert patched.get_form_energy_per_atom(entry) == pytest.approx(plain.get_form_energy_per_atom(entry), abs=1e-6)
+    assert {e.entry_id for e in patched.stable_entries} == {e.entry_id for e in plain.stable_entries}
+    lithium = [entry for entry in entries if entry.composition.reduced_formula == 'Li']
+    assert type(phase_diagram(lithium)) is PhaseDiagram  # one space: nothing to patch

@@ -1,4 +1,4 @@
-"""MliapBenchmarkWorkChain end to end on a real MP subsystem with CHGNet: three tasks, batches, waves, caching."""
+"""MliapBenchmarkWorkChain end to end on a real MP subsystem with CHGNet: three tasks, batches, lanes, caching."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from aiida_mliap.analysis.benchmark import error_summary, progress
 from aiida_mliap.analysis.results import load_results
+from aiida_mliap.calculations.plan import unit_coordinates
 from aiida_mliap.cli import cmd_root
 from aiida_mliap.engine.runner import available_cores
 from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, balanced_batches, results_group_label
@@ -33,6 +34,17 @@ def builder_for(runner_code, chgnet_model, group):
         tasks=TASKS,
         overrides={'parameters': {'max_steps': 30, 'device': 'cpu'}, 'batch_size': 8, 'max_concurrent': 2},
     )
+
+
+def test_lanes_share_the_units_once_each():
+    models, tasks = ['a', 'b'], TASKS
+    for batches in (1, 3, 7):
+        units = len(models) * len(tasks) * batches
+        for lanes in (1, 2, 5, units):
+            taken = [
+                unit_coordinates(u, models, tasks, batches) for lane in range(lanes) for u in range(lane, units, lanes)
+            ]
+            assert sorted(taken) == sorted((m, t, b) for m in models for t in tasks for b in range(batches))
 
 
 def test_batches_have_near_equal_counts_and_a_mix_of_sizes():
@@ -52,6 +64,12 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
 
     bases = [base for _, base in base_work_chains(node)]
     assert len(bases) == 3 * 3  # 19 structures in batches of at most 8 (7, 6, 6), three tasks
+    # Two lanes (max_concurrent) take every other unit: 5 and 4 batches, each lane one after the other.
+    lanes = sorted((c for c in node.called if c.process_label == 'MliapLaneWorkChain'), key=lambda lane: lane.label)
+    assert [lane.inputs.lane.value for lane in lanes] == [0, 1] and all(lane.is_finished_ok for lane in lanes)
+    assert [len([c for c in lane.called if c.process_label == 'MliapBaseWorkChain']) for lane in lanes] == [5, 4]
+    plan = node.base.links.get_outgoing(link_label_filter='plan').one().node.outputs.result
+    assert plan.base.attributes.get('n_batches') == 3 and sorted(plan.get_array('offsets')) == [0, 7, 13, 19]
     for base in bases:
         # Every structure has a result or a recorded reason.
         assert base.outputs.summary['n_structures'] == len(base.inputs.mliap.structures)
@@ -108,13 +126,7 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     assert again.pk != node.pk and again.is_finished_ok
     status = CliRunner().invoke(cmd_root, ['benchmark', 'status', str(again.pk)], catch_exceptions=False)
     assert status.exit_code == 0 and 'relax_fixsym' in status.output, status.output
-    calcs = [
-        calc
-        for base in again.called
-        if base.process_label == 'MliapBaseWorkChain'
-        for calc in base.called
-        if isinstance(calc, orm.CalcJobNode)
-    ]
+    calcs = [calc for _, base in base_work_chains(again) for calc in base.called if isinstance(calc, orm.CalcJobNode)]
     assert calcs and all(calc.base.caching.is_created_from_cache for calc in calcs)
 
 
@@ -164,8 +176,9 @@ def check_results_table(node, group, model, count):
 
 
 def base_work_chains(node) -> list[tuple[str, orm.WorkflowNode]]:
-    """(task, base work chain) of a benchmark of the model `chgnet`, from the call link labels."""
-    links = node.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all()
+    """(task, base work chain) of a benchmark of the model `chgnet`, from the call link labels of its lanes."""
+    lanes = [link.node for link in node.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all()]
+    links = [link for lane in lanes for link in lane.base.links.get_outgoing(link_type=LinkType.CALL_WORK).all()]
     return [(link.link_label.removeprefix('batch_chgnet_').rsplit('_', 1)[0], link.node) for link in links]
 
 
