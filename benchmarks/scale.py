@@ -1,7 +1,7 @@
 """A benchmark of N structures end to end through the daemon: what AiiDA costs per structure, and how it grows.
 
     python benchmarks/scale.py --structures N --storage {sqlite,postgres} --json FILE
-        [--batch-size 500] [--max-concurrent 2] [--workers 2] [--workdir DIR]
+        [--batch-size 500] [--max-concurrent 2] [--workers 2] [--restarts K] [--workdir DIR]
 
 The dataset: the 1,894 real entries of the union of the three shared MP files, then strained copies of them until
 there are N. Copy k of an entry has its own id (``mp-<id>-s<k>``), its lattice scaled by (1 + 0.001 k) and its
@@ -19,7 +19,10 @@ A fresh profile in its own AIIDA_PATH (under --workdir, kept): SQLite + the buil
 - ``max_checkpoint_bytes``: the largest checkpoint of the benchmark work chain seen while it ran (polled every
   second), and ``max_lane_checkpoint_bytes`` the same for its lanes;
 - ``load_results_s``, ``load_results_peak_mb``: ``load_results`` of the dataset group in a fresh process (its peak
-  resident memory), ``report_s``: ``aiida-mliap report``.
+  resident memory), ``report_s``: ``aiida-mliap report``;
+- with ``--restarts K``: the daemon is stopped and started K times while batches run (after the 1st, 2nd, ...
+  finished batch), and ``results_per_structure`` counts how many model results each structure got over every
+  calculation of the benchmark (``{"1": N}``: nothing lost, nothing computed twice).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 SHARED = Path(os.environ.get('MLIAP_SHARED_DATA', Path(__file__).resolve().parents[2] / 'shared' / 'data'))
@@ -72,14 +76,18 @@ def strained_copy(entry: dict, k: int) -> dict:
     return copy
 
 
-def run(command: list[str], env: dict[str, str], **kwargs) -> str:
-    done = subprocess.run(command, env=env, check=True, capture_output=True, text=True, **kwargs)
+def run(command: list[str], env: dict[str, str], check: bool = True) -> str:
+    done = subprocess.run(command, env=env, check=False, capture_output=True, text=True)
+    if check and done.returncode:
+        raise RuntimeError(f'{" ".join(command)} failed ({done.returncode}): {done.stdout}{done.stderr}')
     return done.stdout
 
 
 def make_profile(name: str, storage: str, env: dict[str, str], workdir: Path) -> None:
+    """A new profile; the daemon gets a minute to start and stop (aiida's 2 s fail on a busy machine)."""
     if storage == 'sqlite':
         run(['verdi', 'presto', '--profile-name', name, '--use-zeromq'], env)
+        run(['verdi', '-p', name, 'config', 'set', 'daemon.timeout', '60'], env)
         return
     database = name.replace('-', '_')
     for sql in (f"CREATE ROLE {database} LOGIN PASSWORD '{database}'",
@@ -90,6 +98,7 @@ def make_profile(name: str, storage: str, env: dict[str, str], workdir: Path) ->
          '127.0.0.1', '--database-name', database, '--database-username', database, '--database-password', database,
          '--repository-uri', f'file://{workdir / "repository"}', '--broker', 'core.rabbitmq', '--non-interactive'],
         env)  # fmt: skip
+    run(['verdi', '-p', name, 'config', 'set', 'daemon.timeout', '60'], env)
 
 
 def tiny_mace(path: Path) -> Path:
@@ -105,11 +114,12 @@ def checkpoint_bytes(node) -> int:
     return len(node.checkpoint or '')
 
 
-def watch(pk: int, every: float = 1.0) -> dict[str, int]:
-    """Poll the benchmark and its lanes until it ends: the largest checkpoints seen, progress on the way."""
+def watch(pk: int, restart, restarts: int = 0, every: float = 1.0) -> dict[str, int]:
+    """Poll the benchmark and its lanes until it ends: the largest checkpoints seen, progress on the way; the daemon
+    restarted (``restart()``) after the first ``restarts`` finished batches."""
     from aiida import orm
 
-    largest = {'benchmark': 0, 'lane': 0}
+    largest = {'benchmark': 0, 'lane': 0, 'restarts': 0}
     last_print = 0.0
     while True:
         node = orm.load_node(pk)
@@ -117,8 +127,12 @@ def watch(pk: int, every: float = 1.0) -> dict[str, int]:
         lanes = [child for child in node.called if child.process_label == 'MliapLaneWorkChain']
         for lane in lanes:
             largest['lane'] = max(largest['lane'], checkpoint_bytes(lane))
+        done = sum(len([c for c in lane.called if c.is_terminated]) for lane in lanes)
+        if largest['restarts'] < restarts and done > largest['restarts'] and not node.is_terminated:
+            largest['restarts'] += 1
+            print(f'  {time.strftime("%H:%M:%S")} {done} batches done: daemon restart {largest["restarts"]}')
+            restart()
         if time.time() - last_print > 60:
-            done = sum(len([c for c in lane.called if c.is_terminated]) for lane in lanes)
             print(f'  {time.strftime("%H:%M:%S")} {node.process_state.value}: {done} batches done', flush=True)
             last_print = time.time()
         if node.is_terminated:
@@ -162,6 +176,7 @@ def main() -> None:
     parser.add_argument('--batch-size', type=int, default=500)
     parser.add_argument('--max-concurrent', type=int, default=2)
     parser.add_argument('--workers', type=int, default=2, help='daemon workers')
+    parser.add_argument('--restarts', type=int, default=0, help='daemon stops and starts while batches run')
     parser.add_argument('--workdir', type=Path)
     args = parser.parse_args()
 
@@ -195,9 +210,11 @@ def main() -> None:
         from aiida import load_profile, orm
 
         profile = load_profile(profile_name)
-        largest = watch(pk)
+        daemon = ['verdi', '-p', profile_name, 'daemon']
+        largest = watch(pk, lambda: (run([*daemon, 'stop'], env), run([*daemon, 'start', str(args.workers)], env)),
+                        args.restarts)  # fmt: skip
     finally:
-        run(['verdi', '-p', profile_name, 'daemon', 'stop'], env)
+        run(['verdi', '-p', profile_name, 'daemon', 'stop'], env, check=False)
     node = orm.load_node(pk)
     wall_s = (node.mtime - node.ctime).total_seconds()
     query = orm.QueryBuilder().append(orm.CalcJobNode, tag='job')
@@ -205,6 +222,10 @@ def main() -> None:
                  project='attributes.wall_time_s')  # fmt: skip
     runner_s = sum(seconds or 0.0 for seconds in query.all(flat=True))
     lanes = len([child for child in node.called if child.process_label == 'MliapLaneWorkChain'])
+    computed = orm.QueryBuilder().append(orm.CalcJobNode, tag='job')
+    computed.append(orm.Data, with_incoming='job', edge_filters={'label': {'like': 'results__%'}},
+                    edge_project='label')  # fmt: skip
+    per_structure = Counter(Counter(computed.all(flat=True)).values())
     loaded = json.loads(run([sys.executable, '-c', LOAD, profile_name, 'scale'], env))
     start = time.perf_counter()
     run([*mliap, 'report', 'scale', '-o', str(workdir / 'report')], env)
@@ -223,6 +244,8 @@ def main() -> None:
         'db_bytes_per_structure': round(database_bytes(profile, args.storage) / n),
         'max_checkpoint_bytes': largest['benchmark'],
         'max_lane_checkpoint_bytes': largest['lane'],
+        'daemon_restarts': largest['restarts'],
+        'results_per_structure': {str(k): v for k, v in sorted(per_structure.items())},
         'load_results_rows': loaded['rows'],
         'load_results_s': round(loaded['seconds'], 2),
         'load_results_peak_mb': round(loaded['peak_mb']),

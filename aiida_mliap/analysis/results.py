@@ -40,6 +40,13 @@ RESULT_COLUMNS = ('status', 'converged', 'n_steps', 'forces_max', 'wall_time_s')
 SYMMETRY_INITIAL = ('spacegroup_initial', 'spacegroup_symbol_initial', 'crystal_system', 'lattice_system', 'dof')
 SYMMETRY_FINAL = ('spacegroup_final', 'spacegroup_symbol_final', 'dof_final', 'symmetry_change')
 GEOMETRY = ('matches_dft', 'rmsd_to_dft', 'max_distance_to_dft', 'volume_change', 'fixsym_energy_gap_per_atom')
+# What a row takes from its thermo node (not the decompositions): projected key by key, never whole attribute dicts.
+THERMO_KEYS = (
+    'label', 'mp_id', 'formula', 'chemsys', 'n_atoms', 'model_name', 'model_sha256', 'energy_scale', 'task',
+    'energy_per_atom_dft', 'energy_per_atom_model_raw', 'energy_per_atom_model', 'model_correction_per_atom',
+    'e_form_dft', 'e_form_model', 'e_above_hull_dft', 'e_above_hull_model', 'e_above_hull_model_dftref', 'status',
+    'reason',
+)  # fmt: skip
 
 
 def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFrame:
@@ -169,13 +176,14 @@ def _thermo_rows(calls: list[int], members: set[int] | None) -> list[dict[str, A
         MliapThermoData,
         with_incoming='call',
         edge_filters={'type': LinkType.CREATE.value, 'label': {'like': 'thermo__%'}},
-        project=['id', 'attributes'],
+        project=['id', *(f'attributes.{key}' for key in THERMO_KEYS)],
     )
     rows = []
-    for call, ctime, pk, attributes in query.all():
+    for call, ctime, pk, *values in query.iterall():
         if members is not None and pk not in members:
             continue
-        row = {key: value for key, value in attributes.items() if not key.startswith('decomposition')}
+        attributes = dict(zip(THERMO_KEYS, values, strict=True))
+        row = dict(attributes)
         row.update(
             thermo_pk=pk,
             thermo_call=call,
@@ -228,7 +236,7 @@ def _add_symmetry(rows: list[dict[str, Any]], tables: pd.DataFrame, calls: list[
             final_calls.setdefault(call, []).append(by_table[table])
     dft_calls = _dft_symmetry_calls(calls)
     wanted = {pk for pks in (*final_calls.values(), *dft_calls.values()) for pk in pks}
-    records = outputs_of(sorted(wanted), 'symmetry', project='attributes')
+    records = outputs_of(sorted(wanted), 'symmetry', project=SYMMETRY_INITIAL + SYMMETRY_FINAL + GEOMETRY)
     merged = lambda pks: latest_by_label(records.get(pk, {}) for pk in sorted(pks))  # noqa: E731
     final_by_call = {call: merged(pks) for call, pks in final_calls.items()}
     dft_by_call = {call: merged(pks) for call, pks in dft_calls.items()}
