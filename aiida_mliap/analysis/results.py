@@ -108,16 +108,28 @@ def environments(tables: list[int]) -> list[dict[str, Any]]:
     tables: framework and torch versions, device, dtype, threads, engine (one row per distinct combination)."""
     if not tables:
         return []
-    query = orm.QueryBuilder().append(
-        MliapBatchTable, filters={'id': {'in': tables}}, project=['attributes.task', 'attributes.model_sha256'], tag='t'
+    # Plain queries: the tables' task and model once per table, the jobs behind their results (ids only: a table's
+    # attributes hold every row, and extracting a key from them once per result took seconds per thousand), then
+    # the jobs' environments.
+    described = orm.QueryBuilder().append(
+        MliapBatchTable, filters={'id': {'in': tables}}, project=['id', 'attributes.task', 'attributes.model_sha256']
     )
+    about = {table: (task, sha256) for table, task, sha256 in described.iterall()}
+    query = orm.QueryBuilder().append(MliapBatchTable, filters={'id': {'in': tables}}, project='id', tag='t')
     query.append(orm.CalcFunctionNode, with_outgoing='t', tag='tabulate')
     query.append(orm.Data, with_outgoing='tabulate', edge_filters={'label': {'like': 'results__%'}}, tag='result')
-    query.append(orm.CalcJobNode, with_outgoing='result', tag='job')
-    query.append(orm.Dict, with_incoming='job', edge_filters={'label': 'summary'}, project='attributes.environment')
-    query.distinct()
+    query.append(orm.CalcJobNode, with_outgoing='result', project='id', tag='job')
+    jobs = {(*about[table], job) for table, job in query.iterall()}
+    if not jobs:
+        return []
+    summaries = orm.QueryBuilder().append(
+        orm.CalcJobNode, filters={'id': {'in': sorted({job for *_, job in jobs})}}, project='id', tag='job'
+    )
+    summaries.append(orm.Dict, with_incoming='job', edge_filters={'label': 'summary'}, project='attributes.environment')
+    by_job = dict(summaries.iterall())
     found = set()
-    for task, sha256, environment in query.iterall():
+    for task, sha256, job in jobs:
+        environment = by_job.get(job)
         if environment:
             found.add((task, sha256, *(environment.get(key) for key in ENVIRONMENT_KEYS)))
     rows = [dict(zip(('task', 'model_sha256', *ENVIRONMENT_KEYS), values, strict=True)) for values in found]
@@ -197,32 +209,54 @@ def _thermo_rows(calls: list[int], members: set[int] | None) -> list[dict[str, A
 
 
 def _tables(calls: list[int]) -> pd.DataFrame:
-    """Per thermo call: its batch tables (task, runner parameters, results by label), in creation order."""
+    """Per thermo call: its batch tables (task, runner parameters), in creation order. Not their ``rows`` (every
+    reference and result dict again, ~10 kB per structure): the results' own columns come from ``_table_results``."""
     query = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': calls}}, project='id', tag='call')
     query.append(
         MliapBatchTable,
         with_outgoing='call',
         edge_filters={'label': {'like': 'tables__%'}},
-        project=['id', 'ctime', 'attributes.task', 'attributes.parameters', 'attributes.rows'],
+        project=['id', 'ctime', 'attributes.task', 'attributes.parameters'],
     )
-    frame = pd.DataFrame(query.all(), columns=['call', 'table', 'ctime', 'task', 'parameters', 'rows'])
+    frame = pd.DataFrame(query.all(), columns=['call', 'table', 'ctime', 'task', 'parameters'])
     return frame.sort_values(['call', 'ctime'], kind='stable')
+
+
+def _table_results(tables: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+    """Per table, the ``RESULT_COLUMNS`` of the result nodes its ``tabulate_batch`` read, by label (one query,
+    scalars only)."""
+    found: dict[int, dict[str, dict[str, Any]]] = {table: {} for table in tables}
+    if not tables:
+        return found
+    query = orm.QueryBuilder().append(MliapBatchTable, filters={'id': {'in': tables}}, project='id', tag='table')
+    query.append(orm.CalcFunctionNode, with_outgoing='table', tag='tabulate')
+    query.append(
+        orm.Data,
+        with_outgoing='tabulate',
+        edge_filters={'label': {'like': 'results__%'}},
+        edge_project='label',
+        project=[f'attributes.{key}' for key in RESULT_COLUMNS],
+        tag='result',
+    )
+    for row in query.iterdict():
+        label = row['tabulate--result']['label'].removeprefix('results__')
+        found[row['table']['id']][label] = {key: row['result'][f'attributes.{key}'] for key in RESULT_COLUMNS}
+    return found
 
 
 def _add_results(rows: list[dict[str, Any]], tables: pd.DataFrame) -> None:
     """Task and each structure's result from the tables its thermo call read (a relaunch: the latest wins)."""
+    by_table = _table_results(sorted(set(tables['table'])))
     latest: dict[int, dict[str, dict[str, Any]]] = {}
     tasks: dict[int, str] = {}
     for call, group in tables.groupby('call', sort=False):
-        latest[call] = latest_by_label(
-            {label: row['result'] for label, row in table_rows.items() if row['result']} for table_rows in group['rows']
-        )
+        latest[call] = latest_by_label(by_table[table] for table in group['table'])
         tasks[call] = group['task'].iloc[-1]
     for row in rows:
         row['task'] = tasks.get(row['thermo_call'], row.get('task'))
         result = latest.get(row['thermo_call'], {}).get(row['label'])
         if result is not None:
-            row.update({key: result.get(key) for key in RESULT_COLUMNS})
+            row.update(result)
         else:
             row['status'] = 'not_run'
 
