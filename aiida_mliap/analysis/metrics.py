@@ -62,10 +62,12 @@ def classification_metrics(
     failed = np.isnan(pred)
     actual = true <= threshold
     predicted = ~failed & (np.where(failed, np.inf, pred) <= threshold)
-    tp = int((actual & predicted).sum())
-    fp = int((~actual & predicted).sum())
-    fn = int((actual & ~predicted).sum())
-    tn = int((~actual & ~predicted).sum())
+    counts = (actual & predicted, ~actual & predicted, actual & ~predicted, ~actual & ~predicted)
+    return classification_from_counts(*(int(mask.sum()) for mask in counts), int(failed.sum()))
+
+
+def classification_from_counts(tp: int, fp: int, fn: int, tn: int, n_failed: int) -> dict[str, float]:
+    """``classification_metrics`` from its confusion counts (which add up over disjoint sets of structures)."""
     n = tp + fp + fn + tn
     precision = tp / (tp + fp) if tp + fp else math.nan
     recall = tp / (tp + fn) if tp + fn else math.nan
@@ -76,7 +78,7 @@ def classification_metrics(
         'fp': fp,
         'fn': fn,
         'tn': tn,
-        'n_failed': int(failed.sum()),
+        'n_failed': n_failed,
         'precision': precision,
         'recall': recall,
         'f1': 2 * precision * recall / (precision + recall) if precision + recall > 0 else math.nan,
@@ -109,6 +111,33 @@ def record_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
     columns = sorted({column for pair in QUANTITIES.values() for column in pair} | set(HULLS.values()))
     frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in records], columns=columns, dtype=float)
     return group_metrics(frame)
+
+
+def merge_group_metrics(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """``group_metrics`` of the union of disjoint sets of rows from each set's: errors from their sums (n x mean),
+    classification from the confusion counts. Equal to computing them over all rows, to rounding."""
+    errors = {}
+    for quantity in QUANTITIES:
+        stats = [part['errors'][quantity] for part in parts if part['errors'][quantity]['n']]
+        n = sum(stat['n'] for stat in stats)
+        if not n:
+            errors[quantity] = error_metrics([])
+            continue
+        total = {key: sum(stat['n'] * stat[key] for stat in stats) for key in ('mae', 'me', 'fraction_under')}
+        errors[quantity] = {
+            'n': n,
+            'mae': total['mae'] / n,
+            'me': total['me'] / n,
+            'rmse': math.sqrt(sum(stat['n'] * stat['rmse'] ** 2 for stat in stats) / n),
+            'fraction_under': round(total['fraction_under']) / n,
+        }
+    classification = {
+        hull: classification_from_counts(
+            *(sum(part['classification'][hull][key] for part in parts) for key in ('tp', 'fp', 'fn', 'tn', 'n_failed'))
+        )
+        for hull in HULLS
+    }
+    return json_safe({'errors': errors, 'classification': classification})
 
 
 def json_safe(value: Any) -> Any:

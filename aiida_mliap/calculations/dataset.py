@@ -100,12 +100,14 @@ def import_reference_file(
                 'and corrections differ, and one hull must not mix them. Import into another group, or pass --force '
                 'if you know they are compatible.'
             )
-    if existing is not None:
+    if existing is not None and was_imported(existing):
         group, _ = orm.Group.collection.get_or_create(group_label)
         group.add_nodes(_imported_nodes(existing))
         return group, existing, False
 
-    if chemsys:
+    if existing is not None:
+        dataset = existing  # stored as the source of a selection (or left by an interrupted import), never imported
+    elif chemsys:
         source = MliapDatasetData.find(hashlib.sha256(whole).hexdigest())
         if source is None:
             source = MliapDatasetData(path, kind='entries', credit=credit)
@@ -261,6 +263,18 @@ def import_entries(entries: list, filename: str, group_label: str, force: bool =
         content = json.dumps([entry.as_dict() for entry in entries], cls=MontyEncoder)
         path.write_bytes(gzip.compress(content.encode(), mtime=0))
         return import_reference_file(path, group_label, force=force)
+
+
+def was_imported(dataset: MliapDatasetData) -> bool:
+    """Whether an ``import_dataset`` of ``dataset`` finished: a file's node also exists, never imported itself, when
+    only a selection of it was."""
+    query = orm.QueryBuilder().append(MliapDatasetData, filters={'id': dataset.pk}, tag='dataset')
+    query.append(
+        orm.CalcFunctionNode,
+        with_incoming='dataset',
+        filters={'attributes.process_state': 'finished', 'attributes.process_label': 'import_dataset'},
+    )
+    return query.count() > 0
 
 
 def _imported_nodes(dataset: MliapDatasetData) -> list[orm.Node]:

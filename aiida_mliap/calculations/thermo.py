@@ -11,7 +11,9 @@ from collections import Counter
 from typing import Any
 
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import calcfunction
+from pymatgen.entries.computed_entries import ComputedEntry
 
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
@@ -19,7 +21,7 @@ from ..data.reference import to_entry
 from ..data.table import MliapBatchTable
 from ..data.thermo import MliapThermoData
 from ..engine.status import WITH_RESULT, Status
-from .hull import correct_model_entries, elemental_ground_states, hull_quantities
+from .hull import correct_model_entries, elemental_ground_states, hull_candidates, hull_quantities, hull_vertices
 from .outputs import attach_outputs, outputs_of
 from .tables import union_of_tables
 
@@ -41,22 +43,69 @@ def thermodynamics_inputs(
     return inputs
 
 
+def run_thermodynamics(
+    model: MliapModelData,
+    tables: list[MliapBatchTable],
+    datasets: list[MliapDatasetData] = (),
+    elemental_references: MliapDatasetData | None = None,
+    chunk: int | None = None,
+    link: str = 'thermo',
+) -> orm.Dict:
+    """The thermodynamics of one model and task, in one ``compute_thermodynamics`` call (label ``link``) or, over
+    more than ``chunk`` tables, in chunks of at most ``chunk`` tables each: ``thermo_candidates`` per chunk
+    (``<link>_candidates_<k>``), ``hull_of_chunks`` (``<link>_hull``), ``compute_thermodynamics`` per chunk against
+    it (``<link>_<k>``) and ``merge_thermodynamics`` (``<link>``). Every call takes bounded inputs; the values equal
+    one call's. Returns the summary."""
+    if chunk is None or len(tables) <= chunk:
+        inputs = thermodynamics_inputs(model, tables, datasets, elemental_references)
+        return compute_thermodynamics(**inputs, metadata={'call_link_label': link})['summary']
+    chunks = [tables[start : start + chunk] for start in range(0, len(tables), chunk)]
+    candidates = {
+        f'candidates__{index}': thermo_candidates(
+            model=model, **{f'{TABLES}__{i}': table for i, table in enumerate(part)},
+            metadata={'call_link_label': f'{link}_candidates_{index}'},
+        )
+        for index, part in enumerate(chunks)
+    }  # fmt: skip
+    hull = hull_of_chunks(**candidates, metadata={'call_link_label': f'{link}_hull'})
+    summaries = {}
+    for index, part in enumerate(chunks):
+        inputs = thermodynamics_inputs(model, part, datasets, elemental_references)
+        outputs = compute_thermodynamics(**inputs, hull=hull, metadata={'call_link_label': f'{link}_{index}'})
+        summaries[f'summaries__{index}'] = outputs['summary']
+    return merge_thermodynamics(**summaries, metadata={'call_link_label': link})['summary']
+
+
+def thermo_calls(process: orm.ProcessNode, link: str) -> list[orm.CalcFunctionNode]:
+    """The ``compute_thermodynamics`` calls ``run_thermodynamics`` made for ``link`` under ``process``: one, or one
+    per chunk."""
+    found = []
+    for called in process.base.links.get_outgoing(link_type=LinkType.CALL_CALC).all():
+        suffix = called.link_label.removeprefix(f'{link}_')
+        if called.node.process_label == 'compute_thermodynamics' and (
+            called.link_label == link or (suffix != called.link_label and suffix.isdigit())
+        ):
+            found.append(called.node)
+    return sorted(found, key=lambda node: node.pk)
+
+
 def thermo_records(node: orm.CalcFunctionNode) -> dict[str, dict[str, Any]]:
     """The ``thermo.<label>`` values a ``compute_thermodynamics`` call produced, by label (one query)."""
     return outputs_of([node.pk], 'thermo', project='attributes')[node.pk]
 
 
 @calcfunction
-def compute_thermodynamics(model, elemental_references=None, **nodes):
+def compute_thermodynamics(model, elemental_references=None, hull=None, **nodes):
     """Per reference entry of the tables a ``thermo.<label>`` node (stored in bulk), plus a ``summary`` with counts,
-    reasons, the members of both hulls and the error and classification metrics."""
-    tables = [nodes[key] for key in sorted(nodes, key=_index) if key.startswith(f'{TABLES}__')]
-    datasets = [nodes[key] for key in sorted(nodes, key=_index) if key.startswith(f'{DATASETS}__')]
+    reasons, the members of both hulls and the error and classification metrics.
+
+    ``hull`` (``hull_of_chunks``): the tables are one chunk of a larger set, placed against that set's hulls."""
+    tables, datasets = _ordered(nodes, TABLES), _ordered(nodes, DATASETS)
     if not tables:
         raise ValueError('give the batch tables of one model and task (tables__0, ...)')
     task, references, results = union_of_tables(tables)
     fixed = read_elemental_references(elemental_references) if elemental_references is not None else None
-    records, summary = thermodynamics(model, references, results, fixed)
+    records, summary = thermodynamics(model, references, results, fixed, hull.get_dict() if hull else None)
     summary.update(
         task=task,
         datasets=[dataset.source for dataset in datasets],
@@ -64,6 +113,81 @@ def compute_thermodynamics(model, elemental_references=None, **nodes):
     )
     attach_outputs({'thermo': {label: MliapThermoData({**record, 'task': task}) for label, record in records.items()}})
     return {'summary': orm.Dict(summary)}
+
+
+@calcfunction
+def thermo_candidates(model, **tables):
+    """One chunk's share of a hull too large for one call: the entries of its ``tables__<i>`` that can be vertices of
+    the whole set's DFT and model hulls (``hull_candidates``), with the stand-in corner energy each decided with."""
+    task, references, results = union_of_tables(_ordered(tables, TABLES))
+    dft_entries, corrected, _, _ = hull_entries(model, references, results)
+    candidates = {'task': task, 'model_sha256': model.sha256}
+    for name, entries in (('dft', dft_entries), ('model', corrected)):
+        labels, ceiling = hull_candidates(entries)
+        records = {label: hull_record(entries[label], references[label]['mp_id']) for label in labels}
+        candidates[name] = {'ceiling': ceiling, 'entries': records}
+    return orm.Dict(candidates)
+
+
+@calcfunction
+def hull_of_chunks(**candidates):
+    """The DFT and model hulls of a whole set from its chunks' ``thermo_candidates``: the elemental ground states (the
+    lowest DFT elemental entry of each element) and the vertices of each hull, which every chunk's
+    ``compute_thermodynamics`` is then placed against."""
+    parts = [candidates[key].get_dict() for key in sorted(candidates, key=_index)]
+    if len({(part['task'], part['model_sha256']) for part in parts}) > 1:
+        raise ValueError('hull candidates of several models or tasks; one hull is one model and one task')
+    hull: dict[str, Any] = {}
+    merged = {name: {k: v for part in parts for k, v in part[name]['entries'].items()} for name in ('dft', 'model')}
+    ground_states = elemental_ground_states(read_hull_entries(merged['dft']))
+    for name in ('dft', 'model'):
+        ceiling = min(part[name]['ceiling'] for part in parts)
+        vertices = hull_vertices(read_hull_entries(merged[name]), ground_states, ceiling)
+        hull[name] = {label: merged[name][label] for label in sorted(vertices)}
+    hull['ground_states'] = ground_states
+    return orm.Dict(hull)
+
+
+@calcfunction
+def merge_thermodynamics(**summaries):
+    """One model and task's ``summary`` from its chunks' (``summaries__<i>``): counts and reasons added up, metrics
+    recombined exactly from theirs (``merge_group_metrics``), the hulls and ground states the chunks share."""
+    from ..analysis.metrics import merge_group_metrics
+
+    parts = [summaries[key].get_dict() for key in sorted(summaries, key=_index)]
+    first = parts[0]
+    added = lambda key: dict(sum((Counter(part[key]) for part in parts), Counter()))  # noqa: E731
+    summary = {key: first[key] for key in CHUNK_INVARIANT}
+    summary.update(
+        n_entries=sum(part['n_entries'] for part in parts),
+        counts=added('counts'),
+        result_counts=added('result_counts'),
+        reasons={label: reason for part in parts for label, reason in part['reasons'].items()},
+        n_chunks=len(parts),
+        **merge_group_metrics(parts),
+    )
+    return {'summary': orm.Dict(summary)}
+
+
+# What every chunk of one model and task states alike (the hull is the whole set's).
+CHUNK_INVARIANT = ('model_name', 'model_sha256', 'energy_scale', 'elemental_ground_states', 'dft_hull', 'model_hull',
+                   'task', 'datasets', 'elemental_references')  # fmt: skip
+
+
+def hull_record(entry: ComputedEntry, mp_id: str) -> dict[str, Any]:
+    """What a hull needs of an entry: composition and total energy on the corrected scale."""
+    return {'mp_id': mp_id, 'composition': entry.composition.as_dict(), 'energy': float(entry.energy)}
+
+
+def read_hull_entries(records: dict[str, dict[str, Any]]) -> dict[str, ComputedEntry]:
+    return {
+        label: ComputedEntry(record['composition'], record['energy'], entry_id=label)
+        for label, record in records.items()
+    }
+
+
+def _ordered(nodes: dict[str, Any], namespace: str) -> list[Any]:
+    return [nodes[key] for key in sorted(nodes, key=_index) if key.startswith(f'{namespace}__')]
 
 
 def _index(key: str) -> tuple[str, int]:
@@ -76,8 +200,10 @@ def thermodynamics(
     references: dict[str, dict[str, Any]],
     results: dict[str, dict[str, Any]],
     fixed_references: dict[str, float] | None,
+    hull: dict[str, Any] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """The values behind ``compute_thermodynamics`` from reference and result attributes; all entries are one hull.
+    """The values behind ``compute_thermodynamics`` from reference and result attributes; all entries are one hull,
+    or, given ``hull`` (``hull_of_chunks``), one chunk placed against the hull of the whole set.
 
     Both hulls stand on the same elemental phases: the DFT ground state of each element, evaluated by DFT for the
     DFT hull and by the model for the model hull. Where the model has no energy for a ground state, the entries
@@ -86,22 +212,15 @@ def thermodynamics(
 
     attributes = references
     mp_ids = {label: a['mp_id'] for label, a in attributes.items()}
-
-    dft_entries = {label: to_entry(a) for label, a in attributes.items()}
-    ground_states = elemental_ground_states(dft_entries)
-    dft, dft_undefined, dft_stable = hull_quantities(dft_entries, fixed_references, ground_states)
-
-    raw, not_evaluated = {}, {}
-    for label in references:
-        result = results.get(label)
-        if result is None:
-            not_evaluated[label] = 'the model has no result for this entry'
-        elif Status(result['status']) not in WITH_RESULT or result['energy'] is None:
-            not_evaluated[label] = f'model result {result["status"]}: {result.get("message", "")}'.strip()
-        else:
-            raw[label] = to_entry(attributes[label], energy=result['energy'], corrected=False)
-    corrected, refused = correct_model_entries(raw, model.energy_scale)
-    modelled, model_undefined, model_stable = hull_quantities(corrected, fixed_references, ground_states)
+    dft_entries, corrected, not_evaluated, refused = hull_entries(model, references, results)
+    if hull is None:
+        ground_states, dft_hull, model_hull = elemental_ground_states(dft_entries), None, None
+    else:
+        ground_states = hull['ground_states']
+        dft_hull, model_hull = (read_hull_entries(hull[name]) for name in ('dft', 'model'))
+        mp_ids.update({label: record['mp_id'] for name in ('dft', 'model') for label, record in hull[name].items()})
+    dft, dft_undefined, dft_stable = hull_quantities(dft_entries, fixed_references, ground_states, dft_hull)
+    modelled, model_undefined, model_stable = hull_quantities(corrected, fixed_references, ground_states, model_hull)
 
     records = {}
     for label, reference in attributes.items():
@@ -133,6 +252,25 @@ def thermodynamics(
         **record_metrics([record for label, record in records.items() if label in results]),
     }
     return records, summary
+
+
+def hull_entries(
+    model: MliapModelData, references: dict[str, dict[str, Any]], results: dict[str, dict[str, Any]]
+) -> tuple[dict[str, ComputedEntry], dict[str, ComputedEntry], dict[str, str], dict[str, str]]:
+    """(DFT entries, model entries on the MP2020-corrected scale, why each entry has no model energy, why MP2020
+    refused a model entry), by label."""
+    dft_entries = {label: to_entry(a) for label, a in references.items()}
+    raw, not_evaluated = {}, {}
+    for label in references:
+        result = results.get(label)
+        if result is None:
+            not_evaluated[label] = 'the model has no result for this entry'
+        elif Status(result['status']) not in WITH_RESULT or result['energy'] is None:
+            not_evaluated[label] = f'model result {result["status"]}: {result.get("message", "")}'.strip()
+        else:
+            raw[label] = to_entry(references[label], energy=result['energy'], corrected=False)
+    corrected, refused = correct_model_entries(raw, model.energy_scale)
+    return dft_entries, corrected, not_evaluated, refused
 
 
 def _record(label, reference, model, result, dft, modelled, mp_ids) -> dict[str, Any]:

@@ -38,6 +38,13 @@ def cmd_benchmark():
 @click.option('--batch-size', type=int, default=100, show_default=True, help='Structures per calculation.')
 @click.option('--max-concurrent', type=int, default=4, show_default=True, help='Batches in flight.')
 @click.option('--max-steps', type=int, help='Override the protocol: relaxation step limit.')
+@click.option(
+    '--hull-chunk-size',
+    type=int,
+    default=20000,
+    show_default=True,
+    help='Structures per thermodynamics call; larger sets run in chunks (same values, bounded inputs).',
+)
 @click.option('--max-atoms', type=int, help='Evaluate only structures of at most this many atoms (all stay in the '
               'hulls\' references).')  # fmt: skip
 @click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
@@ -46,7 +53,7 @@ def cmd_benchmark():
 @DAEMON
 @decorators.with_dbenv()
 def benchmark_launch(group_label, model_ids, tasks, protocol, references, code_values, batch_size, max_concurrent,
-                     max_steps, max_atoms, device, progress_every, daemon):  # fmt: skip
+                     max_steps, hull_chunk_size, max_atoms, device, progress_every, daemon):  # fmt: skip
     """Run every structure of GROUP through each model and task, then Ef, Ehull (both hulls) and symmetry."""
     from aiida import orm
 
@@ -60,7 +67,8 @@ def benchmark_launch(group_label, model_ids, tasks, protocol, references, code_v
     models = {link_label(model.name): model for model in map(resolve_model, model_ids)}
     parameters = {'device': device, **({'max_steps': max_steps} if max_steps else {})}
     codes = resolve_codes(code_values, models)
-    overrides = {'parameters': parameters, 'batch_size': batch_size, 'max_concurrent': max_concurrent, 'codes': codes}
+    overrides = {'parameters': parameters, 'batch_size': batch_size, 'max_concurrent': max_concurrent, 'codes': codes,
+                 'hull_chunk_size': hull_chunk_size}  # fmt: skip
     if max_atoms:
         overrides['max_atoms'] = max_atoms
     if references:

@@ -24,7 +24,7 @@ from ..calculations.outputs import outputs_of
 from ..calculations.plan import balanced_batches, evaluated_structures, plan_batches, skipped_labels
 from ..calculations.symmetry_analysis import analyse_symmetry, symmetry_inputs
 from ..calculations.tables import tabulate_batch
-from ..calculations.thermo import compute_thermodynamics, elemental_reference_conflicts, thermodynamics_inputs
+from ..calculations.thermo import elemental_reference_conflicts, run_thermodynamics, thermo_calls
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
 from ..engine.parameters import TASKS
@@ -87,6 +87,11 @@ class MliapBenchmarkWorkChain(WorkChain):
             'elemental ground states; the others stay in the DFT hull, without a model result.',
         )  # fmt: skip
         spec.input('batch_size', valid_type=orm.Int, default=lambda: orm.Int(100))
+        spec.input(
+            'hull_chunk_size', valid_type=orm.Int, default=lambda: orm.Int(20000),
+            help='Structures per thermodynamics call: above it, both hulls are computed in chunks of whole batches '
+            'against the hull of them all (same values, bounded inputs; MP-scale sets).',
+        )  # fmt: skip
         spec.input(
             'max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(4),
             help='Base work chains in flight: one lane each, which submits its next batch as soon as its last ends.',
@@ -223,15 +228,18 @@ class MliapBenchmarkWorkChain(WorkChain):
                     tabulate_batch(parameters=parameters, **chunk, metadata={'call_link_label': link})
 
     def run_thermodynamics(self):
+        """Per model and task both hulls over every table; over more than ``hull_chunk_size`` structures in chunks of
+        tables against the hull of all of them (``run_thermodynamics``: bounded inputs, the same values)."""
         datasets = self._datasets()
         references = self.inputs.get('elemental_references')
+        chunk = max(1, self.inputs.hull_chunk_size.value // self.inputs.batch_size.value)
         for name, model in sorted(self.inputs.models.items()):
             for task in self.inputs.tasks.get_list():
-                tables = self._tables(name, task)
-                inputs = thermodynamics_inputs(model, list(tables.values()), datasets, references)
-                inputs['metadata'] = {'call_link_label': f'thermo_{name}_{task}'}
-                outputs = compute_thermodynamics(**inputs)
-                self.report(f'thermodynamics {model.name}/{task}: {outputs["summary"]["counts"]}')
+                tables = list(self._tables(name, task).values())
+                link = f'thermo_{name}_{task}'
+                summary = run_thermodynamics(model, tables, datasets, references, chunk=chunk, link=link)
+                chunks = f' ({-(-len(tables) // chunk)} chunks)' if len(tables) > chunk else ''
+                self.report(f'thermodynamics {model.name}/{task}{chunks}: {summary["counts"]}')
 
     def run_symmetry(self):
         for index, dataset in enumerate(self._datasets()):
@@ -268,9 +276,10 @@ class MliapBenchmarkWorkChain(WorkChain):
             nodes.extend(n for by_label in outputs_of(own, 'symmetry').values() for n in by_label.values())
             for task in self.inputs.tasks.get_list():
                 nodes.extend(self._tables(name, task).values())
-                thermo = analyses[f'thermo_{name}_{task}']
-                nodes.extend(n for by_label in outputs_of([thermo.pk], 'thermo').values() for n in by_label.values())
-                summaries[f'{name}__{task}'] = thermo.outputs.summary
+                link = f'thermo_{name}_{task}'
+                thermo = [call.pk for call in thermo_calls(self.node, link)]
+                nodes.extend(n for by_label in outputs_of(thermo, 'thermo').values() for n in by_label.values())
+                summaries[f'{name}__{task}'] = analyses[link].outputs.summary
             group.add_nodes(nodes)
             self.report(f'{model.name}: {len(nodes)} nodes in group `{group.label}`')
         outputs = summarize_benchmark(**summaries, metadata={'call_link_label': 'summarize'})

@@ -113,3 +113,48 @@ def test_patched_hull_of_several_chemical_spaces_equals_one_plain_diagram(shared
     assert {e.entry_id for e in patched.stable_entries} == {e.entry_id for e in plain.stable_entries}
     lithium = [entry for entry in entries if entry.composition.reduced_formula == 'Li']
     assert type(phase_diagram(lithium)) is PhaseDiagram  # one space: nothing to patch
+
+
+def test_hull_of_chunks_equals_the_hull_of_all(shared_data):
+    """The union of the three shared files dealt into 4 chunks: the union of each chunk's ``hull_candidates`` holds
+    every vertex of the hull of all entries, ``hull_vertices`` finds exactly them, and every entry placed against
+    those vertices alone gets the Ehull and formation energy of the hull of all (both to 1e-9 eV/atom)."""
+    import gzip
+    import json
+
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+    from aiida_mliap.calculations.hull import (
+        elemental_ground_states,
+        hull_candidates,
+        hull_quantities,
+        hull_vertices,
+    )
+
+    entries = {}
+    for name in ('Li-Fe-P-O', 'Li-Co-Ni-O', 'Na-Fe-P-O'):
+        with gzip.open(shared_data / 'mp' / f'{name}.json.gz', 'rt') as handle:
+            for data in json.load(handle):
+                entry = ComputedStructureEntry.from_dict(data)
+                entries[entry.entry_id] = entry
+    ground_states = elemental_ground_states(entries)
+    whole, _, stable = hull_quantities(entries, ground_states=ground_states)
+
+    labels = sorted(entries)
+    candidates, ceilings = {}, []
+    for chunk in range(4):
+        part = {label: entries[label] for label in labels[chunk::4]}
+        kept, ceiling = hull_candidates(part)
+        candidates.update({label: part[label] for label in kept})
+        ceilings.append(ceiling)
+        assert {label for label in part if part[label].composition.is_element} <= set(kept)
+    assert set(stable) <= set(candidates) and len(candidates) < len(entries) / 2
+    vertices = hull_vertices(candidates, ground_states, min(ceilings))
+    assert set(vertices) == set(stable)
+    chunked, _, _ = hull_quantities(entries, ground_states=ground_states, hull=vertices)
+    for label, values in whole.items():
+        assert chunked[label]['e_above_hull'] == pytest.approx(values['e_above_hull'], abs=1e-9), label
+        assert chunked[label]['e_form'] == pytest.approx(values['e_form'], abs=1e-9), label
+        assert (values['e_above_hull'] == 0) == (label in vertices)  # vertices exactly 0: classification is stable
+    with pytest.raises(ValueError, match='at or above the stand-in corners'):
+        hull_vertices(candidates, ground_states, ceiling=-20.0)

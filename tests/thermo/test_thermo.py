@@ -308,8 +308,60 @@ def test_subsystem_import_is_complete_and_traceable(shared_data, oracle_model):
     again_group, again, created = import_reference_file(path, 'subsystem-again', chemsys='Li-Fe-P')
     assert not created and again.pk == dataset.pk and len(again_group.nodes) == len(group.nodes)
 
+    # The whole file after a selection of it: its node exists (the selection's source) and is imported now.
+    _, whole, _ = import_reference_file(path, 'subsystem-whole')
+    assert whole.pk == dataset.creator.inputs.dataset.pk
+    assert len(references_of(whole)) == whole.base.attributes.get('n_entries') == 973
+
 
 def test_latest_result_of_a_label_wins():
     from aiida_mliap.calculations.tables import latest_by_label
 
     assert latest_by_label([{'a': 1}, {'a': 2, 'b': 3}]) == {'a': 2, 'b': 3}
+
+
+def test_chunked_thermodynamics_equal_one_call(shared_data, oracle_model):
+    """The union of the three shared files (1,894 entries, 19 tables) with a noisy model that failed on one compound:
+    in chunks of 5 tables against the hull of all of them (``run_thermodynamics(chunk=5)``) every value equals one
+    ``compute_thermodynamics`` over all the tables, and so do the merged summary's counts, hulls and metrics."""
+    from aiida_mliap.calculations.dataset import union_of_datasets
+    from aiida_mliap.calculations.tables import tabulate
+    from aiida_mliap.calculations.thermo import run_thermodynamics
+    from aiida_mliap.data import MliapResultData
+    from aiida_mliap.testing import dft_as_model
+
+    datasets = [import_file(shared_data, name, f'chunks/{name}')[1] for name in STARRED]
+    references = union_of_datasets(datasets, 'references')
+    parameters = orm.Dict({'task': 'static', 'noise': 0.03, 'seed': 7}).store()
+    results = {}
+    for dataset in datasets:
+        _, call = dft_as_model.run_get_node(dataset, parameters)
+        results.update({label: node.base.attributes.all for label, node in call.outputs.results.items()})
+    failed = min(label for label, node in references.items() if len(node['composition']) > 1)
+    results[failed] = {**results[failed], 'status': 'error', 'energy': None, 'energy_per_atom': None}
+    nodes = {label: MliapResultData(result).store() for label, result in results.items()}
+    tables = tabulate(parameters, references, nodes, batch_size=100)
+    assert len(references) == 1894 and len(tables) == 19
+
+    whole = run_thermodynamics(oracle_model, tables, datasets)
+    chunked = run_thermodynamics(oracle_model, tables, datasets, chunk=5)
+    merge = chunked.creator
+    assert merge.process_label == 'merge_thermodynamics' and whole.creator.process_label == 'compute_thermodynamics'
+    calls = [link.node.creator for link in merge.base.links.get_incoming().all() if link.link_label.startswith('summ')]
+    assert len(calls) == 4 and all(len(call.inputs.tables) <= 5 for call in calls)
+    expected = thermo_records(whole.creator)
+    found = {label: record for call in calls for label, record in thermo_records(call).items()}
+    assert found.keys() == expected.keys() == set(references)
+    assert expected[failed]['status'] == 'not_evaluated'
+    keys = ('e_above_hull_dft', 'e_above_hull_model', 'e_above_hull_model_dftref', 'e_form_dft', 'e_form_model')
+    for label, record in expected.items():
+        assert found[label]['status'] == record['status'], label
+        for key in keys:
+            assert found[label][key] == pytest.approx(record[key], abs=1e-9, nan_ok=True), (label, key)
+    one, merged = whole.get_dict(), chunked.get_dict()
+    for key in ('n_entries', 'counts', 'result_counts', 'dft_hull', 'model_hull', 'elemental_ground_states', 'reasons'):
+        assert merged[key] == one[key], key
+    assert merged['dft_hull'] != merged['model_hull']  # the noise moved the model's hull
+    assert merged['classification'] == one['classification']
+    for quantity, metrics in one['errors'].items():
+        assert merged['errors'][quantity] == pytest.approx(metrics, rel=1e-9), quantity

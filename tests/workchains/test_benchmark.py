@@ -112,6 +112,7 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     with enable_caching(identifier='aiida.calculations:mliap.calc'):
         args = ['benchmark', 'launch', '--group', group.label, '--model', chgnet_model.sha256, '--protocol', 'fast',
                 '--max-steps', '30', '--device', 'cpu', '--batch-size', '8', '--max-concurrent', '2', '--code',
+                '--hull-chunk-size', '8',
                 runner_code.full_label, '--progress-every', '0.5'] + [f'--task={task}' for task in TASKS]  # fmt: skip
         result = CliRunner().invoke(cmd_root, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -128,6 +129,20 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     assert status.exit_code == 0 and 'relax_fixsym' in status.output, status.output
     calcs = [calc for _, base in base_work_chains(again) for calc in base.called if isinstance(calc, orm.CalcJobNode)]
     assert calcs and all(calc.base.caching.is_created_from_cache for calc in calcs)
+    # The relaunch computed its hulls in chunks of one batch each (`--hull-chunk-size 8`): the same values.
+    chunked = [call for call in again.called if call.process_label == 'merge_thermodynamics']
+    assert len(chunked) == len(TASKS) and {call.outputs.summary['n_chunks'] for call in chunked} == {3}
+    columns = ['mp_id', 'task', 'thermo_status', 'e_form_model', 'e_above_hull_model', 'e_above_hull_model_dftref',
+               'e_above_hull_dft', 'e_form_dft']  # fmt: skip
+    whole, parts = (
+        load_results(n)[columns].sort_values(['mp_id', 'task']).reset_index(drop=True) for n in (node, again)
+    )
+    numbers = columns[3:]
+    assert whole[columns[:3]].equals(parts[columns[:3]])
+    assert ((whole[numbers] - parts[numbers]).abs().fillna(0) < 1e-9).all().all()
+    for before, after in zip(node.outputs.summary['entries'], again.outputs.summary['entries'], strict=True):
+        keys = ('task', 'result_counts', 'thermo_counts', 'classification')
+        assert [after[key] for key in keys] == [before[key] for key in keys]
 
 
 # The contract of ../shared/DESIGN.md, "The results table".
