@@ -112,8 +112,8 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     with enable_caching(identifier='aiida.calculations:mliap.calc'):
         args = ['benchmark', 'launch', '--group', group.label, '--model', chgnet_model.sha256, '--protocol', 'fast',
                 '--max-steps', '30', '--device', 'cpu', '--batch-size', '8', '--max-concurrent', '2', '--code',
-                '--hull-chunk-size', '8',
-                runner_code.full_label, '--progress-every', '0.5'] + [f'--task={task}' for task in TASKS]  # fmt: skip
+                runner_code.full_label, '--progress-every', '0.5',
+                '--hull-chunk-size', '8'] + [f'--task={task}' for task in TASKS]  # fmt: skip
         result = CliRunner().invoke(cmd_root, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert 'Ehull (DFT-ref hull)' in result.output and 'MliapBenchmarkWorkChain' in result.output
