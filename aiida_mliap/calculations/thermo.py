@@ -3,6 +3,9 @@
 Its inputs are the batch tables of that model and task (``tabulate_batch``: made from the reference and result
 nodes themselves), the datasets they come from and, optionally, fixed elemental references: it reads nothing else,
 so every value traces back through input and create links to the DFT entry and to the model's result.
+Over more structures than one call should take, ``run_thermodynamics`` splits the tables into chunks placed
+against the vertices of the whole set's hulls (``thermo_candidates`` -> ``hull_of_chunks``), whose node is then an
+input too, and ``merge_thermodynamics`` makes the one summary.
 """
 
 from __future__ import annotations
