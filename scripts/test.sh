@@ -43,7 +43,9 @@ if [ "$(id -u)" = 0 ]; then
     fi
     mkdir -m 777 "$scratch/home"
     shared=$(realpath ../shared/data)
+    # Its own AIIDA_PATH: an AIIDA_PATH of the caller's (root's) would be a folder the user cannot write to.
     runuser -u "$user" -- env PATH="$workdir/.venv/bin:$PATH" HOME="$scratch/home" MPLCONFIGDIR="$scratch/home" \
+        AIIDA_PATH="$scratch/home" \
         XDG_CACHE_HOME="$scratch/home" PYTHONDONTWRITEBYTECODE=1 MLIAP_TEST_STORAGE=pgtest MLIAP_SHARED_DATA="$shared" \
         bash -c "cd '$workdir' && python -m pytest tests -m storage --basetemp='$scratch/home/pytest' $*"
     record 2 $?
