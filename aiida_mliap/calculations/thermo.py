@@ -14,7 +14,6 @@ from collections import Counter
 from typing import Any
 
 from aiida import orm
-from aiida.common.links import LinkType
 from aiida.engine import calcfunction
 from pymatgen.entries.computed_entries import ComputedEntry
 
@@ -77,19 +76,6 @@ def run_thermodynamics(
         outputs = compute_thermodynamics(**inputs, hull=hull, metadata={'call_link_label': f'{link}_{index}'})
         summaries[f'summaries__{index}'] = outputs['summary']
     return merge_thermodynamics(**summaries, metadata={'call_link_label': link})['summary']
-
-
-def thermo_calls(process: orm.ProcessNode, link: str) -> list[orm.CalcFunctionNode]:
-    """The ``compute_thermodynamics`` calls ``run_thermodynamics`` made for ``link`` under ``process``: one, or one
-    per chunk."""
-    found = []
-    for called in process.base.links.get_outgoing(link_type=LinkType.CALL_CALC).all():
-        suffix = called.link_label.removeprefix(f'{link}_')
-        if called.node.process_label == 'compute_thermodynamics' and (
-            called.link_label == link or (suffix != called.link_label and suffix.isdigit())
-        ):
-            found.append(called.node)
-    return sorted(found, key=lambda node: node.pk)
 
 
 def thermo_records(node: orm.CalcFunctionNode) -> dict[str, dict[str, Any]]:

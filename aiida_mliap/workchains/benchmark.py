@@ -24,7 +24,7 @@ from ..calculations.outputs import outputs_of
 from ..calculations.plan import balanced_batches, evaluated_structures, plan_batches, skipped_labels
 from ..calculations.symmetry_analysis import analyse_symmetry, symmetry_inputs
 from ..calculations.tables import tabulate_batch
-from ..calculations.thermo import elemental_reference_conflicts, run_thermodynamics, thermo_calls
+from ..calculations.thermo import elemental_reference_conflicts, run_thermodynamics
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
 from ..engine.parameters import TASKS
@@ -277,7 +277,9 @@ class MliapBenchmarkWorkChain(WorkChain):
             for task in self.inputs.tasks.get_list():
                 nodes.extend(self._tables(name, task).values())
                 link = f'thermo_{name}_{task}'
-                thermo = [call.pk for call in thermo_calls(self.node, link)]
+                # One call, or per chunk `<link>_<k>` (the merge call under `link` has no thermo outputs).
+                chunks = indexed_calls(self.node, LinkType.CALL_CALC, f'{link}_').values()
+                thermo = [analyses[link].pk, *(call.pk for call in chunks)]
                 nodes.extend(n for by_label in outputs_of(thermo, 'thermo').values() for n in by_label.values())
                 summaries[f'{name}__{task}'] = analyses[link].outputs.summary
             group.add_nodes(nodes)

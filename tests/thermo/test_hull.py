@@ -85,16 +85,12 @@ def test_unknown_energy_scale():
         correct_model_entries({}, 'corrected')
 
 
-def test_patched_hull_of_several_chemical_spaces_equals_one_plain_diagram(shared_data):
-    """The union of the three shared files (7 elements, 3 maximal spaces): pymatgen's patched diagram, which is what
-    scales to all of MP, against one plain PhaseDiagram, for every entry."""
+def union_entries(shared_data) -> dict:
+    """The 1,894 unique entries of the three same-release shared files, by MP id."""
     import gzip
     import json
 
-    from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram, PhaseDiagram
     from pymatgen.entries.computed_entries import ComputedStructureEntry
-
-    from aiida_mliap.calculations.hull import phase_diagram
 
     entries = {}
     for name in ('Li-Fe-P-O', 'Li-Co-Ni-O', 'Na-Fe-P-O'):
@@ -102,7 +98,17 @@ def test_patched_hull_of_several_chemical_spaces_equals_one_plain_diagram(shared
             for data in json.load(handle):
                 entry = ComputedStructureEntry.from_dict(data)
                 entries[entry.entry_id] = entry
-    entries = list(entries.values())
+    return entries
+
+
+def test_patched_hull_of_several_chemical_spaces_equals_one_plain_diagram(shared_data):
+    """The union of the three shared files (7 elements, 3 maximal spaces): pymatgen's patched diagram, which is what
+    scales to all of MP, against one plain PhaseDiagram, for every entry."""
+    from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram, PhaseDiagram
+
+    from aiida_mliap.calculations.hull import phase_diagram
+
+    entries = list(union_entries(shared_data).values())
     patched, plain = phase_diagram(entries), PhaseDiagram(entries)
     assert isinstance(patched, PatchedPhaseDiagram) and len(entries) == 1894
     for entry in entries:
@@ -119,11 +125,6 @@ def test_hull_of_chunks_equals_the_hull_of_all(shared_data):
     """The union of the three shared files dealt into 4 chunks: the union of each chunk's ``hull_candidates`` holds
     every vertex of the hull of all entries, ``hull_vertices`` finds exactly them, and every entry placed against
     those vertices alone gets the Ehull and formation energy of the hull of all (both to 1e-9 eV/atom)."""
-    import gzip
-    import json
-
-    from pymatgen.entries.computed_entries import ComputedStructureEntry
-
     from aiida_mliap.calculations.hull import (
         elemental_ground_states,
         hull_candidates,
@@ -131,12 +132,7 @@ def test_hull_of_chunks_equals_the_hull_of_all(shared_data):
         hull_vertices,
     )
 
-    entries = {}
-    for name in ('Li-Fe-P-O', 'Li-Co-Ni-O', 'Na-Fe-P-O'):
-        with gzip.open(shared_data / 'mp' / f'{name}.json.gz', 'rt') as handle:
-            for data in json.load(handle):
-                entry = ComputedStructureEntry.from_dict(data)
-                entries[entry.entry_id] = entry
+    entries = union_entries(shared_data)
     ground_states = elemental_ground_states(entries)
     whole, _, stable = hull_quantities(entries, ground_states=ground_states)
 
