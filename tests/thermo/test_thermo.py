@@ -321,16 +321,22 @@ def test_latest_result_of_a_label_wins():
 
 
 def test_chunked_thermodynamics_equal_one_call(shared_data, oracle_model):
-    """The union of the three shared files (1,894 entries, 19 tables) with a noisy model that failed on one compound:
-    in chunks of 5 tables against the hull of all of them (``run_thermodynamics(chunk=5)``) every value equals one
-    ``compute_thermodynamics`` over all the tables, and so do the merged summary's counts, hulls and metrics."""
+    """Three chemical spaces from the three shared files (Li-P-O, Co-Ni-O, Na-P-O: 320 unique entries, 16 tables; their
+    P-O and O entries shared) with a noisy model that failed on one compound: in chunks of 4 tables against the hull of
+    all of them (``run_thermodynamics(chunk=4)``) every value equals one ``compute_thermodynamics`` over all the
+    tables, and so do the merged summary's counts, hulls and metrics. (The whole union's 1,894 entries are dealt into
+    chunks in ``test_hull.py``, without AiiDA.)"""
     from aiida_mliap.calculations.dataset import union_of_datasets
     from aiida_mliap.calculations.tables import tabulate
     from aiida_mliap.calculations.thermo import run_thermodynamics
     from aiida_mliap.data import MliapResultData
     from aiida_mliap.testing import dft_as_model
 
-    datasets = [import_file(shared_data, name, f'chunks/{name}')[1] for name in STARRED]
+    spaces = {'Li-Fe-P-O': 'Li-P-O', 'Li-Co-Ni-O': 'Co-Ni-O', 'Na-Fe-P-O': 'Na-P-O'}
+    datasets = [
+        import_reference_file(shared_data / 'mp' / f'{name}.json.gz', 'chunks', chemsys=chemsys)[1]
+        for name, chemsys in spaces.items()
+    ]
     references = union_of_datasets(datasets, 'references')
     parameters = orm.Dict({'task': 'static', 'noise': 0.03, 'seed': 7}).store()
     results = {}
@@ -340,15 +346,15 @@ def test_chunked_thermodynamics_equal_one_call(shared_data, oracle_model):
     failed = min(label for label, node in references.items() if len(node['composition']) > 1)
     results[failed] = {**results[failed], 'status': 'error', 'energy': None, 'energy_per_atom': None}
     nodes = {label: MliapResultData(result).store() for label, result in results.items()}
-    tables = tabulate(parameters, references, nodes, batch_size=100)
-    assert len(references) == 1894 and len(tables) == 19
+    tables = tabulate(parameters, references, nodes, batch_size=20)
+    assert len(references) == 320 and len(tables) == 16
 
     whole = run_thermodynamics(oracle_model, tables, datasets)
-    chunked = run_thermodynamics(oracle_model, tables, datasets, chunk=5)
+    chunked = run_thermodynamics(oracle_model, tables, datasets, chunk=4)
     merge = chunked.creator
     assert merge.process_label == 'merge_thermodynamics' and whole.creator.process_label == 'compute_thermodynamics'
     calls = [link.node.creator for link in merge.base.links.get_incoming().all() if link.link_label.startswith('summ')]
-    assert len(calls) == 4 and all(len(call.inputs.tables) <= 5 for call in calls)
+    assert len(calls) == 4 and all(len(call.inputs.tables) <= 4 for call in calls)
     expected = thermo_records(whole.creator)
     found = {label: record for call in calls for label, record in thermo_records(call).items()}
     assert found.keys() == expected.keys() == set(references)
