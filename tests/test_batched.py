@@ -18,6 +18,9 @@ from aiida_mliap.frameworks import get_framework
 RELAX = with_defaults({'task': 'relax', 'fmax': 0.05, 'max_steps': 40, 'device': 'cpu'})
 # The tiny untrained models' forces are small: a tighter fmax makes them take steps too.
 FMAX = {'chgnet': 0.05, 'mace': 1e-4, 'matgl': 1e-4}
+# The failure-handling tests compare two runs of the same engine step by step: a few steps show it (and CHGNet's
+# relaxations were the slowest tests of the suite).
+SHORT = {**RELAX, 'max_steps': 8}
 
 
 @pytest.fixture(scope='module')
@@ -90,8 +93,8 @@ def test_out_of_memory_halves_the_batch(loaded_models, small_lifepo_atoms):
             raise torch.OutOfMemoryError(f'CUDA out of memory. Tried to allocate 2.00 GiB (a batch of {len(batch)})')
         return loaded.evaluate_batch(batch)
 
-    split = run_batched([a.copy() for a in frames], framework, loaded, evaluate=scarce)
-    plain = run_batched([a.copy() for a in frames], framework, loaded)
+    split = run_batched([a.copy() for a in frames], framework, loaded, SHORT, evaluate=scarce)
+    plain = run_batched([a.copy() for a in frames], framework, loaded, SHORT)
     assert sizes[:2] == [5, 2] and max(sizes[1:]) <= 2
     for index, record in plain.items():
         assert split[index]['status'] == record['status'] and record['energy_per_atom'] is not None
@@ -104,7 +107,7 @@ def test_one_bad_structure_never_sinks_its_batch(loaded_models, small_lifepo_ato
     framework, loaded = loaded_models['chgnet']
     frames = rattled(small_lifepo_atoms, 3)
     isolated = Atoms('Li2', positions=[[0, 0, 0], [6, 6, 6]], cell=[12, 12, 12], pbc=True)
-    records = run_batched([frames[0], isolated, *frames[1:]], framework, loaded)
+    records = run_batched([frames[0], isolated, *frames[1:]], framework, loaded, SHORT)
     assert records[1]['status'] == 'model_refused' and 'isolated' in records[1]['message']
     assert all(records[i]['status'] in ('ok', 'unconverged') and records[i]['n_steps'] > 0 for i in (0, 2, 3))
 
