@@ -28,8 +28,9 @@ def oracle_model(tmp_path_factory):
     return testing.oracle_model(tmp_path_factory.mktemp('oracle'))
 
 
-def import_file(shared_data, name: str, group: str):
-    return import_reference_file(shared_data / 'mp' / f'{name}.json.gz', group)
+def import_file(shared_data, name: str, group: str, **kwargs):
+    """A shared MP file into ``group`` (``chemsys=...`` for a subsystem, as ``dataset import --chemsys``)."""
+    return import_reference_file(shared_data / 'mp' / f'{name}.json.gz', group, **kwargs)
 
 
 def references_of(dataset) -> dict[str, MliapReferenceData]:
@@ -100,7 +101,7 @@ def test_mixed_releases_refused_naming_the_entries_unless_forced(shared_data):
         import_file(shared_data, 'Li-Fe-O_2021', 'releases')
     assert 'different MP releases' in str(info.value)
     assert orm.QueryBuilder().append(orm.Node).count() == before, 'nothing half-imported'
-    _, dataset, created = import_reference_file(shared_data / 'mp' / 'Li-Fe-O_2021.json.gz', 'releases', force=True)
+    _, dataset, created = import_file(shared_data, 'Li-Fe-O_2021', 'releases', force=True)
     assert created and dataset.base.attributes.get('release') is None
 
 
@@ -124,10 +125,7 @@ def test_union_of_files_is_one_hull(shared_data, oracle_model):
     from aiida_mliap.calculations.dataset import union_of_datasets
 
     files = {'Li-Fe-P-O': 'Li-Fe-O', 'Na-Fe-P-O': 'Na-Fe-O'}
-    datasets = [
-        import_reference_file(shared_data / 'mp' / f'{name}.json.gz', 'union', chemsys=chemsys)[1]
-        for name, chemsys in files.items()
-    ]
+    datasets = [import_file(shared_data, name, 'union', chemsys=chemsys)[1] for name, chemsys in files.items()]
     references = union_of_datasets(datasets, 'references')
     sizes = [dataset.base.attributes.get('n_entries') for dataset in datasets]
     assert len(references) < sum(sizes)  # shared entries are one
@@ -152,8 +150,8 @@ def test_union_of_files_is_one_hull(shared_data, oracle_model):
 
 def test_tables_that_disagree_on_an_entry_are_refused(shared_data, oracle_model):
     """Forced past the import check, two releases still cannot meet in one hull."""
-    _, lifepo, _ = import_reference_file(shared_data / 'mp' / 'Li-Fe-P-O.json.gz', 'fe-o', chemsys='Fe-O')
-    _, old, _ = import_reference_file(shared_data / 'mp' / 'Li-Fe-O_2021.json.gz', 'old-fe-o', chemsys='Fe-O')
+    _, lifepo, _ = import_file(shared_data, 'Li-Fe-P-O', 'fe-o', chemsys='Fe-O')
+    _, old, _ = import_file(shared_data, 'Li-Fe-O_2021', 'old-fe-o', chemsys='Fe-O')
     tables = oracle_tables(lifepo) + oracle_tables(old)
     with pytest.raises(ValueError, match=r'tables disagree on \d+ reference entries: mp-'):
         compute_thermodynamics(**thermodynamics_inputs(oracle_model, tables, [lifepo, old]))
@@ -165,7 +163,7 @@ def test_model_hull_stands_on_the_dft_elemental_ground_states(shared_data, oracl
     from aiida_mliap.calculations.tables import tabulate
     from aiida_mliap.data import MliapResultData
 
-    _, dataset, _ = import_reference_file(shared_data / 'mp' / 'Li-Fe-P-O.json.gz', 'li-fe-o', chemsys='Li-Fe-O')
+    _, dataset, _ = import_file(shared_data, 'Li-Fe-P-O', 'li-fe-o', chemsys='Li-Fe-O')
     tables = oracle_tables(dataset)
     references = references_of(dataset)
     results = {label: row['result'] for table in tables for label, row in table.rows.items()}
@@ -192,7 +190,7 @@ def test_elemental_references_of_another_release_refused(shared_data):
 
     refs, _ = import_elemental_references(shared_data / 'elemental_refs' / 'mp_elemental_refs_2023-02-07.json.gz')
     _, lifepo, _ = import_file(shared_data, 'Li-Fe-P-O', 'oracle/Li-Fe-P-O')
-    _, old, _ = import_reference_file(shared_data / 'mp' / 'Li-Fe-O_2021.json.gz', 'old-release')
+    _, old, _ = import_file(shared_data, 'Li-Fe-O_2021', 'old-release')
     assert elemental_reference_conflicts(refs, union_of_datasets([lifepo], 'references', project='attributes')) == []
     problems = elemental_reference_conflicts(refs, union_of_datasets([old], 'references', project='attributes'))
     assert problems and problems[0].startswith('mp-13 (Fe): energy')
@@ -333,10 +331,7 @@ def test_chunked_thermodynamics_equal_one_call(shared_data, oracle_model):
     from aiida_mliap.testing import dft_as_model
 
     spaces = {'Li-Fe-P-O': 'Li-P-O', 'Li-Co-Ni-O': 'Co-Ni-O', 'Na-Fe-P-O': 'Na-P-O'}
-    datasets = [
-        import_reference_file(shared_data / 'mp' / f'{name}.json.gz', 'chunks', chemsys=chemsys)[1]
-        for name, chemsys in spaces.items()
-    ]
+    datasets = [import_file(shared_data, name, 'chunks', chemsys=chemsys)[1] for name, chemsys in spaces.items()]
     references = union_of_datasets(datasets, 'references')
     parameters = orm.Dict({'task': 'static', 'noise': 0.03, 'seed': 7}).store()
     results = {}
