@@ -3,7 +3,8 @@
 Rows are the ``thermo.<label>`` outputs of ``compute_thermodynamics`` calls; the task and the per-structure result
 (status, convergence, steps) come from each call's ``tables__*`` inputs (``MliapBatchTable``), the symmetry from the
 ``analyse_symmetry`` calls on those tables and on the ``datasets__*``. Every step is a query with projections over
-all calls at once: no node is loaded one by one.
+all calls at once, read into a frame (``query_frame``: COPY on PostgreSQL) and joined with pandas: no node is loaded
+one by one and no row is a Python dict, so 10^6 rows take about a minute and a few GB.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import pandas as pd
 from aiida import orm
 from aiida.common.links import LinkType
 
-from ..calculations.outputs import outputs_of
-from ..calculations.tables import latest_by_label
+from ..calculations.tables import latest_rows
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
 from ..data.table import MliapBatchTable
 from ..data.thermo import MliapThermoData
+from .frames import query_frame
 from .metrics import add_errors
 from .pathologies import add_relaxation_checks
 
@@ -39,6 +40,7 @@ COLUMNS = [
 RESULT_COLUMNS = ('status', 'converged', 'n_steps', 'forces_max', 'wall_time_s')  # from the model's result
 SYMMETRY_INITIAL = ('spacegroup_initial', 'spacegroup_symbol_initial', 'crystal_system', 'lattice_system', 'dof')
 SYMMETRY_FINAL = ('spacegroup_final', 'spacegroup_symbol_final', 'dof_final', 'symmetry_change')
+INTEGERS = ('n_steps', 'spacegroup_initial', 'spacegroup_final', 'dof', 'dof_final')
 GEOMETRY = ('matches_dft', 'rmsd_to_dft', 'max_distance_to_dft', 'volume_change', 'fixsym_energy_gap_per_atom')
 # What a row takes from its thermo node (not the decompositions): projected key by key, never whole attribute dicts.
 THERMO_KEYS = (
@@ -56,16 +58,15 @@ def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFram
     One row per structure, model and task: when several benchmarks evaluated the same (a relaunch), the latest counts.
     """
     thermo_calls, members = thermo_calls_of(resolve_source(source))
-    rows = _thermo_rows(thermo_calls, members)
-    if not rows:
+    table = _thermo_frame(thermo_calls, members)
+    if table.empty:
         return add_errors(pd.DataFrame(columns=COLUMNS))
     tables = _tables(thermo_calls)
-    _add_results(rows, tables)
-    _add_symmetry(rows, tables, thermo_calls)
+    table = _with_results(table, tables)
+    table = _with_symmetry(table, tables, thermo_calls)
     # A structure evaluated by the same model and task in several benchmarks (a relaunch) counts once: the latest.
     # Creation times, not pks, order everything: an archive import renumbers the nodes.
-    table = pd.DataFrame.from_records(rows).sort_values('thermo_ctime', kind='stable')
-    table = table.drop_duplicates(['label', 'model_sha256', 'task'], keep='last')
+    table = latest_rows(table, ['label', 'model_sha256', 'task'], ['thermo_ctime'])
     for column in COLUMNS:
         if column not in table:
             table[column] = None
@@ -119,7 +120,8 @@ def environments(tables: list[int]) -> list[dict[str, Any]]:
     query.append(orm.CalcFunctionNode, with_outgoing='t', tag='tabulate')
     query.append(orm.Data, with_outgoing='tabulate', edge_filters={'label': {'like': 'results__%'}}, tag='result')
     query.append(orm.CalcJobNode, with_outgoing='result', project='id', tag='job')
-    jobs = {(*about[table], job) for table, job in query.iterall()}
+    pairs = query_frame(query, ['table', 'job']).drop_duplicates()
+    jobs = {(*about[int(table)], int(job)) for table, job in zip(pairs['table'], pairs['job'], strict=True)}
     if not jobs:
         return []
     summaries = orm.QueryBuilder().append(
@@ -178,9 +180,11 @@ def thermo_calls_of(source: orm.Group | orm.ProcessNode) -> tuple[list[int], set
     return sorted(set(query.all(flat=True))), None
 
 
-def _thermo_rows(calls: list[int], members: set[int] | None) -> list[dict[str, Any]]:
+def _thermo_frame(calls: list[int], members: set[int] | None) -> pd.DataFrame:
+    """One row per thermo node of the calls: ``THERMO_KEYS`` (its status as ``thermo_status``), call and time."""
+    columns = ['thermo_call', 'thermo_ctime', 'thermo_pk', *THERMO_KEYS]
     if not calls:
-        return []
+        return pd.DataFrame(columns=columns)
     query = orm.QueryBuilder().append(
         orm.CalcFunctionNode, filters={'id': {'in': calls}}, project=['id', 'ctime'], tag='call'
     )
@@ -190,22 +194,12 @@ def _thermo_rows(calls: list[int], members: set[int] | None) -> list[dict[str, A
         edge_filters={'type': LinkType.CREATE.value, 'label': {'like': 'thermo__%'}},
         project=['id', *(f'attributes.{key}' for key in THERMO_KEYS)],
     )
-    rows = []
-    for call, ctime, pk, *values in query.iterall():
-        if members is not None and pk not in members:
-            continue
-        attributes = dict(zip(THERMO_KEYS, values, strict=True))
-        row = dict(attributes)
-        row.update(
-            thermo_pk=pk,
-            thermo_call=call,
-            thermo_ctime=ctime,
-            model=attributes.get('model_name'),
-            thermo_status=attributes.get('status'),
-            status=None,
-        )
-        rows.append(row)
-    return rows
+    frame = query_frame(query, columns, attributes=THERMO_KEYS, times=['thermo_ctime'])
+    if members is not None:
+        frame = frame[frame['thermo_pk'].isin(members)]
+    frame = frame.rename(columns={'status': 'thermo_status'})
+    frame['model'] = frame['model_name']
+    return frame.reset_index(drop=True)
 
 
 def _tables(calls: list[int]) -> pd.DataFrame:
@@ -222,13 +216,15 @@ def _tables(calls: list[int]) -> pd.DataFrame:
     return frame.sort_values(['call', 'ctime'], kind='stable')
 
 
-def _table_results(tables: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
-    """Per table, the ``RESULT_COLUMNS`` of the result nodes its ``tabulate_batch`` read, by label (one query,
-    scalars only)."""
-    found: dict[int, dict[str, dict[str, Any]]] = {table: {} for table in tables}
-    if not tables:
-        return found
-    query = orm.QueryBuilder().append(MliapBatchTable, filters={'id': {'in': tables}}, project='id', tag='table')
+def _table_results(tables: pd.DataFrame) -> pd.DataFrame:
+    """Per thermo call and label, the ``RESULT_COLUMNS`` of the latest result node (tables in creation order) that
+    the ``tabulate_batch`` of its tables read: one query, scalars only."""
+    columns = ['table', *RESULT_COLUMNS, 'label']
+    if tables.empty:
+        return pd.DataFrame(columns=['call', *columns])
+    query = orm.QueryBuilder().append(
+        MliapBatchTable, filters={'id': {'in': sorted(set(tables['table']))}}, project='id', tag='table'
+    )
     query.append(orm.CalcFunctionNode, with_outgoing='table', tag='tabulate')
     query.append(
         orm.Data,
@@ -236,57 +232,93 @@ def _table_results(tables: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
         edge_filters={'label': {'like': 'results__%'}},
         edge_project='label',
         project=[f'attributes.{key}' for key in RESULT_COLUMNS],
-        tag='result',
     )
-    for row in query.iterdict():
-        label = row['tabulate--result']['label'].removeprefix('results__')
-        found[row['table']['id']][label] = {key: row['result'][f'attributes.{key}'] for key in RESULT_COLUMNS}
-    return found
+    found = query_frame(query, columns, attributes=RESULT_COLUMNS)
+    found['label'] = found['label'].str.removeprefix('results__')
+    found = tables[['call', 'table', 'ctime']].merge(found, on='table')
+    return latest_rows(found, ['call', 'label'], ['call', 'ctime'])
 
 
-def _add_results(rows: list[dict[str, Any]], tables: pd.DataFrame) -> None:
-    """Task and each structure's result from the tables its thermo call read (a relaunch: the latest wins)."""
-    by_table = _table_results(sorted(set(tables['table'])))
-    latest: dict[int, dict[str, dict[str, Any]]] = {}
-    tasks: dict[int, str] = {}
-    for call, group in tables.groupby('call', sort=False):
-        latest[call] = latest_by_label(by_table[table] for table in group['table'])
-        tasks[call] = group['task'].iloc[-1]
-    for row in rows:
-        row['task'] = tasks.get(row['thermo_call'], row.get('task'))
-        result = latest.get(row['thermo_call'], {}).get(row['label'])
-        if result is not None:
-            row.update(result)
-        else:
-            row['status'] = 'not_run'
+def _with_results(table: pd.DataFrame, tables: pd.DataFrame) -> pd.DataFrame:
+    """Task and each structure's result from the tables its thermo call read (a relaunch: the latest wins); a
+    structure with no result is ``not_run``."""
+    tasks = tables.groupby('call', sort=False)['task'].last()
+    table['task'] = table['thermo_call'].map(tasks).fillna(table['task'])
+    results = _table_results(tables)[['call', 'label', *RESULT_COLUMNS]]
+    results = results.astype(dict.fromkeys(RESULT_COLUMNS, object))  # a merge must not turn ints into floats
+    merged = table.merge(
+        results.rename(columns={'call': 'thermo_call'}), on=['thermo_call', 'label'], how='left', indicator=True
+    )
+    merged.loc[merged.pop('_merge') == 'left_only', 'status'] = 'not_run'
+    return _inferred(merged, RESULT_COLUMNS)
 
 
-def _add_symmetry(rows: list[dict[str, Any]], tables: pd.DataFrame, calls: list[int]) -> None:
+def _with_symmetry(table: pd.DataFrame, tables: pd.DataFrame, calls: list[int]) -> pd.DataFrame:
     """Initial symmetry from the DFT structures' analysis, final symmetry from the analysis of the same batches."""
     by_table = _symmetry_calls_of(sorted(set(tables['table'])), 'table')
-    final_calls: dict[int, list[int]] = {}
-    for call, table in zip(tables['call'], tables['table'], strict=True):
-        if table in by_table:
-            final_calls.setdefault(call, []).append(by_table[table])
-    dft_calls = _dft_symmetry_calls(calls)
-    wanted = {pk for pks in (*final_calls.values(), *dft_calls.values()) for pk in pks}
-    records = outputs_of(sorted(wanted), 'symmetry', project=SYMMETRY_INITIAL + SYMMETRY_FINAL + GEOMETRY)
-    merged = lambda pks: latest_by_label(records.get(pk, {}) for pk in sorted(pks))  # noqa: E731
-    final_by_call = {call: merged(pks) for call, pks in final_calls.items()}
-    dft_by_call = {call: merged(pks) for call, pks in dft_calls.items()}
-    for row in rows:
-        initial = dft_by_call.get(row['thermo_call'], {}).get(row['label'], {})
-        final = final_by_call.get(row['thermo_call'], {}).get(row['label'], {})
-        row.update({key: (final or initial).get(key) for key in SYMMETRY_INITIAL})
-        if row['task'] == 'static':  # nothing moved: the final structure is the DFT structure
-            row.update(
-                spacegroup_final=initial.get('spacegroup_initial'),
-                spacegroup_symbol_final=initial.get('spacegroup_symbol_initial'),
-                dof_final=initial.get('dof'),
-                symmetry_change=None,
-            )
-        else:
-            row.update({key: final.get(key) for key in SYMMETRY_FINAL + GEOMETRY})
+    pairs = zip(tables['call'], tables['table'], strict=True)
+    final_calls = [(call, by_table[table]) for call, table in pairs if table in by_table]
+    dft_calls = [(call, pk) for call, pks in _dft_symmetry_calls(calls).items() for pk in pks]
+    keys = SYMMETRY_INITIAL + SYMMETRY_FINAL + GEOMETRY
+    records = _symmetry_records(sorted({pk for _, pk in final_calls + dft_calls}), keys)
+    final = _merged_symmetry(final_calls, records)
+    initial = _merged_symmetry(dft_calls, records)
+    on = ['thermo_call', 'label']
+    table = table.merge(initial.add_suffix('__i').rename(columns={f'{k}__i': k for k in on}), on=on, how='left')
+    table = table.merge(final.add_suffix('__f').rename(columns={f'{k}__f': k for k in on}), on=on, how='left')
+    has_final = table.pop('found__f').notna()
+    table.pop('found__i')
+    for key in SYMMETRY_INITIAL:  # the record of the final structure carries the initial symmetry too, if any
+        table[key] = table[f'{key}__f'].where(has_final, table[f'{key}__i'])
+    static = table['task'] == 'static'  # nothing moved: the final structure is the DFT structure
+    for key, initial_key in (
+        ('spacegroup_final', 'spacegroup_initial'),
+        ('spacegroup_symbol_final', 'spacegroup_symbol_initial'),
+        ('dof_final', 'dof'),
+        ('symmetry_change', None),
+    ):
+        table[key] = table[f'{key}__f'].where(~static, table[f'{initial_key}__i'] if initial_key else None)
+    for key in GEOMETRY:
+        table[key] = table[f'{key}__f'].where(~static, None)
+    table = table.drop(columns=[c for c in table.columns if c.endswith(('__i', '__f'))])
+    return _inferred(table, SYMMETRY_INITIAL + SYMMETRY_FINAL + GEOMETRY)
+
+
+def _inferred(table: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Merged-in columns typed as if built from the rows' values: missing is None (NaN in numbers), and the integer
+    quantities are ints wherever none is missing (a merge or a null elsewhere in a query made them floats)."""
+    for column in columns:
+        values = table[column].astype(object)
+        table[column] = pd.Series(values.where(values.notna(), None).tolist(), index=table.index)
+        if column in INTEGERS and table[column].dtype == float and table[column].notna().all():
+            table[column] = table[column].astype('int64')
+    return table
+
+
+def _symmetry_records(calls: list[int], keys: tuple[str, ...]) -> pd.DataFrame:
+    """The ``symmetry.<label>`` outputs of ``analyse_symmetry`` calls: one row per call and label."""
+    if not calls:
+        return pd.DataFrame(columns=['symmetry_call', *keys, 'label'])
+    query = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': calls}}, project='id', tag='call')
+    query.append(
+        orm.Data,
+        with_incoming='call',
+        edge_filters={'label': {'like': 'symmetry__%'}},
+        edge_project='label',
+        project=[f'attributes.{key}' for key in keys],
+    )
+    records = query_frame(query, ['symmetry_call', *keys, 'label'], attributes=keys)
+    records['label'] = records['label'].str.removeprefix('symmetry__')
+    return records
+
+
+def _merged_symmetry(pairs: list[tuple[int, int]], records: pd.DataFrame) -> pd.DataFrame:
+    """Per thermo call and label, the record of the latest of its symmetry calls (``pairs``: thermo call, symmetry
+    call) that analysed the label; ``found`` marks that one exists."""
+    calls = pd.DataFrame(pairs, columns=['thermo_call', 'symmetry_call'])
+    merged = latest_rows(calls.merge(records, on='symmetry_call'), ['thermo_call', 'label'], ['symmetry_call'])
+    merged = merged.drop(columns='symmetry_call').assign(found=True)
+    return merged.astype({key: object for key in merged.columns if key not in ('thermo_call', 'label')})
 
 
 def _symmetry_calls_of(pks: list[int], label: str) -> dict[int, int]:

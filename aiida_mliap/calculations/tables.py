@@ -8,13 +8,16 @@ is made from its batch's reference and result nodes by this calcfunction, which 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiida import orm
 from aiida.engine import calcfunction
 
 from ..data.table import MliapBatchTable
 from ..engine.parameters import task_name
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REFERENCES, RESULTS = 'references', 'results'
 
@@ -95,6 +98,11 @@ def latest_by_label(mappings: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     for mapping in mappings:
         merged.update(mapping)
     return merged
+
+
+def latest_rows(frame: pd.DataFrame, keys: list[str], order: list[str]) -> pd.DataFrame:
+    """``latest_by_label`` on a frame of 10^6 rows: per ``keys``, the last row in ``order`` (creation order)."""
+    return frame.sort_values(order, kind='stable').drop_duplicates(keys, keep='last')
 
 
 def _split(nodes: Mapping[str, orm.Node], namespace: str) -> dict[str, orm.Node]:
