@@ -226,13 +226,11 @@ def main() -> None:
     computed.append(orm.Data, with_incoming='job', edge_filters={'label': {'like': 'results__%'}},
                     edge_project='label')  # fmt: skip
     per_structure = Counter(Counter(computed.all(flat=True)).values())
-    loaded = json.loads(run([sys.executable, '-c', LOAD, profile_name, 'scale'], env))
-    start = time.perf_counter()
-    run([*mliap, 'report', 'scale', '-o', str(workdir / 'report')], env)
-    report_s = time.perf_counter() - start
+    # What the run measured is written first: a failure in the analysis below must not lose it.
     result = {
         'n_structures': n,
         'storage': args.storage,
+        'process_state': node.process_state.value,
         'exit_status': node.exit_status,
         'batch_size': args.batch_size,
         'max_concurrent': args.max_concurrent,
@@ -246,12 +244,21 @@ def main() -> None:
         'max_lane_checkpoint_bytes': largest['lane'],
         'daemon_restarts': largest['restarts'],
         'results_per_structure': {str(k): v for k, v in sorted(per_structure.items())},
-        'load_results_rows': loaded['rows'],
-        'load_results_s': round(loaded['seconds'], 2),
-        'load_results_peak_mb': round(loaded['peak_mb']),
-        'report_s': round(report_s, 1),
         'workdir': str(workdir),
     }
+    args.json.write_text(json.dumps(result, indent=2) + '\n')
+    if not node.is_finished_ok:
+        sys.exit(f'{node.process_label}<{pk}> ended {node.process_state.value} [{node.exit_status}]: '
+                 f'`verdi -p {profile_name} process report {pk}`; measured so far in {args.json}')  # fmt: skip
+    loaded = json.loads(run([sys.executable, '-c', LOAD, profile_name, 'scale'], env))
+    start = time.perf_counter()
+    run([*mliap, 'report', 'scale', '-o', str(workdir / 'report')], env)
+    result.update(
+        load_results_rows=loaded['rows'],
+        load_results_s=round(loaded['seconds'], 2),
+        load_results_peak_mb=round(loaded['peak_mb']),
+        report_s=round(time.perf_counter() - start, 1),
+    )
     args.json.write_text(json.dumps(result, indent=2) + '\n')
     print(json.dumps(result, indent=2))
 
