@@ -4,6 +4,10 @@ QueryBuilder converts every projected value in Python (about 5 µs a value, ~17 
 twenty columns take minutes that way. On PostgreSQL the same query (QueryBuilder builds it: ``as_sql``) is streamed
 with ``COPY ... TO STDOUT`` into pandas' C parser instead; JSON attribute values arrive as JSON text and are decoded
 column by column. Elsewhere (SQLite) the plain ``iterall`` is used: same frame, same dtypes.
+
+Below aiida-core's public API here: the storage backend's session (its raw psycopg connection) and ``as_sql``, which
+aiida documents for debugging; read-only. ``tests/analysis/test_frames.py`` compares the frame with ``iterall`` on
+every storage the tests run on, so an aiida-core or psycopg upgrade that changes either fails there.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ def query_frame(
     columns. The frame is what ``pd.DataFrame(list(query.iterall()), columns=columns)`` gives, on any backend.
     """
     storage = get_manager().get_profile_storage()
-    if type(storage).__name__ == 'PsqlDosBackend':
+    if get_manager().get_profile().storage_backend == 'core.psql_dos':  # (core.sqlite_dos subclasses its class)
         frame = _copied(query, columns, attributes, storage)
     else:
         frame = pd.DataFrame(list(query.iterall()), columns=columns)

@@ -6,9 +6,10 @@ links from the calculation node labelled as ``Process.update_outputs`` labels th
 backend's ``bulk_insert``, the path ``verdi archive import`` takes. The provenance graph is the one the slow path
 writes; what is skipped is only the per-link checks, done here once for the whole set.
 
-This is the one module that reaches below aiida-core's public API (``backend.bulk_insert``, ``backend_entity``,
-``_validate_storability``); ``VERIFIED_AIIDA`` names the releases it was checked against, and a test pins them, so
-an upgrade of aiida-core fails loudly until this module is checked again.
+One of the two modules that reach below aiida-core's public API (``backend.bulk_insert``, ``backend_entity``,
+``_validate_storability``; the other, ``analysis/frames.py``, only reads); ``VERIFIED_AIIDA`` names the releases
+it was checked against, and a test pins them, so an upgrade of aiida-core fails loudly until this module is checked
+again.
 """
 
 from __future__ import annotations
