@@ -29,7 +29,9 @@ def query_frame(
     (vertex by vertex; a vertex's edge projections after its own).
 
     ``attributes`` names the columns projected from JSON attributes (``attributes.<key>``), ``times`` the datetime
-    columns. The frame is what ``pd.DataFrame(list(query.iterall()), columns=columns)`` gives, on any backend.
+    columns. The frame is what ``pd.DataFrame(list(query.iterall()), columns=columns)`` gives, on any backend, as
+    long as the other projections are ids, times and link labels (on PostgreSQL a text that reads as a number or
+    as true/false would be parsed as one).
     """
     storage = get_manager().get_profile_storage()
     if get_manager().get_profile().storage_backend == 'core.psql_dos':  # (core.sqlite_dos subclasses its class)
