@@ -16,6 +16,7 @@ import pandas as pd
 from aiida import orm
 from aiida.common.links import LinkType
 
+from ..calculations.outputs import linked_query
 from ..calculations.tables import latest_rows
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
@@ -299,15 +300,7 @@ def _symmetry_records(calls: list[int], keys: tuple[str, ...]) -> pd.DataFrame:
     """The ``symmetry.<label>`` outputs of ``analyse_symmetry`` calls: one row per call and label."""
     if not calls:
         return pd.DataFrame(columns=['symmetry_call', *keys, 'label'])
-    query = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': calls}}, project='id', tag='call')
-    query.append(
-        orm.Data,
-        with_incoming='call',
-        edge_filters={'label': {'like': 'symmetry__%'}},
-        edge_project='label',
-        project=[f'attributes.{key}' for key in keys],
-    )
-    records = query_frame(query, ['symmetry_call', *keys, 'label'], attributes=keys)
+    records = query_frame(linked_query(calls, 'symmetry', keys), ['symmetry_call', *keys, 'label'], attributes=keys)
     records['label'] = records['label'].str.removeprefix('symmetry__')
     return records
 

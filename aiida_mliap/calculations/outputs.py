@@ -110,6 +110,24 @@ def _linked(
     found: dict[int, dict[str, Any]] = {pk: {} for pk in process_ids}
     if not process_ids:
         return found
+    query = linked_query(process_ids, namespace, project, relation, labels)
+    for row in query.iterdict():
+        label = row['process--node']['label'][len(namespace) + len(NAMESPACE_SEPARATOR) :]
+        node = row['node']
+        value = node[project] if isinstance(project, str) else {key: node[f'attributes.{key}'] for key in project}
+        found[row['process']['id']][label] = value
+    return found
+
+
+def linked_query(
+    process_ids: list[int],
+    namespace: str,
+    project: str | tuple[str, ...],
+    relation: str = 'with_incoming',
+    labels: Iterable[str] | None = None,
+) -> orm.QueryBuilder:
+    """The query behind ``outputs_of``: per process (its id projected), the nodes linked to it under
+    ``namespace.<label>`` (``project`` of them, then the link label), for callers that read it another way (a frame)."""
     query = orm.QueryBuilder()
     query.append(orm.ProcessNode, filters={'id': {'in': process_ids}}, project='id', tag='process')
     query.append(
@@ -124,9 +142,4 @@ def _linked(
         tag='node',
         **{relation: 'process'},
     )
-    for row in query.iterdict():
-        label = row['process--node']['label'][len(namespace) + len(NAMESPACE_SEPARATOR) :]
-        node = row['node']
-        value = node[project] if isinstance(project, str) else {key: node[f'attributes.{key}'] for key in project}
-        found[row['process']['id']][label] = value
-    return found
+    return query
