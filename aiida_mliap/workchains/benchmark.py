@@ -2,7 +2,8 @@
 
 Plans the batches once (``plan_batches``: one stored node), runs models x tasks x batches of ``MliapBaseWorkChain``
 through ``max_concurrent`` lanes (``MliapLaneWorkChain``: a new batch as soon as one ends, and a work-chain state that
-does not grow with the number of structures), then per batch a table (``tabulate_batch``), per model and task one
+does not grow with the number of structures; each batch tabulated by its lane as it ends, ``tabulate_batch``), per model
+and task one
 ``compute_thermodynamics`` over the union of the datasets (both hulls) and per relaxation batch an
 ``analyse_symmetry``; gathers everything into one results group per model,
 ``<group>/results/<model name>-<sha256[:8]>``, and ends with a ``summary`` and a ``headline`` error table.
@@ -21,14 +22,14 @@ from aiida.engine import ToContext, WorkChain, calcfunction
 
 from ..calculations.dataset import group_datasets, union_of_datasets
 from ..calculations.outputs import outputs_of
-from ..calculations.plan import balanced_batches, evaluated_structures, plan_batches, skipped_labels
+from ..calculations.plan import balanced_batches, batch_labels, evaluated_structures, plan_batches, skipped_labels
 from ..calculations.symmetry_analysis import analyse_symmetry, symmetry_inputs
-from ..calculations.tables import tabulate_batch
+from ..calculations.tables import make_table
 from ..calculations.thermo import elemental_reference_conflicts, run_thermodynamics
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
 from ..engine.parameters import TASKS
-from .lane import MliapLaneWorkChain, batch_link_label, cores_per_job
+from .lane import MliapLaneWorkChain, batch_link_label, cores_per_job, table_link_label, tabulate_unit
 
 __all__ = ('MliapBenchmarkWorkChain', 'balanced_batches', 'batch_calls', 'cores_per_job', 'evaluated_structures')
 
@@ -204,28 +205,32 @@ class MliapBenchmarkWorkChain(WorkChain):
         return ToContext(**futures)
 
     def tabulate(self):
-        """One table per batch: every structure's reference entry and the model's final result, if any."""
-        references = union_of_datasets(self._datasets(), 'references')
-        for link, child in sorted(self._children().items()):
-            results = dict(child.outputs.results) if 'results' in child.outputs else {}
-            inputs = {'parameters': child.inputs.mliap.parameters}
-            inputs.update({f'references__{label}': references[label] for label in child.inputs.mliap.structures})
-            inputs.update({f'results__{label}': node for label, node in results.items()})
-            tabulate_batch(**inputs, metadata={'call_link_label': link.replace('batch_', 'table_', 1)})
+        """The table of any batch its lane did not tabulate (a benchmark from before lanes tabulated, or a lane that
+        ended early), then tables of the structures not evaluated (``max_atoms``)."""
+        datasets = self._datasets()
+        for name in sorted(self.inputs.models):
+            for task in self.inputs.tasks.get_list():
+                tables = self._tables(name, task)
+                for index, child in batch_calls(self.node, name, task).items():
+                    if index not in tables:
+                        labels = batch_labels(self.ctx.plan, index)
+                        tabulate_unit(child, datasets, labels, table_link_label(name, task, index))
         skipped = skipped_labels(self.ctx.plan)
         if not skipped:
             return
         # Not evaluated (max_atoms): tables without results, indexed after the batches, so that both hulls keep them.
+        references = union_of_datasets(datasets, 'references', project='uuid', labels=skipped)
+        size = self.inputs.batch_size.value
         for name in sorted(self.inputs.models):
             for task in self.inputs.tasks.get_list():
                 first = len(self._children(name, task))
                 parameters = orm.Dict({**self.inputs.parameters.get_dict(), **TASKS[task]})
-                labels = skipped
-                size = self.inputs.batch_size.value
-                for index, start in enumerate(range(0, len(labels), size), start=first):
-                    chunk = {f'references__{label}': references[label] for label in labels[start : start + size]}
-                    link = f'table_{name}_{task}_{index}'
-                    tabulate_batch(parameters=parameters, **chunk, metadata={'call_link_label': link})
+                made = self._tables(name, task)
+                for index, start in enumerate(range(0, len(skipped), size), start=first):
+                    if index in made:
+                        continue  # a daemon restart repeated this step
+                    chunk = {label: references[label] for label in skipped[start : start + size]}
+                    make_table(parameters, chunk, {}, table_link_label(name, task, index))
 
     def run_thermodynamics(self):
         """Per model and task both hulls over every table; over more than ``hull_chunk_size`` structures in chunks of
@@ -310,8 +315,8 @@ class MliapBenchmarkWorkChain(WorkChain):
         return found
 
     def _tables(self, name: str, task: str) -> dict[int, orm.Node]:
-        """The tables of one model and task by batch index."""
-        calls = indexed_calls(self.node, LinkType.CALL_CALC, f'table_{name}_{task}_')
+        """The tables of one model and task by batch index (made by the lanes or by the benchmark)."""
+        calls = lane_calls(self.node, LinkType.CALL_CALC, table_link_label(name, task, ''), finished_ok=True)
         return {index: call.outputs.result for index, call in calls.items()}
 
 
@@ -327,23 +332,34 @@ def indexed_calls(node: orm.ProcessNode, link_type: LinkType, prefix: str) -> di
 
 
 def batch_calls(benchmark: orm.ProcessNode, name: str, task: str) -> dict[int, orm.WorkflowNode]:
-    """The base work chains of one model and task by batch index, called by the benchmark's lanes (or, in a benchmark
-    from before lanes, by the benchmark itself): one query whatever the number of batches."""
-    prefix = f'batch_{name}_{task}_'
-    found = indexed_calls(benchmark, LinkType.CALL_WORK, prefix)
+    """The base work chains of one model and task by batch index."""
+    return lane_calls(benchmark, LinkType.CALL_WORK, batch_link_label(name, task, ''))
+
+
+def lane_calls(
+    benchmark: orm.ProcessNode, link_type: LinkType, prefix: str, finished_ok: bool = False
+) -> dict[int, orm.ProcessNode]:
+    """The processes called ``<prefix><index>`` by the benchmark's lanes or by the benchmark itself (batches of a
+    benchmark from before lanes, tables of the structures not evaluated), by index: one query whatever their number.
+    ``finished_ok``: only those that finished with exit status 0 (a table made again after a daemon restart)."""
+    found = {i: node for i, node in indexed_calls(benchmark, link_type, prefix).items() if keep(node, finished_ok)}
     query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': benchmark.pk}, tag='benchmark')
     query.append(orm.WorkflowNode, with_incoming='benchmark', tag='lane',
                  edge_filters={'type': LinkType.CALL_WORK.value, 'label': {'like': 'lane%'}})  # fmt: skip
     query.append(
-        orm.WorkflowNode, with_incoming='lane', edge_project='label', project='*', tag='batch',
-        edge_filters={'type': LinkType.CALL_WORK.value, 'label': {'like': f'{prefix}%'}},
+        orm.ProcessNode, with_incoming='lane', edge_project='label', project='*', tag='call',
+        edge_filters={'type': link_type.value, 'label': {'like': f'{prefix}%'}},
     )  # fmt: skip
     for row in query.iterdict():
-        label, node = row['lane--batch']['label'], row['batch']['*']
+        label, node = row['lane--call']['label'], row['call']['*']
         suffix = label[len(prefix) :]
-        if label.startswith(prefix) and suffix.isdigit():
+        if label.startswith(prefix) and suffix.isdigit() and keep(node, finished_ok):
             found[int(suffix)] = node
     return dict(sorted(found.items()))
+
+
+def keep(node: orm.ProcessNode, finished_ok: bool) -> bool:
+    return node.is_finished_ok or not finished_ok
 
 
 def elemental_references_node(value: MliapDatasetData | str | int) -> MliapDatasetData:

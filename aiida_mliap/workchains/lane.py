@@ -4,19 +4,25 @@ Lane ``i`` of ``n`` runs work units ``i, i + n, i + 2n, ...`` of the benchmark's
 ``calculations/plan.py``), one ``MliapBaseWorkChain`` at a time, the next submitted as soon as the last one ends: a
 slow batch holds up its own lane only, never a wave. Its state is a cursor and the batch in flight, whatever the
 number of structures, so checkpoints stay small; a daemon restart resumes the batch in flight and computes nothing
-twice. The base work chains keep the call link labels ``batch_<model>_<task>_<index>``.
+twice. The base work chains keep the call link labels ``batch_<model>_<task>_<index>``. As each batch ends, the lane
+tabulates it (``tabulate_batch``, call link label ``table_<model>_<task>_<index>``): the tables are made beside the
+batches still running, on whichever worker runs the lane, instead of one after the other at the end.
 """
 
 from __future__ import annotations
 
 from aiida import orm
 from aiida.common import AttributeDict
+from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain, while_
 
 from ..calculations.dataset import union_of_datasets
+from ..calculations.outputs import outputs_of
 from ..calculations.plan import batch_labels, unit_coordinates
+from ..calculations.tables import make_table
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
+from ..data.table import MliapBatchTable
 from ..engine.parameters import TASKS
 from .base import MliapBaseWorkChain
 
@@ -38,6 +44,19 @@ def validate_datasets(value: dict, _) -> str | None:
 
 def batch_link_label(name: str, task: str, index: int) -> str:
     return f'batch_{name}_{task}_{index}'
+
+
+def table_link_label(name: str, task: str, index: int) -> str:
+    return f'table_{name}_{task}_{index}'
+
+
+def tabulate_unit(
+    batch: orm.WorkflowNode, datasets: list[MliapDatasetData], labels: list[str], link: str
+) -> MliapBatchTable:
+    """The table of one finished batch: the reference entries of its structures (``labels``) and its results."""
+    references = union_of_datasets(datasets, 'references', project='uuid', labels=labels)
+    results = outputs_of([batch.pk], 'results', 'uuid')[batch.pk]
+    return make_table(batch.inputs.mliap.parameters, references, results, link)
 
 
 def cores_per_job(code: orm.AbstractCode, concurrent: int) -> int | None:
@@ -90,15 +109,8 @@ class MliapLaneWorkChain(WorkChain):
         return self.ctx.unit < units
 
     def submit_unit(self):
-        plan = self.inputs.plan
-        name, task, index = unit_coordinates(
-            self.ctx.unit,
-            sorted(self.inputs.models),
-            self.inputs.tasks.get_list(),
-            plan.base.attributes.get('n_batches'),
-        )
-        datasets = [self.inputs.datasets[key] for key in sorted(self.inputs.datasets)]
-        structures = union_of_datasets(datasets, 'structures', labels=batch_labels(plan, index))
+        name, task, index = self._coordinates(self.ctx.unit)
+        structures = union_of_datasets(self._datasets(), 'structures', labels=batch_labels(self.inputs.plan, index))
         inputs = AttributeDict(self.exposed_inputs(MliapBaseWorkChain, 'base'))
         inputs.mliap = AttributeDict(inputs.mliap)
         inputs.mliap.update(
@@ -118,10 +130,24 @@ class MliapLaneWorkChain(WorkChain):
             inputs.mliap.metadata = {**inputs.mliap.get('metadata', {}), 'options': options}
         inputs.metadata = {'call_link_label': batch_link_label(name, task, index),
                            'label': f'{self.inputs.models[name].name}/{task}/{index}'}  # fmt: skip
+        self.ctx.current = self.ctx.unit
         self.ctx.unit += self.inputs.lanes.value
         return ToContext(batch=self.submit(MliapBaseWorkChain, **inputs))
 
     def inspect_unit(self):
+        """Tabulate the batch that ended, whatever its exit status (its results so far, and every reference)."""
         batch = self.ctx.batch
         if not batch.is_finished_ok:
             self.report(f'{batch.process_label}<{batch.pk}> ({batch.label}) ended with {batch.exit_status}: recorded')
+        name, task, index = self._coordinates(self.ctx.current)
+        link = table_link_label(name, task, index)
+        calls = self.node.base.links.get_outgoing(link_type=LinkType.CALL_CALC, link_label_filter=link).all_nodes()
+        if not any(call.is_finished_ok for call in calls):  # else a daemon restart repeated this step
+            tabulate_unit(batch, self._datasets(), batch_labels(self.inputs.plan, index), link)
+
+    def _datasets(self) -> list[MliapDatasetData]:
+        return [self.inputs.datasets[key] for key in sorted(self.inputs.datasets)]
+
+    def _coordinates(self, unit: int) -> tuple[str, str, int]:
+        n_batches = self.inputs.plan.base.attributes.get('n_batches')
+        return unit_coordinates(unit, sorted(self.inputs.models), self.inputs.tasks.get_list(), n_batches)

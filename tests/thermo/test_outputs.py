@@ -9,7 +9,8 @@ from aiida.engine import calcfunction
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from aiida_mliap.calculations.dataset import import_entries, imported_nodes
-from aiida_mliap.calculations.outputs import VERIFIED_AIIDA, attach_outputs, outputs_of
+from aiida_mliap.calculations.outputs import VERIFIED_AIIDA, attach_inputs, attach_outputs, inputs_of, outputs_of
+from aiida_mliap.calculations.tables import make_table
 from aiida_mliap.data.structure import structure_data
 
 # Bulk inserts go through the storage backend: repeated on PostgreSQL.
@@ -48,6 +49,60 @@ def test_bulk_outputs_refuse_misuse():
         attach_outputs({'numbers': {'a': orm.Int(1)}})
     with pytest.raises(ValueError, match='already has an output `numbers__a`'):
         duplicate_outputs()
+
+
+@calcfunction
+def link_inputs(members):
+    attach_inputs(members.get_dict())
+
+
+@calcfunction
+def link_twice(members):
+    attach_inputs(members.get_dict())
+    attach_inputs(members.get_dict())
+
+
+def test_bulk_inputs_are_ordinary_input_links(lifepo_entries):
+    """A table's reference and result nodes are its inputs, as the engine links a calcfunction's inputs: the same
+    link type and labels, found by aiida's own ``inputs`` manager and by provenance queries; its rows are theirs."""
+    from aiida_mliap.data.result import MliapResultData
+
+    _, dataset, _ = import_entries(
+        [ComputedStructureEntry.from_dict(data) for data in lifepo_entries[:4]], 'Li-Fe-P-O.json.gz', 'fetched'
+    )
+    references = imported_nodes([dataset], 'references')[dataset.sha256]
+    labels = sorted(references)
+    results = {label: MliapResultData({'status': 'ok', 'energy_per_atom': -1.0 - i}).store()
+               for i, label in enumerate(labels[:3])}  # fmt: skip
+    table = make_table(orm.Dict({'task': 'static'}), references, results, call_link_label='table_x')
+    call = table.creator
+    assert call.is_finished_ok
+    inputs = call.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
+    assert sorted(link.link_label for link in inputs) == sorted(
+        ['members', 'parameters', *(f'references__{label}' for label in labels),
+         *(f'results__{label}' for label in labels[:3])]
+    )  # fmt: skip
+    assert call.inputs.results[labels[1]].pk == results[labels[1]].pk
+    linked = inputs_of([call.pk], 'references', 'uuid')[call.pk]
+    assert linked == {label: node.uuid for label, node in references.items()}
+    assert table.rows[labels[2]]['result'] == results[labels[2]].base.attributes.all
+    assert table.rows[labels[3]]['result'] is None
+    assert table.rows[labels[0]]['reference'] == references[labels[0]].base.attributes.all
+    # Its hash is made from inputs that name every linked node: another batch is another hash.
+    other = make_table(orm.Dict({'task': 'static'}), references, dict(list(results.items())[:2]))
+    assert other.creator.base.caching.get_hash() != call.base.caching.get_hash()
+
+
+def test_bulk_inputs_refuse_misuse():
+    with pytest.raises(RuntimeError, match='from inside a running calcfunction'):
+        attach_inputs({'numbers': {'a': orm.Int(1).store().uuid}})
+    with pytest.raises(ValueError, match='are not stored nodes'):
+        link_inputs(orm.Dict({'numbers': {'a': '00000000-0000-4000-8000-000000000000'}}))
+    calc = link_inputs.run_get_node(orm.Dict({}))[1]
+    with pytest.raises(ValueError, match='must be Data nodes'):
+        link_inputs(orm.Dict({'numbers': {'a': calc.uuid}}))
+    with pytest.raises(ValueError, match='already has an input `numbers__a`'):
+        link_twice(orm.Dict({'numbers': {'a': orm.Int(1).store().uuid}}))
 
 
 def test_structure_data_equals_aiida_constructor(lifepo_entries):
