@@ -166,3 +166,41 @@ def setup_env(framework, path, torch_spec, index_url, computer, label, reinstall
         f'{verb} code {code.full_label} (pk {code.pk}): {framework} {facts["frameworks"][framework]}, '
         f'torch {facts["torch"]}, Python {facts["python"]} in {path}'
     )
+
+
+@cmd_setup.command('dft')
+@click.option('--pseudos', 'folder', type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help='Folder of UPF files (default: $MLIAP_SHARED_DATA/pseudos/pslibrary-pbe, i.e. '
+              '../shared/data/pseudos/pslibrary-pbe).')  # fmt: skip
+@click.option('--cutoffs', type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='Cutoffs JSON in Ry (default: suggested_cutoffs_Ry.json in the folder).')  # fmt: skip
+@click.option('--family', 'family_label', help='Label of the family (default: pslibrary-1.0.0-PBE).')
+@click.option('--executable', help='Path of pw.x on the computer (default: the one on this PATH).')
+@click.option('--computer', default='localhost', show_default=True, help='Computer pw.x runs on.')
+@click.option('--label', help='Label of the pw.x code (default: pw).')
+@decorators.with_dbenv()
+def setup_dft(folder, cutoffs, family_label, executable, computer, label):
+    """Install a pseudopotential family with its cutoffs (aiida-pseudo) and register pw.x as a Code, for the DFT
+    check (`MliapDftCheckWorkChain`). Idempotent. On a cluster: an SSSP family (`aiida-pseudo install sssp -x PBE`)
+    works as well; give its label to the work chain."""
+    import os
+
+    try:
+        from ..dft.setup import DEFAULT_FAMILY, DEFAULT_PW_LABEL, STRINGENCY, install_family, register_pw_code
+    except ImportError as exception:
+        raise click.ClickException(f'{exception}: install the extra, `pip install aiida-mliap[dft]`') from exception
+    if folder is None:
+        shared = Path(os.environ.get('MLIAP_SHARED_DATA', '../shared/data'))
+        folder = shared / 'pseudos' / 'pslibrary-pbe'
+        if not folder.is_dir():
+            raise click.UsageError(f'no {folder}: give --pseudos FOLDER (UPF files)')
+    computer = get_or_create_localhost(computer)
+    try:
+        family, created = install_family(folder, family_label or DEFAULT_FAMILY, cutoffs)
+        code, made = register_pw_code(computer, label or DEFAULT_PW_LABEL, executable)
+    except ValueError as exception:
+        raise click.ClickException(str(exception)) from exception
+    verb = 'installed' if created else 'kept'
+    echo.echo_success(f'{verb} family {family.label}: {len(family.nodes)} pseudopotentials, cutoffs ({STRINGENCY})')
+    verb = 'created' if made else 'kept'
+    echo.echo_success(f'{verb} code {code.full_label} (pk {code.pk}): {code.filepath_executable}')

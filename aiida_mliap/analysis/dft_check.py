@@ -1,0 +1,75 @@
+"""Which structures of a relaxation benchmark to check with DFT, and what the checks say.
+
+Selection rules over ``load_results`` rows of one model and task ``relax``: ``symmetry_lowered`` (the relaxation
+lowered the space group), ``largest_ehull_error`` (|Ehull error| on the DFT-reference hull, largest first),
+``stability_flip`` (stable by the model and not by DFT, or the reverse), ``labels`` (given). Every chosen row keeps
+its reasons. At most ``max_structures``: the given labels, then rows of the narrower rules (symmetry lowered,
+stability flips), then the others, each by |Ehull error|, largest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .metrics import STABILITY_THRESHOLD
+
+RULES = ('symmetry_lowered', 'largest_ehull_error', 'stability_flip')
+ERROR = 'abs_error_e_above_hull_dftref'
+
+
+def rule_masks(rows: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per rule, the rows it picks (``largest_ehull_error`` picks every row with an error: it ranks, not filters)."""
+    stable_dft = rows['e_above_hull_dft'] <= STABILITY_THRESHOLD
+    stable_model = rows['e_above_hull_model_dftref'] <= STABILITY_THRESHOLD
+    both = rows['e_above_hull_dft'].notna() & rows['e_above_hull_model_dftref'].notna()
+    return {
+        'symmetry_lowered': rows['symmetry_change'].eq('lowered'),
+        'largest_ehull_error': rows[ERROR].notna(),
+        'stability_flip': both & (stable_dft != stable_model),
+    }
+
+
+def select_structures(
+    table: pd.DataFrame,
+    model: str | None = None,
+    rules: Iterable[str] = RULES,
+    labels: Iterable[str] = (),
+    max_structures: int = 10,
+    max_atoms: int | None = None,
+) -> pd.DataFrame:
+    """The rows of ``table`` (``load_results``) to DFT-check, with a ``reasons`` column; ``model``: its name or
+    sha256 (needed when the table holds several models)."""
+    rules, labels = list(rules), list(labels)
+    unknown = sorted(set(rules) - set(RULES))
+    if unknown:
+        raise ValueError(f'unknown selection rules {unknown}: choose from {list(RULES)}')
+    rows = table[table['task'].eq('relax') & table['status'].isin(['ok', 'unconverged'])]
+    if model is not None:
+        rows = rows[rows['model'].eq(model) | rows['model_sha256'].eq(model)]
+    models = sorted(rows['model'].dropna().unique())
+    if len(models) != 1:
+        raise ValueError(f'relaxations of {len(models)} models {models}: name one (model=...)' if models else
+                         'no finished relaxation in this table (task `relax`)')  # fmt: skip
+    if max_atoms is not None:
+        rows = rows[rows['n_atoms'] <= max_atoms]
+    masks = rule_masks(rows)
+    reasons = pd.Series([[] for _ in range(len(rows))], index=rows.index, dtype=object)
+    for rule in rules:
+        for index in rows.index[masks[rule]]:
+            reasons[index].append(rule)
+    missing = sorted(set(labels) - set(rows['label']) - set(rows['mp_id']))
+    if missing:
+        bound = f' of <= {max_atoms} atoms' if max_atoms else ''
+        raise ValueError(f'not among the finished relaxations{bound}: {missing[:10]}')
+    for index in rows.index[rows['label'].isin(labels) | rows['mp_id'].isin(labels)]:
+        reasons[index].append('labels')
+    chosen = rows.assign(reasons=reasons)[reasons.map(bool)]
+    order = chosen.assign(
+        _given=chosen['reasons'].map(lambda r: 'labels' in r),
+        _narrow=chosen['reasons'].map(lambda r: any(rule in r for rule in ('symmetry_lowered', 'stability_flip'))),
+        _error=chosen[ERROR].fillna(-np.inf),
+    ).sort_values(['_given', '_narrow', '_error'], ascending=False, kind='stable')
+    return order.drop(columns=['_given', '_narrow', '_error']).head(max_structures)

@@ -1,0 +1,242 @@
+"""``MliapDftCheckWorkChain``: Quantum ESPRESSO at a model's relaxed geometry and at the reference geometry.
+
+Per structure two ``PwBaseWorkChain`` (exposed as ``scf``) with one and the same parameters node, pseudopotentials
+and k-point mesh (the mesh of the reference cell at ``scf.kpoints_distance``: equal sampling cancels in the
+difference): PBE pseudopotentials of one family at its recommended cutoffs, spin polarised with MP's initial moments
+and MP's Hubbard U (``dft/mp_settings.py``). Then ``compare_geometries`` gives ΔE_geom = E(model geometry) -
+E(reference geometry) per atom: < 0 where DFT confirms that the model found a lower structure, > 0 where the model's
+energy landscape is wrong. A structure whose SCF fails gets status ``failed`` and the reason; the others go on.
+"""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, while_
+from aiida_quantumespresso.calculations.functions.create_kpoints_from_distance import create_kpoints_from_distance
+from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
+
+from ..analysis.dft_check import RULES, select_structures
+from ..analysis.metrics import json_safe
+from ..calculations.dataset import union_of_datasets
+from ..calculations.dft_check import GEOMETRIES, compare_geometries
+from ..calculations.outputs import outputs_of
+from ..data.dft_check import MliapDftCheckData
+from ..data.model import MliapModelData
+from ..dft.mp_settings import mp_hubbard_and_moments, qe_spin_and_hubbard
+from .benchmark import batch_calls
+
+# One pw.x process per SCF on this kind of machine; on a cluster, pass the scheduler's options.
+DEFAULT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'withmpi': False,
+                   'max_wallclock_seconds': 3600}  # fmt: skip
+
+
+def validate_inputs(inputs: dict, _) -> str | None:
+    model, reference = inputs.get('model_structures', {}), inputs.get('reference_structures', {})
+    if not model:
+        return 'give at least one structure (`MliapDftCheckWorkChain.get_builder_from_benchmark`)'
+    if set(model) != set(reference):
+        return f'model and reference structures name different labels: {sorted(set(model) ^ set(reference))[:5]}'
+    for label in sorted(model):
+        if model[label].get_formula() != reference[label].get_formula():
+            return f'{label}: the model geometry {model[label].get_formula()} is not the reference composition'
+    if 'kpoints_distance' not in inputs.get('scf', {}):
+        return 'give `scf.kpoints_distance`: one mesh for both geometries is made from it'
+    return None
+
+
+def failure_reason(node: orm.WorkflowNode) -> str:
+    """Why an SCF work chain failed: its exit message and that of its last calculation (what pw.x reported)."""
+    message = node.exit_message or node.process_state.value
+    reason = f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {message}'
+    calculations = sorted(node.called, key=lambda call: call.ctime)
+    if calculations:
+        last = calculations[-1]
+        reason += f'; {last.process_label}<{last.pk}> exit status {last.exit_status}: {last.exit_message}'
+    return reason
+
+
+class MliapDftCheckWorkChain(WorkChain):
+    """DFT energies of model-relaxed and reference geometries, and ΔE_geom per structure."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(
+            PwBaseWorkChain, namespace='scf', exclude=('pw.structure', 'pw.pseudos', 'kpoints'),
+            namespace_options={'help': 'The SCF both geometries share; `pw.parameters` is the template to which the '
+                               'cutoffs, convergence threshold, spin and Hubbard U of each structure are added.'},
+        )  # fmt: skip
+        spec.input_namespace('model_structures', valid_type=orm.StructureData, dynamic=True,
+                             help='The geometries the model relaxed to, by label.')  # fmt: skip
+        spec.input_namespace('reference_structures', valid_type=orm.StructureData, dynamic=True,
+                             help='The reference (MP) geometries, same labels.')  # fmt: skip
+        spec.input('model', valid_type=MliapModelData, help='The model whose relaxation made the model geometries.')
+        spec.input('task', valid_type=orm.Str, default=lambda: orm.Str('relax'))
+        spec.input('pseudo_family', valid_type=orm.Str, help='Label of an aiida-pseudo family with cutoffs.')
+        spec.input('mp_settings', valid_type=orm.Bool, default=lambda: orm.Bool(True),
+                   help="MP's initial moments and U (pymatgen's MPRelaxSet); False: no spin, no U.")  # fmt: skip
+        spec.input('conv_thr_per_atom', valid_type=orm.Float, default=lambda: orm.Float(2e-10),
+                   help='SCF threshold (Ry) per atom.')  # fmt: skip
+        spec.input('selection', valid_type=orm.Dict, required=False,
+                   help='Why each structure was chosen (the rules and their values): a record, not read.')  # fmt: skip
+        spec.input('max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(1),
+                   help='Structures in flight at once (two SCFs each).')  # fmt: skip
+        spec.inputs.validator = validate_inputs
+        spec.outline(cls.setup, while_(cls.has_next)(cls.run_next, cls.inspect_next), cls.finalize)
+        spec.output_namespace('checks', valid_type=MliapDftCheckData, dynamic=True, help='Per structure, by label.')
+        spec.exit_code(410, 'ERROR_ALL_FAILED', message='No structure got both SCFs to the end.')
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        model: MliapModelData,
+        model_structures: dict[str, orm.StructureData],
+        reference_structures: dict[str, orm.StructureData],
+        pseudo_family: str,
+        protocol: str = 'fast',
+        options: dict | None = None,
+        selection: dict | None = None,
+    ):
+        """A builder whose ``scf`` template is aiida-quantumespresso's ``protocol`` for ``PwBaseWorkChain`` (its
+        smearing, mixing, k-point distance, restarts) with the structure-specific keys left to each structure."""
+        builder = cls.get_builder()
+        template = PwBaseWorkChain.get_builder_from_protocol(
+            code, next(iter(reference_structures.values())), protocol=protocol,
+            overrides={'pseudo_family': pseudo_family},
+        )  # fmt: skip
+        parameters = template.pw.parameters.get_dict()
+        for key in ('ecutwfc', 'ecutrho', 'starting_magnetization', 'nspin'):
+            parameters['SYSTEM'].pop(key, None)  # set per structure from the family and MP's settings
+        parameters['CONTROL'].pop('etot_conv_thr', None)  # a relaxation's threshold, scaled to one structure
+        parameters['ELECTRONS'].pop('conv_thr', None)  # from conv_thr_per_atom
+        builder.scf.pw.code = code
+        builder.scf.pw.parameters = orm.Dict(parameters)
+        builder.scf.pw.metadata.options = {**DEFAULT_OPTIONS, **(options or {})}
+        builder.scf.kpoints_distance = template.kpoints_distance
+        builder.scf.max_iterations = template.max_iterations
+        builder.model = model
+        builder.model_structures = model_structures
+        builder.reference_structures = reference_structures
+        builder.pseudo_family = orm.Str(pseudo_family)
+        if selection is not None:
+            builder.selection = orm.Dict(selection)
+        return builder
+
+    @classmethod
+    def get_builder_from_benchmark(
+        cls,
+        benchmark: orm.WorkflowNode,
+        code: orm.AbstractCode,
+        pseudo_family: str,
+        model: str | None = None,
+        rules: tuple[str, ...] = RULES,
+        labels: tuple[str, ...] = (),
+        max_structures: int = 10,
+        max_atoms: int | None = None,
+        protocol: str = 'fast',
+        options: dict | None = None,
+    ):
+        """The structures of a finished relaxation benchmark chosen by ``select_structures`` (``model``: a name or
+        sha256, needed if it ran several), each with the geometry the model relaxed it to and its reference one."""
+        from ..analysis.results import load_results
+
+        chosen = select_structures(load_results(benchmark), model, rules, labels, max_structures, max_atoms)
+        if chosen.empty:
+            raise ValueError(f'no structure matches the rules {list(rules)} and labels {list(labels)}')
+        sha256 = chosen['model_sha256'].iloc[0]
+        keys = [key for key, node in benchmark.inputs.models.items() if node.sha256 == sha256]
+        node = benchmark.inputs.models[keys[0]]
+        wanted = chosen['label'].tolist()
+        relaxed = {}
+        for child in batch_calls(benchmark, keys[0], 'relax').values():  # in batch order; a label is in one batch
+            relaxed.update(outputs_of([child.pk], 'relaxed_structures', labels=wanted)[child.pk])
+        datasets = [benchmark.inputs.datasets[key] for key in sorted(benchmark.inputs.datasets)]
+        references = union_of_datasets(datasets, 'structures', labels=wanted)
+        missing = sorted(set(wanted) - set(relaxed))
+        if missing:
+            raise ValueError(f'no relaxed structure for {missing} in benchmark {benchmark.pk}')
+        selection = {
+            'benchmark_uuid': benchmark.uuid,
+            'rules': list(rules),
+            'reasons': {row.label: list(row.reasons) for row in chosen.itertuples()},
+            'abs_error_e_above_hull_dftref': {
+                row.label: row.abs_error_e_above_hull_dftref for row in chosen.itertuples()
+            },
+        }
+        return cls.get_builder_from_protocol(
+            code, node, {label: relaxed[label] for label in wanted}, {label: references[label] for label in wanted},
+            pseudo_family, protocol, options, json_safe(selection),
+        )  # fmt: skip
+
+    def setup(self):
+        self.ctx.labels = sorted(self.inputs.model_structures)
+        self.ctx.cursor = 0
+
+    def has_next(self) -> bool:
+        return self.ctx.cursor < len(self.ctx.labels)
+
+    def run_next(self):
+        step = self.ctx.labels[self.ctx.cursor : self.ctx.cursor + self.inputs.max_concurrent.value]
+        self.ctx.step = step
+        self.ctx.cursor += len(step)
+        futures = {}
+        for label in step:
+            reference = self.inputs.reference_structures[label]
+            pseudos, parameters = self._settings(reference)
+            kpoints = create_kpoints_from_distance(
+                reference, self.inputs.scf.kpoints_distance, orm.Bool(False),
+                metadata={'call_link_label': f'kpoints_{label}'},
+            )  # fmt: skip
+            for geometry in GEOMETRIES:
+                inputs = AttributeDict(self.exposed_inputs(PwBaseWorkChain, 'scf'))
+                inputs.pop('kpoints_distance')
+                inputs.pop('kpoints_force_parity', None)
+                inputs.pw = AttributeDict(inputs.pw)
+                inputs.pw.update(structure=self.inputs[f'{geometry}_structures'][label], pseudos=pseudos,
+                                 parameters=parameters)  # fmt: skip
+                inputs.kpoints = kpoints
+                inputs.metadata = {'call_link_label': f'scf_{geometry}_{label}', 'label': f'{label} ({geometry})'}
+                futures[f'{geometry}_{label}'] = self.submit(PwBaseWorkChain, **inputs)
+        self.report(f'SCFs of {", ".join(step)} ({self.ctx.cursor}/{len(self.ctx.labels)})')
+        return ToContext(**futures)
+
+    def inspect_next(self):
+        for label in self.ctx.step:
+            scf, failures = {}, {}
+            for geometry in GEOMETRIES:
+                node = self.ctx[f'{geometry}_{label}']
+                if node.is_finished_ok:
+                    scf[f'{geometry}_scf'] = node.outputs.output_parameters
+                else:
+                    failures[geometry] = failure_reason(node)
+            check = orm.Dict({'label': label, 'task': self.inputs.task.value, 'failures': failures})
+            result = compare_geometries(self.inputs.model, check, **scf, metadata={'call_link_label': f'check_{label}'})
+            self.out(f'checks.{label}', result)
+            if failures:
+                self.report(f'{label}: {result["reason"]}')
+
+    def finalize(self):
+        ok = sum(self.outputs['checks'][label]['status'] == 'ok' for label in self.ctx.labels)
+        self.report(f'{ok} of {len(self.ctx.labels)} structures checked')
+        return None if ok else self.exit_codes.ERROR_ALL_FAILED
+
+    def _settings(self, structure: orm.StructureData) -> tuple[dict, orm.Dict]:
+        """Pseudopotentials and the one parameters node both geometries of ``structure`` run with."""
+        from aiida_pseudo.groups.family import PseudoPotentialFamily
+
+        family = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': self.inputs.pseudo_family.value})
+        family = family.one()[0]
+        pseudos = family.get_pseudos(structure=structure)
+        parameters = self.inputs.scf.pw.parameters.get_dict()
+        system, electrons = parameters.setdefault('SYSTEM', {}), parameters.setdefault('ELECTRONS', {})
+        if 'ecutwfc' not in system:
+            system['ecutwfc'], system['ecutrho'] = family.get_recommended_cutoffs(structure=structure, unit='Ry')
+        electrons['conv_thr'] = self.inputs.conv_thr_per_atom.value * len(structure.sites)
+        if self.inputs.mp_settings.value:
+            hubbard, moments = mp_hubbard_and_moments(structure.get_pymatgen_structure())
+            kinds = {kind.name: kind.symbol for kind in structure.kinds}
+            z_valences = {kind: pseudos[kind].z_valence for kind in kinds}
+            system.update(qe_spin_and_hubbard(kinds, z_valences, hubbard, moments))
+        return pseudos, orm.Dict(parameters)
