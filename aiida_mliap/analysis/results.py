@@ -19,6 +19,7 @@ from aiida.common.links import LinkType
 from ..calculations.outputs import linked_query
 from ..calculations.tables import latest_rows
 from ..data.dataset import MliapDatasetData
+from ..data.dft_check import MliapDftCheckData
 from ..data.model import MliapModelData
 from ..data.table import MliapBatchTable
 from ..data.thermo import MliapThermoData
@@ -37,6 +38,7 @@ COLUMNS = [
     'lattice_system', 'spacegroup_symbol_initial', 'spacegroup_symbol_final', 'dof_final',
     'fixsym_energy_gap_per_atom', 'matches_dft', 'rmsd_to_dft', 'max_distance_to_dft', 'volume_change',
     'relax_drop_per_atom', 'suspected_unphysical_minimum', 'forces_max', 'wall_time_s', 'thermo_pk',
+    'dft_check_status', 'dft_check_delta_e_geom',
 ]  # fmt: skip
 RESULT_COLUMNS = ('status', 'converged', 'n_steps', 'forces_max', 'wall_time_s')  # from the model's result
 SYMMETRY_INITIAL = ('spacegroup_initial', 'spacegroup_symbol_initial', 'crystal_system', 'lattice_system', 'dof')
@@ -68,6 +70,7 @@ def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFram
     # A structure evaluated by the same model and task in several benchmarks (a relaunch) counts once: the latest.
     # Creation times, not pks, order everything: an archive import renumbers the nodes.
     table = latest_rows(table, ['label', 'model_sha256', 'task'], ['thermo_ctime'])
+    table = _with_dft_checks(table)
     for column in COLUMNS:
         if column not in table:
             table[column] = None
@@ -76,6 +79,27 @@ def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFram
     result = add_relaxation_checks(result)
     result.attrs.update(provenance(thermo_calls, tables))
     return result
+
+
+DFT_CHECK_KEYS = ('label', 'model_sha256', 'task', 'status', 'delta_e_geom')
+
+
+def _with_dft_checks(table: pd.DataFrame) -> pd.DataFrame:
+    """``dft_check_status`` and ``dft_check_delta_e_geom`` (eV/atom) of the latest DFT check of each structure, model
+    and task (``MliapDftCheckWorkChain``, wherever it ran in this profile); None where none was made."""
+    query = orm.QueryBuilder().append(
+        MliapDftCheckData,
+        filters={'attributes.model_sha256': {'in': sorted(table['model_sha256'].dropna().unique().tolist())}},
+        project=[*(f'attributes.{key}' for key in DFT_CHECK_KEYS), 'ctime'],
+    )
+    columns = [*DFT_CHECK_KEYS, 'check_ctime']
+    checks = query_frame(query, columns, attributes=DFT_CHECK_KEYS, times=['check_ctime'])
+    checks = latest_rows(checks, ['label', 'model_sha256', 'task'], ['check_ctime']).drop(columns='check_ctime')
+    checks = checks.rename(columns={'status': 'dft_check_status', 'delta_e_geom': 'dft_check_delta_e_geom'})
+    table = table.drop(columns=['dft_check_status', 'dft_check_delta_e_geom'], errors='ignore')
+    merged = table.merge(checks, on=['label', 'model_sha256', 'task'], how='left')
+    merged['dft_check_delta_e_geom'] = pd.to_numeric(merged['dft_check_delta_e_geom'], errors='coerce')
+    return merged
 
 
 def provenance(calls: list[int], tables: pd.DataFrame) -> dict[str, Any]:

@@ -1,0 +1,93 @@
+"""DFT check of a CHGNet relaxation benchmark: Quantum ESPRESSO at CHGNet's geometry and at MP's, per structure.
+
+    aiida-mliap -p PROFILE setup dft          # once: pseudopotential family + pw.x code
+    python examples/dft_check.py --profile PROFILE [--chemsys Li-P] [--max-atoms 8] [--max-structures 12]
+        [--benchmark PK]                      # reuse a finished relaxation benchmark instead of running one
+
+Runs (unless --benchmark) a CHGNet relaxation benchmark of every structure of <= --max-atoms atoms of an MP chemical
+system (the shared Li-Fe-P-O file, its --chemsys subsystem: every phase, so the hull is complete), picks the
+structures whose symmetry CHGNet lowered or whose Ehull error is largest, and runs ``MliapDftCheckWorkChain``: two
+pw.x SCFs each. Prints per structure ΔE_geom = E_DFT(CHGNet geometry) - E_DFT(MP geometry) per atom beside CHGNet's
+own energy drop and Ehull error, and what it says: ΔE_geom < 0, DFT confirms a lower structure; > 0, CHGNet's energy
+landscape is wrong there. ΔE_geom is QE's (PBE, pslibrary, MP's U and moments), standing in for MP's VASP setup.
+Data: Materials Project (A. Jain et al., APL Materials 1, 011002 (2013)), CC BY 4.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--profile')
+    parser.add_argument('--file', type=Path, default=SHARED / 'mp' / 'Li-Fe-P-O.json.gz')
+    parser.add_argument('--chemsys', default='Li-P')
+    parser.add_argument('--max-atoms', type=int, default=8)
+    parser.add_argument('--max-structures', type=int, default=12)
+    parser.add_argument('--benchmark', type=int, help='pk of a finished relaxation benchmark to check instead')
+    parser.add_argument('--model', default='chgnet-0.3.0')
+    parser.add_argument('--code', default='aiida-mliap-run@localhost')
+    parser.add_argument('--pw', default='pw@localhost', help='the pw.x code (`aiida-mliap setup dft`)')
+    parser.add_argument('--family', default='pslibrary-1.0.0-PBE')
+    parser.add_argument('--protocol', default='fast', help="aiida-quantumespresso's PwBaseWorkChain protocol")
+    args = parser.parse_args()
+
+    from aiida import load_profile, orm
+    from aiida.engine import run_get_node
+
+    load_profile(args.profile, allow_switch=True)
+    from aiida_mliap.analysis.results import load_results
+    from aiida_mliap.calculations.dataset import import_reference_files
+    from aiida_mliap.cli.utils import resolve_model
+    from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain
+    from aiida_mliap.workchains.dft_check import MliapDftCheckWorkChain
+
+    start = time.perf_counter()
+    if args.benchmark:
+        benchmark = orm.load_node(args.benchmark)
+    else:
+        group_label = f'mp/{args.chemsys}'
+        import_reference_files([args.file], group_label, chemsys=args.chemsys)
+        builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
+            orm.load_code(args.code), {'chgnet': resolve_model(args.model)}, group_label, protocol='balanced',
+            tasks=['relax'], overrides={'max_atoms': args.max_atoms},
+        )  # fmt: skip
+        _, benchmark = run_get_node(builder)
+        print(f'{benchmark.process_label}<{benchmark.pk}> exit {benchmark.exit_status} in '
+              f'{time.perf_counter() - start:.0f} s')  # fmt: skip
+    builder = MliapDftCheckWorkChain.get_builder_from_benchmark(
+        benchmark, orm.load_code(args.pw), args.family, rules=('symmetry_lowered', 'largest_ehull_error'),
+        max_structures=args.max_structures, max_atoms=args.max_atoms, protocol=args.protocol,
+    )  # fmt: skip
+    labels = sorted(builder.model_structures)
+    print(f'DFT check of {len(labels)} structures: {", ".join(labels)}')
+    tick = time.perf_counter()
+    _, check = run_get_node(builder)
+    wall = time.perf_counter() - tick
+    print(f'{check.process_label}<{check.pk}> exit {check.exit_status} in {wall:.0f} s '
+          f'({wall / len(labels):.0f} s per structure, two SCFs each)')  # fmt: skip
+
+    table = load_results(benchmark)
+    rows = table[table['label'].isin(labels) & table['task'].eq('relax')].copy()
+    rows['verdict'] = rows['dft_check_delta_e_geom'].map(
+        lambda d: 'n/a' if d != d else ('DFT lower too' if d < 0 else 'model wrong')
+    )
+    shown = rows[['mp_id', 'formula', 'n_atoms', 'symmetry_change', 'error_energy', 'error_e_above_hull_dftref',
+                  'dft_check_delta_e_geom', 'dft_check_status', 'verdict']].copy()  # fmt: skip
+    for column in ('error_energy', 'error_e_above_hull_dftref', 'dft_check_delta_e_geom'):
+        shown[column] = (shown[column] * 1000).round(1)  # meV/atom
+    print(shown.rename(columns={'error_energy': 'E err', 'error_e_above_hull_dftref': 'Ehull err',
+                                'dft_check_delta_e_geom': 'dE_geom'}).to_string(index=False))  # fmt: skip
+    print(
+        'meV/atom; CHGNet drop: its energy at its own minimum below its energy at the MP geometry; Ehull err: CHGNet '
+        '- DFT on the DFT-reference hull; dE_geom: E_DFT(CHGNet geometry) - E_DFT(MP geometry).'
+    )
+
+
+if __name__ == '__main__':
+    main()
