@@ -73,3 +73,40 @@ def select_structures(
         _error=chosen[ERROR].fillna(-np.inf),
     ).sort_values(['_given', '_narrow', '_error'], ascending=False, kind='stable')
     return order.drop(columns=['_given', '_narrow', '_error']).head(max_structures)
+
+
+# |ΔE_geom| below this (eV/atom) says neither: the two SCFs agree within what a fast protocol resolves.
+DFT_TOLERANCE = 0.001
+DFT_CHECK_NOTE = (
+    "The model's total-energy error at its own geometry, E_model(model geometry) - E_DFT(MP geometry), is the sum of "
+    'ΔE_geom = E_DFT(model geometry) - E_DFT(MP geometry), the part DFT confirms when negative (a lower structure '
+    "exists) and contradicts when positive (DFT puts the model's geometry higher: the model's landscape is wrong "
+    'there), and of the rest, E_model(model geometry) - E_DFT(model geometry). ΔE_geom is computed with Quantum '
+    "ESPRESSO (PBE, one pseudopotential family, MP's U and initial moments) and stands in for the same difference "
+    "in MP's VASP setup: an approximation, stated here with every number it gives."
+)
+
+
+def dft_check_split(table: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per model, task and value of ``by`` (``dof_bin``, ``symmetry_change``): of the DFT-checked structures, how
+    many DFT confirms (ΔE_geom < -tolerance) or contradicts (> +tolerance), and the mean total-energy error, mean
+    ΔE_geom and mean rest (error - ΔE_geom), eV/atom."""
+    from .breakdowns import with_bins
+
+    checked = table[table['dft_check_status'].eq('ok')]
+    if checked.empty:
+        return pd.DataFrame()
+    checked = with_bins(checked).assign(
+        confirmed=lambda f: f['dft_check_delta_e_geom'] < -DFT_TOLERANCE,
+        contradicted=lambda f: f['dft_check_delta_e_geom'] > DFT_TOLERANCE,
+        rest=lambda f: f['error_energy'] - f['dft_check_delta_e_geom'],
+    )
+    grouped = checked.groupby(['model', 'task', by], observed=True, sort=True)
+    return grouped.agg(
+        n=('label', 'size'),
+        confirmed=('confirmed', 'sum'),
+        contradicted=('contradicted', 'sum'),
+        mean_error=('error_energy', 'mean'),
+        mean_delta_e_geom=('dft_check_delta_e_geom', 'mean'),
+        mean_rest=('rest', 'mean'),
+    ).reset_index()

@@ -12,6 +12,7 @@ import pandas as pd
 
 from .breakdowns import BREAKDOWNS, breakdown
 from .claims import CLAIM_NAMES, HIGH_DOF, science
+from .dft_check import DFT_CHECK_NOTE, dft_check_split
 from .metrics import json_safe, summary_metrics
 from .pathologies import SUSPECT_BELOW_DFT, worst_structures
 from .plots import make_plots
@@ -52,6 +53,7 @@ def metrics_document(table: pd.DataFrame) -> dict[str, Any]:
             'metrics': summary_metrics(table),
             'breakdowns': {by: breakdown(table, by).to_dict('records') for by in BREAKDOWNS},
             **science(table),
+            'dft_checks': {by: dft_check_split(table, by).to_dict('records') for by in ('dof_bin', 'symmetry_change')},
             'pathologies': {
                 'suspect_below_dft': SUSPECT_BELOW_DFT,
                 'suspected_unphysical_minima': {
@@ -156,6 +158,7 @@ def render_html(table: pd.DataFrame, document: dict[str, Any], figures: dict[str
         _figure('error_distribution', figures),
         _figure('element_errors', figures),
         *pathology_sections(document),
+        *dft_check_sections(document),
         _figure('error_by_crystal_system', figures),
         _figure('fixsym_gap', figures),
     ]
@@ -272,6 +275,26 @@ def pathology_sections(document: dict[str, Any]) -> list[str]:
         'match.</p>',
         _table_html(worst, '{:.3g}', 'small'),
     ]
+
+
+def dft_check_sections(document: dict[str, Any]) -> list[str]:
+    """The model's error at its own geometry split into what DFT confirms and what it contradicts (DFT checks)."""
+    sections = []
+    for by, name in (('dof_bin', 'symmetry DOF'), ('symmetry_change', 'symmetry change on relaxation')):
+        frame = pd.DataFrame(document['dft_checks'][by])
+        if frame.empty:
+            continue
+        means = ('mean_error', 'mean_delta_e_geom', 'mean_rest')
+        frame = frame.assign(**{key: 1000 * frame[key] for key in means}).rename(
+            columns={by: name, 'confirmed': 'DFT confirms lower', 'contradicted': 'DFT contradicts',
+                     'mean_error': 'mean error (meV/atom)', 'mean_delta_e_geom': 'mean ΔE_geom (meV/atom)',
+                     'mean_rest': 'mean error - ΔE_geom (meV/atom)'}
+        )  # fmt: skip
+        sections += [f'<h3>DFT check by {name}</h3>', _table_html(frame, '{:+.1f}')]
+    if sections:
+        sections = ['<h2>DFT check of model-relaxed geometries</h2>', f'<p class="note">{DFT_CHECK_NOTE}</p>',
+                    *sections]  # fmt: skip
+    return sections
 
 
 def science_sections(document: dict[str, Any]) -> list[str]:

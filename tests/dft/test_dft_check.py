@@ -58,8 +58,6 @@ def relax(runner_code, chgnet_model, structures, parameters):
 
 
 def test_dft_check_of_chgnet_relaxations(dft_setup, runner_code, chgnet_model):
-    from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
-
     from aiida_mliap.workchains.dft_check import MliapDftCheckWorkChain
 
     code, family = dft_setup
@@ -71,19 +69,14 @@ def test_dft_check_of_chgnet_relaxations(dft_setup, runner_code, chgnet_model):
     relaxed = relax(runner_code, chgnet_model, [lif], {'task': 'relax', 'fmax': 0.01})
     broken = bulk('LiF', 'rocksalt', a=4.06)
     broken.positions[1] = broken.positions[0]  # two atoms on one site: pw.x stops, this structure only
-    builder = MliapDftCheckWorkChain.get_builder()
-    builder.model = chgnet_model
-    builder.pseudo_family = orm.Str(family)
+    model_structures = {'si': unmoved['relaxed_structures']['si'], 'lif': relaxed['relaxed_structures']['lif'],
+                        'broken': structure(broken, 'broken')}  # fmt: skip
+    builder = MliapDftCheckWorkChain.get_builder_from_protocol(
+        code, chgnet_model, model_structures, {'si': si, 'lif': lif, 'broken': lif}, family, protocol='fast',
+        options={'max_wallclock_seconds': 600},
+    )  # fmt: skip
     builder.conv_thr_per_atom = orm.Float(ECONV_PER_ATOM)
-    builder.model_structures = {'si': unmoved['relaxed_structures']['si'], 'lif': relaxed['relaxed_structures']['lif'],
-                                'broken': structure(broken, 'broken')}  # fmt: skip
-    builder.reference_structures = {'si': si, 'lif': lif, 'broken': lif}
-    scf = PwBaseWorkChain.get_builder_from_protocol(code, si, protocol='fast', overrides={'pseudo_family': family})
-    builder.scf.pw.code = code
-    builder.scf.pw.parameters = orm.Dict({key: value for key, value in scf.pw.parameters.get_dict().items()})
-    builder.scf.pw.metadata.options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'withmpi': False,
-                                       'max_wallclock_seconds': 600}  # fmt: skip
-    builder.scf.kpoints_distance = orm.Float(0.5)
+    builder.scf.kpoints_distance = orm.Float(0.5)  # coarser than the protocol's: a test, not a measurement
     builder.scf.max_iterations = orm.Int(1)
     builder.max_concurrent = orm.Int(3)
     outputs, node = run_get_node(builder)
