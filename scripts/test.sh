@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command behind `make test` (and .ci/run). Three passes over the real stack:
 #   1. the whole suite on SQLite with the built-in ZeroMQ broker (daemon tests included; as root, a one-node Slurm
-#      cluster is started first for tests/test_slurm.py);
+#      cluster is started first for tests/test_slurm.py, and Quantum ESPRESSO installed for tests/dft);
 #   2. the storage tests on a throw-away PostgreSQL cluster made by pgtest, as an unprivileged user
 #      (PostgreSQL refuses to run as root);
 #   3. the storage and daemon tests on the running PostgreSQL (127.0.0.1:5432) + RabbitMQ (127.0.0.1:5672).
@@ -20,6 +20,16 @@ if run_pass 1; then
 echo "== 1/3 full suite: SQLite + ZeroMQ broker"
 if [ "$(id -u)" = 0 ]; then
     bash scripts/slurm.sh || echo "no Slurm cluster: tests/test_slurm.py will say why"
+fi
+# The DFT check's tests run real pw.x (Quantum ESPRESSO). As root it is installed from Debian when missing; without
+# root, install it yourself (`conda install -c conda-forge qe`, or your cluster's module) or tests/dft say why they skip.
+if ! command -v pw.x >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends quantum-espresso >/dev/null \
+            || echo "could not install quantum-espresso: tests/dft/test_dft_check.py will skip"
+    else
+        echo "no pw.x and no root: tests/dft/test_dft_check.py will skip (conda install -c conda-forge qe)"
+    fi
 fi
 python -m pytest tests "$@"; record 1 $?
 fi

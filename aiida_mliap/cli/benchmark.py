@@ -89,6 +89,50 @@ def benchmark_launch(group_label, model_ids, tasks, protocol, references, code_v
     echo.echo(error_table(node))
 
 
+@cmd_benchmark.command('dft-check')
+@arguments.PROCESS()
+@click.option('--model', 'model_id', help='Model name or sha256 (needed when the benchmark ran several).')
+@click.option('--rule', 'rules', multiple=True, type=click.Choice(['symmetry_lowered', 'largest_ehull_error',
+              'stability_flip']), help='Selection rule; repeatable (default: all three).')  # fmt: skip
+@click.option('--label', 'labels', multiple=True, help='An MP id or structure label to check as well; repeatable.')
+@click.option('--max-structures', type=int, default=10, show_default=True)
+@click.option('--max-atoms', type=int, help='Only structures of at most this many atoms.')
+@click.option('--pw', 'pw_label', default='pw@localhost', show_default=True, help='pw.x code (`setup dft`).')
+@click.option('--family', default='pslibrary-1.0.0-PBE', show_default=True, help='Pseudopotential family.')
+@click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='fast', show_default=True,
+              help="aiida-quantumespresso's PwBaseWorkChain protocol.")  # fmt: skip
+@click.option('--kpoints-distance', type=float, help="k-point spacing (1/Å) instead of the protocol's.")
+@DAEMON
+@decorators.with_dbenv()
+def benchmark_dft_check(process, model_id, rules, labels, max_structures, max_atoms, pw_label, family, protocol,
+                        kpoints_distance, daemon):  # fmt: skip
+    """pw.x at the model-relaxed and at the reference geometry of selected structures of a relaxation benchmark:
+    ΔE_geom per structure (`load_results` columns dft_check_*; a section of the report)."""
+    from aiida import orm
+
+    from ..analysis.dft_check import RULES
+
+    try:
+        from ..workchains.dft_check import MliapDftCheckWorkChain
+    except ImportError as exception:
+        raise click.ClickException(f'{exception}: install the extra, `pip install aiida-mliap[dft]`') from exception
+    try:
+        builder = MliapDftCheckWorkChain.get_builder_from_benchmark(
+            process, orm.load_code(pw_label), family, model_id, tuple(rules or RULES), tuple(labels), max_structures,
+            max_atoms, protocol,
+        )  # fmt: skip
+    except ValueError as exception:
+        raise click.ClickException(str(exception)) from None
+    if kpoints_distance:
+        builder.scf.kpoints_distance = orm.Float(kpoints_distance)
+    chosen = sorted(builder.model_structures)
+    echo.echo_report(f'DFT check of {len(chosen)} structures: {", ".join(chosen)}')
+    node = launch_process(builder, daemon)
+    if not daemon:
+        echo.echo(f'{node.process_label}<{node.pk}> finished [{node.exit_status}]; results: '
+                  f'`aiida-mliap report` or load_results({process.pk}) columns dft_check_*')  # fmt: skip
+
+
 @cmd_benchmark.command('status')
 @arguments.PROCESS()
 @decorators.with_dbenv()

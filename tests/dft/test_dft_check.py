@@ -104,3 +104,37 @@ def test_dft_check_of_chgnet_relaxations(dft_setup, runner_code, chgnet_model):
     assert model_geometry.pk == relaxed['relaxed_structures']['lif'].pk
     assert model_geometry.creator.inputs.model.pk == chgnet_model.pk
     assert parameters['reference_scf'].creator.inputs.structure.pk == lif.pk
+
+
+def test_dft_check_of_a_benchmark_from_the_command_line(dft_setup, runner_code, chgnet_model, li_o_group):
+    """`aiida-mliap benchmark dft-check PK`: the chosen structure's geometries come from the benchmark's relaxation
+    and its dataset, and `load_results` and the report carry the check."""
+    from aiida_mliap.analysis.report import metrics_document
+    from aiida_mliap.analysis.results import load_results
+    from aiida_mliap.cli import cmd_root
+    from aiida_mliap.data.dft_check import MliapDftCheckData
+    from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain
+
+    group, _ = li_o_group(max_atoms=2, prefix='dft')
+    builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
+        runner_code, {'chgnet': chgnet_model}, group, protocol='fast', tasks=['relax'],
+        overrides={'parameters': {'max_steps': 30, 'device': 'cpu'}, 'batch_size': 20},
+    )  # fmt: skip
+    _, benchmark = run_get_node(builder)
+    assert benchmark.is_finished_ok, benchmark.exit_message
+    arguments = ['benchmark', 'dft-check', str(benchmark.pk), '--label', 'mp-135', '--max-structures', '1',
+                 '--kpoints-distance', '0.5']  # fmt: skip
+    result = CliRunner().invoke(cmd_root, arguments, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert 'DFT check of 1 structures: mp_135' in result.output and 'finished [0]' in result.output
+    checks = orm.QueryBuilder().append(MliapDftCheckData, filters={'attributes.label': 'mp_135'}).all(flat=True)
+    assert [node['label'] for node in checks] == ['mp_135']
+    relaxed = checks[0].creator.inputs.model_scf.creator.inputs.structure
+    assert relaxed.creator.process_label == 'MliapCalculation'  # the benchmark's relaxation made it
+    assert relaxed.creator.caller.caller.caller.pk == benchmark.pk  # its base work chain, lane, benchmark
+    table = load_results(benchmark).set_index('label')
+    assert table.loc['mp_135', 'dft_check_status'] == 'ok'
+    assert table.loc['mp_135', 'dft_check_delta_e_geom'] == pytest.approx(checks[0]['delta_e_geom'])
+    assert table.drop(index='mp_135')['dft_check_status'].isna().all()
+    split = metrics_document(table.reset_index())['dft_checks']['symmetry_change']
+    assert [row['n'] for row in split] == [1]
