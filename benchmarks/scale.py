@@ -127,7 +127,8 @@ def watch(pk: int, restart, restarts: int = 0, every: float = 1.0) -> dict[str, 
         lanes = [child for child in node.called if child.process_label == 'MliapLaneWorkChain']
         for lane in lanes:
             largest['lane'] = max(largest['lane'], checkpoint_bytes(lane))
-        done = sum(len([c for c in lane.called if c.is_terminated]) for lane in lanes)
+        # The lanes call base work chains and, as each ends, its table (tabulate_batch): count the batches only.
+        done = sum(c.is_terminated and c.process_label == 'MliapBaseWorkChain' for lane in lanes for c in lane.called)
         if largest['restarts'] < restarts and done > largest['restarts'] and not node.is_terminated:
             largest['restarts'] += 1
             print(f'  {time.strftime("%H:%M:%S")} {done} batches done: daemon restart {largest["restarts"]}')
