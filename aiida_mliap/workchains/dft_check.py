@@ -149,9 +149,10 @@ class MliapDftCheckWorkChain(WorkChain):
         keys = [key for key, node in benchmark.inputs.models.items() if node.sha256 == sha256]
         node = benchmark.inputs.models[keys[0]]
         wanted = chosen['label'].tolist()
+        children = [child.pk for child in batch_calls(benchmark, keys[0], 'relax').values()]
         relaxed = {}
-        for child in batch_calls(benchmark, keys[0], 'relax').values():  # in batch order; a label is in one batch
-            relaxed.update(outputs_of([child.pk], 'relaxed_structures', labels=wanted)[child.pk])
+        for structures in outputs_of(children, 'relaxed_structures', labels=wanted).values():  # a label: one batch
+            relaxed.update(structures)
         datasets = [benchmark.inputs.datasets[key] for key in sorted(benchmark.inputs.datasets)]
         references = union_of_datasets(datasets, 'structures', labels=wanted)
         missing = sorted(set(wanted) - set(relaxed))

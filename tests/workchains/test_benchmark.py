@@ -68,6 +68,10 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     lanes = sorted((c for c in node.called if c.process_label == 'MliapLaneWorkChain'), key=lambda lane: lane.label)
     assert [lane.inputs.lane.value for lane in lanes] == [0, 1] and all(lane.is_finished_ok for lane in lanes)
     assert [len([c for c in lane.called if c.process_label == 'MliapBaseWorkChain']) for lane in lanes] == [5, 4]
+    # Each lane tabulated its own batches as they ended, with the batch's nodes as inputs (bulk-linked).
+    tables = [c for lane in lanes for c in lane.called if c.process_label == 'tabulate_batch']
+    assert len(tables) == 9 and all(table.is_finished_ok for table in tables)
+    assert sum(len(table.inputs.references) for table in tables) == 3 * count
     plan = node.base.links.get_outgoing(link_label_filter='plan').one().node.outputs.result
     assert plan.base.attributes.get('n_batches') == 3 and sorted(plan.get_array('offsets')) == [0, 7, 13, 19]
     for base in bases:
