@@ -45,6 +45,7 @@ def main() -> None:
     from aiida.engine import run_get_node
 
     load_profile(args.profile, allow_switch=True)
+    from aiida_mliap.analysis.dft_check import dft_check_table
     from aiida_mliap.analysis.results import load_results
     from aiida_mliap.calculations.dataset import import_reference_files
     from aiida_mliap.cli.utils import resolve_model
@@ -78,20 +79,11 @@ def main() -> None:
           f'({wall / len(labels):.0f} s per structure, two SCFs each)')  # fmt: skip
 
     table = load_results(benchmark)
-    rows = table[table['label'].isin(labels) & table['task'].eq('relax')].copy()
-    rows['verdict'] = rows['dft_check_delta_e_geom'].map(
-        lambda d: 'n/a' if d != d else ('DFT lower too' if d < 0 else 'model wrong')
-    )
-    shown = rows[['mp_id', 'formula', 'n_atoms', 'symmetry_change', 'error_energy', 'error_e_above_hull_dftref',
-                  'dft_check_delta_e_geom', 'dft_check_status', 'verdict']].copy()  # fmt: skip
-    for column in ('error_energy', 'error_e_above_hull_dftref', 'dft_check_delta_e_geom'):
-        shown[column] = (shown[column] * 1000).round(1)  # meV/atom
-    print(shown.rename(columns={'error_energy': 'E err', 'error_e_above_hull_dftref': 'Ehull err',
-                                'dft_check_delta_e_geom': 'dE_geom'}).to_string(index=False))  # fmt: skip
-    print(
-        'meV/atom; CHGNet drop: its energy at its own minimum below its energy at the MP geometry; Ehull err: CHGNet '
-        '- DFT on the DFT-reference hull; dE_geom: E_DFT(CHGNet geometry) - E_DFT(MP geometry).'
-    )
+    mine = table[table['label'].isin(labels) & table['task'].eq('relax')]
+    print(dft_check_table(mine).drop(columns='model').to_string(index=False))
+    print('meV/atom. E error: CHGNet at its own minimum - DFT at the MP geometry; dE_geom: E_DFT(CHGNet geometry) - '
+          'E_DFT(MP geometry); DFT says: confirmed (dE_geom < -1: a lower structure exists), contradicted (> +1: '
+          "CHGNet's landscape is wrong there) or same.")  # fmt: skip
 
 
 if __name__ == '__main__':

@@ -87,19 +87,53 @@ DFT_CHECK_NOTE = (
 )
 
 
+def dft_verdict(delta_e_geom: float | None) -> str | None:
+    """``confirmed`` (DFT also finds the model's geometry lower), ``contradicted`` (DFT finds it higher) or ``same``
+    (within ``DFT_TOLERANCE``); None without a check."""
+    if delta_e_geom is None or delta_e_geom != delta_e_geom:
+        return None
+    if delta_e_geom < -DFT_TOLERANCE:
+        return 'confirmed'
+    return 'contradicted' if delta_e_geom > DFT_TOLERANCE else 'same'
+
+
+def with_dft_split(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows with a finished DFT check, with ``dft_verdict`` and ``error_rest`` = total-energy error - ΔE_geom
+    (the model's error against DFT at the model's own geometry, eV/atom)."""
+    checked = table[table['dft_check_status'].eq('ok')]
+    return checked.assign(
+        dft_verdict=checked['dft_check_delta_e_geom'].map(dft_verdict),
+        error_rest=checked['error_energy'] - checked['dft_check_delta_e_geom'],
+    )
+
+
+def dft_check_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One line per DFT-checked structure (meV/atom): DFT Ehull of the MP geometry, the model's total-energy error,
+    ΔE_geom, the rest, and the verdict; failed checks with their status."""
+    checked = table[table['dft_check_status'].notna()]
+    split = with_dft_split(table)
+    columns = ['model', 'mp_id', 'formula', 'n_atoms', 'symmetry_change', 'e_above_hull_dft', 'error_energy',
+               'dft_check_delta_e_geom', 'dft_check_status']  # fmt: skip
+    shown = checked[columns].join(split[['error_rest', 'dft_verdict']])
+    for column in ('e_above_hull_dft', 'error_energy', 'dft_check_delta_e_geom', 'error_rest'):
+        shown[column] = (1000 * pd.to_numeric(shown[column])).round(1)
+    return shown.rename(
+        columns={'e_above_hull_dft': 'DFT Ehull', 'error_energy': 'E error', 'dft_check_delta_e_geom': 'dE_geom',
+                 'error_rest': 'E error - dE_geom', 'dft_check_status': 'status', 'dft_verdict': 'DFT says'}
+    ).sort_values(['model', 'mp_id']).reset_index(drop=True)  # fmt: skip
+
+
 def dft_check_split(table: pd.DataFrame, by: str) -> pd.DataFrame:
     """Per model, task and value of ``by`` (``dof_bin``, ``symmetry_change``): of the DFT-checked structures, how
     many DFT confirms (ΔE_geom < -tolerance) or contradicts (> +tolerance), and the mean total-energy error, mean
     ΔE_geom and mean rest (error - ΔE_geom), eV/atom."""
     from .breakdowns import with_bins
 
-    checked = table[table['dft_check_status'].eq('ok')]
+    checked = with_dft_split(table)
     if checked.empty:
         return pd.DataFrame()
     checked = with_bins(checked).assign(
-        confirmed=lambda f: f['dft_check_delta_e_geom'] < -DFT_TOLERANCE,
-        contradicted=lambda f: f['dft_check_delta_e_geom'] > DFT_TOLERANCE,
-        rest=lambda f: f['error_energy'] - f['dft_check_delta_e_geom'],
+        confirmed=lambda f: f['dft_verdict'].eq('confirmed'), contradicted=lambda f: f['dft_verdict'].eq('contradicted')
     )
     grouped = checked.groupby(['model', 'task', by], observed=True, sort=True)
     return grouped.agg(
@@ -108,5 +142,5 @@ def dft_check_split(table: pd.DataFrame, by: str) -> pd.DataFrame:
         contradicted=('contradicted', 'sum'),
         mean_error=('error_energy', 'mean'),
         mean_delta_e_geom=('dft_check_delta_e_geom', 'mean'),
-        mean_rest=('rest', 'mean'),
+        mean_rest=('error_rest', 'mean'),
     ).reset_index()
