@@ -42,10 +42,12 @@ def attach_inputs(uuids: Mapping[str, Mapping[str, str]]) -> int:
     """Link the stored Data nodes ``{namespace: {label: uuid}}`` as inputs ``namespace.label`` of the running
     calculation function, so that what it then reads (``inputs_of``) is its input, as if it had been passed in.
 
-    For a calcfunction whose other inputs name these nodes (their UUIDs in a Dict): its hash, computed from those
-    inputs when it was stored, then stands for these links too, so caching stays correct. Returns how many.
+    For a calcfunction whose other inputs name these nodes (their UUIDs in a Dict), so that its hash, computed from
+    those inputs when it was stored, stands for these links too. The calculation is marked as no cache source: a
+    cached copy would get only the inputs passed in, not these links (its function body never runs). Returns how many.
     """
     node = _running_calculation('attach_inputs')
+    node.base.caching.is_valid_cache = False
     labelled = {f'{ns}{NAMESPACE_SEPARATOR}{label}': uuid for ns, by in uuids.items() for label, uuid in by.items()}
     if not labelled:
         return 0

@@ -88,6 +88,14 @@ def test_bulk_inputs_are_ordinary_input_links(lifepo_entries):
     assert table.rows[labels[2]]['result'] == results[labels[2]].base.attributes.all
     assert table.rows[labels[3]]['result'] is None
     assert table.rows[labels[0]]['reference'] == references[labels[0]].base.attributes.all
+    # Never a cache source: a cached copy would lack the bulk-linked inputs.
+    assert not call.base.caching.is_valid_cache
+    from aiida.manage.caching import enable_caching
+
+    with enable_caching(identifier='aiida.calculations:mliap.tabulate_batch'):
+        again = make_table(orm.Dict({'task': 'static'}), references, results)
+    assert 'cached_from' not in again.creator.base.extras.keys()
+    assert len(again.creator.inputs.references) == len(references)  # ran, and linked its inputs itself
     # Its hash is made from inputs that name every linked node: another batch is another hash.
     other = make_table(orm.Dict({'task': 'static'}), references, dict(list(results.items())[:2]))
     assert other.creator.base.caching.get_hash() != call.base.caching.get_hash()
