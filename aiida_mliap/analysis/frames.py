@@ -26,7 +26,7 @@ def query_frame(
     query: orm.QueryBuilder, columns: list[str], attributes: Collection[str] = (), times: Collection[str] = ()
 ) -> pd.DataFrame:
     """The rows of ``query`` with one column per projection, named ``columns`` in the order ``iterall`` gives them
-    (vertex by vertex; a vertex's edge projections after its own).
+    (the vertices' projections in path order, then the edges' in path order).
 
     ``attributes`` names the columns projected from JSON attributes (``attributes.<key>``), ``times`` the datetime
     columns. The frame is what ``pd.DataFrame(list(query.iterall()), columns=columns)`` gives, on any backend, as

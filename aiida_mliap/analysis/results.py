@@ -70,31 +70,42 @@ def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFram
     # A structure evaluated by the same model and task in several benchmarks (a relaunch) counts once: the latest.
     # Creation times, not pks, order everything: an archive import renumbers the nodes.
     table = latest_rows(table, ['label', 'model_sha256', 'task'], ['thermo_ctime'])
-    table = _with_dft_checks(table)
+    jobs = table_jobs(sorted(set(tables['table'])))  # the calculations behind the rows: environments, DFT checks
+    table = _with_dft_checks(table, set(jobs['job'].astype('int64')))
     for column in COLUMNS:
         if column not in table:
             table[column] = None
     ordered = table[COLUMNS + [c for c in table.columns if c not in COLUMNS]]
     result = add_errors(ordered.sort_values(['model', 'task', 'mp_id'], kind='stable').reset_index(drop=True))
     result = add_relaxation_checks(result)
-    result.attrs.update(provenance(thermo_calls, tables))
+    result.attrs.update(provenance(thermo_calls, tables, jobs))
     return result
 
 
 DFT_CHECK_KEYS = ('label', 'model_sha256', 'task', 'status', 'delta_e_geom')
 
 
-def _with_dft_checks(table: pd.DataFrame) -> pd.DataFrame:
+def _with_dft_checks(table: pd.DataFrame, jobs: set[int]) -> pd.DataFrame:
     """``dft_check_status`` and ``dft_check_delta_e_geom`` (eV/atom) of the latest DFT check of each structure, model
-    and task (``MliapDftCheckWorkChain``, wherever it ran in this profile); None where none was made."""
+    and task whose model geometry one of ``jobs`` (the relaxations behind these rows) made; None where there is none.
+    A check of another benchmark's relaxation of the same structure is another geometry, and is not taken."""
     query = orm.QueryBuilder().append(
         MliapDftCheckData,
         filters={'attributes.model_sha256': {'in': sorted(table['model_sha256'].dropna().unique().tolist())}},
         project=[*(f'attributes.{key}' for key in DFT_CHECK_KEYS), 'ctime'],
+        tag='check',
     )
-    columns = [*DFT_CHECK_KEYS, 'check_ctime']
-    checks = query_frame(query, columns, attributes=DFT_CHECK_KEYS, times=['check_ctime'])
-    checks = latest_rows(checks, ['label', 'model_sha256', 'task'], ['check_ctime']).drop(columns='check_ctime')
+    query.append(orm.WorkflowNode, with_outgoing='check', edge_project='label', tag='chain')
+    query.append(orm.StructureData, with_outgoing='chain', edge_project='label', tag='geometry',
+                 edge_filters={'label': {'like': 'model_structures__%'}})  # fmt: skip
+    query.append(orm.CalcJobNode, with_outgoing='geometry', project='id', tag='job')
+    columns = [*DFT_CHECK_KEYS, 'check_ctime', 'job', 'check_link', 'geometry_link']  # vertices, then edges
+    found = query_frame(query, columns, attributes=DFT_CHECK_KEYS, times=['check_ctime'])
+    own = found['check_link'].str.removeprefix('checks__') == found['geometry_link'].str.removeprefix(
+        'model_structures__'
+    )
+    checks = found[own & found['job'].astype('int64').isin(jobs)]
+    checks = latest_rows(checks, ['label', 'model_sha256', 'task'], ['check_ctime'])[list(DFT_CHECK_KEYS)]
     checks = checks.rename(columns={'status': 'dft_check_status', 'delta_e_geom': 'dft_check_delta_e_geom'})
     table = table.drop(columns=['dft_check_status', 'dft_check_delta_e_geom'], errors='ignore')
     merged = table.merge(checks, on=['label', 'model_sha256', 'task'], how='left')
@@ -102,7 +113,7 @@ def _with_dft_checks(table: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
-def provenance(calls: list[int], tables: pd.DataFrame) -> dict[str, Any]:
+def provenance(calls: list[int], tables: pd.DataFrame, jobs: pd.DataFrame) -> dict[str, Any]:
     """What a report must state beside the numbers: models, datasets and the exact parameters of every task."""
     found: dict[str, Any] = {}
     for key, node_class, label, keys in (
@@ -121,31 +132,38 @@ def provenance(calls: list[int], tables: pd.DataFrame) -> dict[str, Any]:
     found['parameters'] = {
         task: sorted(sets, key=lambda p: json.dumps(p, sort_keys=True)) for task, sets in sorted(parameters.items())
     }
-    found['environments'] = environments(sorted(set(tables['table'])))
+    found['environments'] = environments(jobs)
     return found
+
+
+def table_jobs(tables: list[int]) -> pd.DataFrame:
+    """(table, job): the calculations whose results each table read, one query."""
+    if not tables:
+        return pd.DataFrame(columns=['table', 'job'])
+    query = orm.QueryBuilder().append(MliapBatchTable, filters={'id': {'in': tables}}, project='id', tag='t')
+    query.append(orm.CalcFunctionNode, with_outgoing='t', tag='tabulate')
+    query.append(orm.Data, with_outgoing='tabulate', edge_filters={'label': {'like': 'results__%'}}, tag='result')
+    query.append(orm.CalcJobNode, with_outgoing='result', project='id', tag='job')
+    return query_frame(query, ['table', 'job']).drop_duplicates()
 
 
 ENVIRONMENT_KEYS = ('framework', 'framework_version', 'torch_version', 'device', 'device_name', 'dtype',
                     'torch_threads', 'engine')  # fmt: skip
 
 
-def environments(tables: list[int]) -> list[dict[str, Any]]:
+def environments(pairs: pd.DataFrame) -> list[dict[str, Any]]:
     """What actually ran each task, from the runner's record of its environment in every calculation behind the
-    tables: framework and torch versions, device, dtype, threads, engine (one row per distinct combination)."""
-    if not tables:
+    tables (``pairs``: ``table_jobs``): framework and torch versions, device, dtype, threads, engine (one row per
+    distinct combination)."""
+    if pairs.empty:
         return []
-    # Plain queries: the tables' task and model once per table, the jobs behind their results (ids only: a table's
-    # attributes hold every row, and extracting a key from them once per result took seconds per thousand), then
-    # the jobs' environments.
+    tables = sorted({int(table) for table in pairs['table']})
+    # Plain queries: the tables' task and model once per table, the jobs' environments (ids only: a table's
+    # attributes hold every row, and extracting a key from them once per result took seconds per thousand).
     described = orm.QueryBuilder().append(
         MliapBatchTable, filters={'id': {'in': tables}}, project=['id', 'attributes.task', 'attributes.model_sha256']
     )
     about = {table: (task, sha256) for table, task, sha256 in described.iterall()}
-    query = orm.QueryBuilder().append(MliapBatchTable, filters={'id': {'in': tables}}, project='id', tag='t')
-    query.append(orm.CalcFunctionNode, with_outgoing='t', tag='tabulate')
-    query.append(orm.Data, with_outgoing='tabulate', edge_filters={'label': {'like': 'results__%'}}, tag='result')
-    query.append(orm.CalcJobNode, with_outgoing='result', project='id', tag='job')
-    pairs = query_frame(query, ['table', 'job']).drop_duplicates()
     jobs = {(*about[int(table)], int(job)) for table, job in zip(pairs['table'], pairs['job'], strict=True)}
     if not jobs:
         return []

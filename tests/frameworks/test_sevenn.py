@@ -168,7 +168,11 @@ def test_both_engines_agree_and_refuse_unknown_elements(sevenn_code, make_struct
             got = batched[label]
             assert got['status'] == expected['status']
             assert got['n_steps'] == expected['n_steps']
-            assert abs(got['energy_per_atom'] - expected['energy_per_atom']) < 1e-5
+            # Static: the same numbers. Relax: three FIRE steps driven by float32 forces whose last bits differ
+            # between the two engines' reductions (thread counts, batch shapes); 3e-5 eV/atom was seen on a loaded
+            # machine, so the trajectories are held to 1e-4.
+            tolerance = 1e-5 if task == 'static' else 1e-4
+            assert abs(got['energy_per_atom'] - expected['energy_per_atom']) < tolerance
             assert abs(got['forces_max'] - expected['forces_max']) < 1e-4
             np.testing.assert_allclose(got['stress'], expected['stress'], atol=1e-5)
     assert node.outputs.summary['environment']['model_adaptations'] == {'modal': 'PBE'}
