@@ -8,9 +8,10 @@
 Runs (unless --benchmark) a CHGNet relaxation benchmark of every structure of <= --max-atoms atoms of an MP chemical
 system (the shared Li-Fe-P-O file, its --chemsys subsystem: every phase, so the hull is complete), picks the
 structures whose symmetry CHGNet lowered or whose Ehull error is largest, and runs ``MliapDftCheckWorkChain``: two
-pw.x SCFs each. Prints per structure ΔE_geom = E_DFT(CHGNet geometry) - E_DFT(MP geometry) per atom beside CHGNet's
-own energy drop and Ehull error, and what it says: ΔE_geom < 0, DFT confirms a lower structure; > 0, CHGNet's energy
-landscape is wrong there. ΔE_geom is QE's (PBE, pslibrary, MP's U and moments), standing in for MP's VASP setup.
+pw.x SCFs each. Prints per structure ΔE_geom = E_DFT(CHGNet geometry) - E_DFT(MP geometry) per atom beside the DFT
+Ehull and CHGNet's total-energy error, and what it says: ΔE_geom < 0, DFT confirms a lower structure; > 0,
+CHGNet's energy landscape is wrong there. ΔE_geom is QE's (PBE, pslibrary, MP's U and moments), standing in for
+MP's VASP setup.
 Data: Materials Project (A. Jain et al., APL Materials 1, 011002 (2013)), CC BY 4.0.
 """
 

@@ -8,7 +8,7 @@ from aiida.cmdline.utils import decorators, echo
 
 from ..protocols import protocol_names
 from . import cmd_root
-from .utils import CODES, DAEMON, headline_text, launch_process, resolve_codes, resolve_model
+from .utils import CODES, DAEMON, dft_extra_missing, headline_text, launch_process, resolve_codes, resolve_model
 
 
 @cmd_root.group('benchmark')
@@ -115,7 +115,7 @@ def benchmark_dft_check(process, model_id, rules, labels, max_structures, max_at
     try:
         from ..workchains.dft_check import MliapDftCheckWorkChain
     except ImportError as exception:
-        raise click.ClickException(f'{exception}: install the extra, `pip install aiida-mliap[dft]`') from exception
+        raise dft_extra_missing(exception) from exception
     try:
         builder = MliapDftCheckWorkChain.get_builder_from_benchmark(
             process, orm.load_code(pw_label), family, model_id, tuple(rules or RULES), tuple(labels), max_structures,

@@ -12,7 +12,7 @@ from aiida.cmdline.utils import decorators, echo
 
 from ..data.model import ENERGY_SCALES, FRAMEWORKS, MliapModelData
 from . import cmd_root
-from .utils import DEFAULT_CODE_LABEL
+from .utils import DEFAULT_CODE_LABEL, dft_extra_missing
 
 
 @cmd_root.group('setup')
@@ -188,7 +188,7 @@ def setup_dft(folder, cutoffs, family_label, executable, computer, label):
     try:
         from ..dft.setup import DEFAULT_FAMILY, DEFAULT_PW_LABEL, STRINGENCY, install_family, register_pw_code
     except ImportError as exception:
-        raise click.ClickException(f'{exception}: install the extra, `pip install aiida-mliap[dft]`') from exception
+        raise dft_extra_missing(exception) from exception
     if folder is None:
         shared = Path(os.environ.get('MLIAP_SHARED_DATA', '../shared/data'))
         folder = shared / 'pseudos' / 'pslibrary-pbe'

@@ -138,3 +138,8 @@ def headline_text(headline) -> str:
     from ..analysis.metrics import as_percent
 
     return tabulate(as_percent(headline), headers='keys', showindex=False, floatfmt='.1f')
+
+
+def dft_extra_missing(exception: ImportError) -> click.ClickException:
+    """The error for a DFT command without aiida-quantumespresso and aiida-pseudo installed."""
+    return click.ClickException(f'{exception}: install the extra, `pip install aiida-mliap[dft]`')
