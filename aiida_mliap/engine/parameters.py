@@ -14,9 +14,12 @@ TASKS: dict[str, dict[str, Any]] = {
 OPTIMIZERS = ('FIRE', 'BFGS', 'LBFGS')
 DTYPES = ('float32', 'float64', 'highest')  # highest: float64 where the framework supports it
 DEVICES = ('auto', 'cpu', 'cuda')
-# ase: one ASE optimizer loop per structure; batched: the same optimizers advanced together, one batched model call
-# per step (frameworks without a batched call fall back to ase). Same results; batched is the faster (benchmarks/).
-ENGINES = ('ase', 'batched')
+# ase: one ASE optimizer loop per structure; batched: the same ASE optimizers advanced together, one batched model call
+# per step; vectorized: FIRE and the Frechet cell filter as batched torch operations on the model's device (engine/
+# fire.py), ASE's numbers without ASE's per-structure Python. The symmetry constraint and other optimizers fall back
+# to batched, frameworks without a batched call to ase; the calculation's environment record names the engine that ran
+# and why (docs/relaxation-engines.md).
+ENGINES = ('ase', 'batched', 'vectorized')
 
 DEFAULTS: dict[str, Any] = {
     'task': 'relax',
@@ -28,8 +31,8 @@ DEFAULTS: dict[str, Any] = {
     'symprec': 0.01,
     'dtype': None,
     'device': 'auto',
-    'engine': 'batched',
-    'batch_budget': None,  # batched engine: atoms + neighbour pairs per model call; None: from the device
+    'engine': 'vectorized',
+    'batch_budget': None,  # batched engines: atoms + neighbour pairs per model call; None: from the device
     'trajectory': None,  # relaxations: 'steps' (energy, largest force, volume per step) or 'frames' (also geometry)
 }
 TRAJECTORIES = (None, 'steps', 'frames')

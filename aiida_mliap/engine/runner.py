@@ -30,7 +30,9 @@ from .checks import check_structure
 from .hashing import sha256_of_model
 from .parameters import validate_parameters, with_defaults
 from .status import WITH_RESULT, Status
+from .system import batch_via_system, via_atoms
 from .tasks import ExplodedError, outputs_record, run_task, static_record
+from .vectorized import relax_vectorized
 
 EXIT_FATAL = 2
 # Structures per batched model call: small enough that progress and partial results keep flowing.
@@ -115,11 +117,31 @@ def is_out_of_memory(exception: BaseException) -> bool:
     return isinstance(exception, MemoryError) or 'out of memory' in str(exception).lower()
 
 
-def engine_used(loaded: Any, parameters: dict[str, Any]) -> str:
-    """``batched`` where asked for and the framework has a batched call; single points are batched regardless."""
-    if loaded.evaluate_batch is None:
-        return 'ase'
-    return 'batched' if parameters['task'] == 'static' else parameters['engine']
+def engine_used(loaded: Any, parameters: dict[str, Any]) -> tuple[str, str | None]:
+    """The engine that runs these parameters, and why it is not the one asked for (None when it is).
+
+    ``vectorized`` covers FIRE, with or without the cell filter; the symmetry constraint and the other optimizers
+    keep their per-structure ASE optimizers in the ``batched`` engine. Single points are batched regardless: on the
+    device (``vectorized``) where the framework has a tensor path, else through its batched call.
+    """
+    asked = parameters['engine']
+    if loaded.evaluate_batch is None and loaded.evaluate_system is None:
+        reason = None if asked == 'ase' else 'the framework has no batched model call'
+        return 'ase', reason
+    if parameters['task'] == 'static':
+        return ('vectorized' if loaded.evaluate_system is not None else 'batched'), None
+    if asked != 'vectorized':
+        return asked, None
+    if parameters['fix_symmetry']:
+        return 'batched', 'the vectorized engine has no symmetry constraint: ASE FixSymmetry per structure'
+    if parameters['optimizer'] != 'FIRE':
+        return 'batched', f'the vectorized engine implements FIRE only, not {parameters["optimizer"]}'
+    return 'vectorized', None
+
+
+def system_evaluator(loaded: Any):
+    """The model as a tensor call: its own device path where it has one, else its batched call through the host."""
+    return loaded.evaluate_system or via_atoms(loaded.evaluate_batch)
 
 
 def failure_record(framework: Any, exception: BaseException) -> dict[str, Any]:
@@ -210,22 +232,25 @@ class Runner:
 
     def records(self, structures: list[Atoms], framework, loaded, parameters: dict[str, Any]):
         """Yield ``(atoms, record, seconds)`` per structure, batching model calls where the framework can."""
-        engine = engine_used(loaded, parameters)
-        if engine == 'batched' and parameters['task'] == 'static':
+        engine, _ = engine_used(loaded, parameters)
+        if engine != 'ase' and parameters['task'] == 'static':
             budget = parameters['batch_budget'] or default_budget(loaded.device)
+            evaluate = loaded.evaluate_batch
+            if engine == 'vectorized':
+                evaluate = batch_via_system(loaded.evaluate_system, loaded.device)
             for chunk in budget_chunks(structures, budget):
-                yield from self.static_batch(chunk, framework, loaded, parameters)
+                yield from self.static_batch(chunk, framework, loaded, parameters, evaluate)
             return
-        if engine == 'batched':
-            yield from self.relax_batch(structures, framework, loaded, parameters)
+        if engine != 'ase':
+            yield from self.relax_batch(structures, framework, loaded, parameters, engine)
             return
         for atoms in structures:
             tick = time.perf_counter()
             record = self.run_one(atoms, framework, loaded, parameters)
             yield atoms, record, time.perf_counter() - tick
 
-    def relax_batch(self, structures: list[Atoms], framework, loaded, parameters: dict[str, Any]):
-        """The batched engine over the structures that pass the checks (the others fail at once, alone)."""
+    def relax_batch(self, structures: list[Atoms], framework, loaded, parameters: dict[str, Any], engine: str):
+        """A batched engine over the structures that pass the checks (the others fail at once, alone)."""
         valid = []
         for atoms in structures:
             problem = check_structure(atoms, loaded.supported_numbers)
@@ -234,19 +259,22 @@ class Runner:
             else:
                 valid.append(atoms)
         budget = parameters['batch_budget'] or default_budget(loaded.device)
-        finished = relax_batched(
-            valid, loaded.evaluate_batch, parameters, budget, partial(failure_record, framework), is_out_of_memory
-        )
+        fail = partial(failure_record, framework)
+        if engine == 'vectorized':
+            evaluate = system_evaluator(loaded)
+            finished = relax_vectorized(valid, evaluate, parameters, budget, fail, is_out_of_memory, loaded.device)
+        else:
+            finished = relax_batched(valid, loaded.evaluate_batch, parameters, budget, fail, is_out_of_memory)
         for index, record, seconds in finished:
             yield valid[index], record, seconds
 
-    def static_batch(self, chunk: list[Atoms], framework, loaded, parameters: dict[str, Any]):
+    def static_batch(self, chunk: list[Atoms], framework, loaded, parameters: dict[str, Any], evaluate):
         """One batched call for the valid structures; if it fails, one by one so the culprit fails alone."""
         tick = time.perf_counter()
         problems = [check_structure(atoms, loaded.supported_numbers) for atoms in chunk]
         valid = [atoms for atoms, problem in zip(chunk, problems, strict=True) if problem is None]
         try:
-            outputs = iter(loaded.evaluate_batch(valid) if valid else [])
+            outputs = iter(evaluate(valid) if valid else [])
         except Exception:
             for atoms in chunk:
                 single = time.perf_counter()
@@ -279,7 +307,9 @@ class Runner:
             return EXIT_FATAL
 
         environment = describe_environment(framework, loaded, self.threads)
-        environment['engine'] = engine_used(loaded, parameters)
+        environment['engine'], fallback = engine_used(loaded, parameters)
+        if fallback:
+            environment['engine_fallback'] = fallback
         print(
             f'aiida-mliap-run: {len(structures)} structures, task {parameters["task"]}, '
             f'{framework.name} {environment["framework_version"]} on {loaded.device} ({loaded.dtype}, '

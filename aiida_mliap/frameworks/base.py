@@ -8,13 +8,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
 from ..engine.status import Status
+
+if TYPE_CHECKING:  # torch is imported where a model runs, not by the aiida side that reads this module
+    from ..engine.system import System, TensorOutputs
 
 # Energy (eV), forces (eV/Å) and Voigt stress (eV/Å^3) of one structure.
 Outputs = tuple[float, np.ndarray, np.ndarray]
@@ -28,6 +31,9 @@ class LoadedModel:
     device: str
     # Single points of many structures in one call, where the framework offers it; same numbers as the calculator.
     evaluate_batch: Callable[[list[Atoms]], list[Outputs]] | None = None
+    # The same on a whole batch as tensors on the device (graph built there too), where the framework allows it:
+    # the vectorized engine's call. Without it, the engine goes through ``evaluate_batch`` and the host.
+    evaluate_system: Callable[[System], TensorOutputs] | None = None
     # How the framework had to adapt this checkpoint to run it faithfully (recorded in every calculation's summary).
     adaptations: dict[str, str] = field(default_factory=dict)
 

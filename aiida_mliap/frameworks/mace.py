@@ -8,6 +8,7 @@ from typing import Any
 
 from ase import Atoms
 
+from ..engine.system import System, TensorOutputs
 from .base import LoadedModel, MliapFramework, Outputs
 
 
@@ -23,8 +24,10 @@ class MaceFramework(MliapFramework):
 
         calculator = MACECalculator(model_paths=str(model_dir / files[0]), device=device, default_dtype=dtype)
         numbers = frozenset(int(z) for z in calculator.models[0].atomic_numbers)
-        batch = partial(_evaluate_batch, calculator) if calculator.num_models == 1 else None
-        return LoadedModel(calculator, numbers, dtype, device, evaluate_batch=batch)
+        single = calculator.num_models == 1
+        batch = partial(_evaluate_batch, calculator) if single else None
+        system = partial(_evaluate_system, calculator) if single else None
+        return LoadedModel(calculator, numbers, dtype, device, evaluate_batch=batch, evaluate_system=system)
 
 
 def _evaluate_batch(calculator, frames: list[Atoms]) -> list[Outputs]:
@@ -56,3 +59,42 @@ def _evaluate_batch(calculator, frames: list[Atoms]) -> list[Outputs]:
         (float(energies[i]), forces[bounds[i] : bounds[i + 1]], full_3x3_to_voigt_6_stress(stresses[i]))
         for i in range(len(frames))
     ]
+
+
+def _evaluate_system(calculator, system: System) -> TensorOutputs:
+    """One MACE call on a batch whose graph is built on the device (``engine.neighbours``): the inputs MACE's own
+    data pipeline makes, without a host round trip or a per-structure neighbour list."""
+    import torch
+
+    from ..engine.neighbours import neighbour_pairs
+
+    dtype, device = getattr(torch, calculator.default_dtype), system.positions.device
+    sender, receiver, unit_shifts = neighbour_pairs(system, float(calculator.r_max))
+    zs = torch.as_tensor(calculator.z_table.zs, device=device)
+    lookup = torch.full((int(zs.max()) + 1,), -1, dtype=torch.long, device=device)
+    lookup[zs] = torch.arange(len(zs), device=device)
+    numbers = system.numbers.clamp(max=len(lookup) - 1)
+    node_attrs = torch.nn.functional.one_hot(lookup[numbers], num_classes=len(zs)).to(dtype)
+    batch, b = system.batch, len(system)
+    cells = system.cells.to(dtype)
+    unit = unit_shifts.to(dtype)
+    head = calculator.available_heads.index(calculator.head) if calculator.head in calculator.available_heads else 0
+    data = {
+        'positions': system.positions.to(dtype), 'node_attrs': node_attrs,
+        'edge_index': torch.stack([sender, receiver]), 'unit_shifts': unit,
+        'shifts': torch.einsum('ek,ekl->el', unit, cells[batch[sender]]), 'cell': cells.reshape(-1, 3),
+        'batch': batch, 'ptr': system.ptr, 'pbc': system.pbc,
+        'head': torch.full((b,), head, dtype=torch.long, device=device),
+        'charges': torch.zeros(len(batch), dtype=dtype, device=device),
+        'total_charge': torch.zeros(b, dtype=dtype, device=device),
+        'total_spin': torch.ones(b, dtype=dtype, device=device),
+        'weight': torch.ones(b, dtype=dtype, device=device),
+    }  # fmt: skip
+    out = calculator.models[0](data, compute_stress=True, training=False)
+    energy_unit, length_unit = calculator.energy_units_to_eV, calculator.length_units_to_A
+    as64 = torch.float64
+    return (
+        out['energy'].detach().to(as64) * energy_unit,
+        out['forces'].detach().to(as64) * energy_unit / length_unit,
+        out['stress'].detach().to(as64).reshape(-1, 3, 3) * energy_unit / length_unit**3,
+    )
