@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from aiida import orm
@@ -13,45 +12,9 @@ from .calculations.outputs import attach_outputs, outputs_of
 from .calculations.tables import tabulate
 from .data.model import MliapModelData
 from .data.result import MliapResultData
+from .tiny_models import build_mace, build_tiny_m3gnet, build_tiny_mace
 
-
-def build_tiny_mace(path: Path, atomic_numbers: Sequence[int], seed: int = 0) -> Path:
-    """A one-interaction ScaleShiftMACE over ``atomic_numbers``, saved whole with ``torch.save`` (a ``.model``)."""
-    import numpy as np
-    import torch
-
-    # isort: off
-    from mace import modules  # first: mace lets e3nn 0.4.4 load its constants under torch >= 2.6
-    from e3nn import o3
-    # isort: on
-
-    torch.manual_seed(seed)
-    block = modules.interaction_classes['RealAgnosticResidualInteractionBlock']
-    numbers = list(atomic_numbers)
-    model = modules.ScaleShiftMACE(
-        r_max=4.0, num_bessel=4, num_polynomial_cutoff=3, max_ell=1, interaction_cls=block,
-        interaction_cls_first=block, num_interactions=1, num_elements=len(numbers), hidden_irreps=o3.Irreps('8x0e'),
-        MLP_irreps=o3.Irreps('8x0e'), atomic_energies=np.linspace(-3, -1, len(numbers)), avg_num_neighbors=8.0,
-        atomic_numbers=numbers, correlation=2, gate=torch.nn.functional.silu, atomic_inter_scale=1.0,
-        atomic_inter_shift=0.0,
-    )  # fmt: skip
-    torch.save(model, path)
-    return path
-
-
-def build_tiny_m3gnet(path: Path, elements: Sequence[str], seed: int = 0) -> Path:
-    """A one-block M3GNet potential over ``elements``, saved with matgl's ``Potential.save`` (a model folder)."""
-    import torch
-    from matgl.apps.pes import Potential
-    from matgl.models import M3GNet
-
-    torch.manual_seed(seed)
-    model = M3GNet(
-        element_types=tuple(elements), is_intensive=False, nblocks=1, dim_node_embedding=8, dim_edge_embedding=8,
-        units=8, max_n=2, max_l=2,
-    )  # fmt: skip
-    Potential(model=model).save(path)
-    return path
+__all__ = ('build_mace', 'build_tiny_m3gnet', 'build_tiny_mace', 'dft_as_model', 'oracle_model', 'oracle_tables')
 
 
 def oracle_model(directory: Path, variant: int = 0) -> MliapModelData:

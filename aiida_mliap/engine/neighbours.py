@@ -43,7 +43,8 @@ def neighbour_pairs(system: System, cutoff: float) -> tuple[torch.Tensor, torch.
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty, torch.zeros((0, 3), dtype=torch.long, device=device)
     i, j, s = (torch.cat(parts) for parts in zip(*found, strict=True))
-    return i, j, s
+    order = torch.argsort(i, stable=True)  # grouped by the first atom, as ASE's: message passing reads them in order
+    return i[order], j[order], s[order]
 
 
 def _images(cells: torch.Tensor, pbc: torch.Tensor, cutoff: float) -> torch.Tensor:

@@ -80,7 +80,7 @@ def _evaluate_system(calculator, system: System) -> TensorOutputs:
     unit = unit_shifts.to(dtype)
     head = calculator.available_heads.index(calculator.head) if calculator.head in calculator.available_heads else 0
     data = {
-        'positions': system.positions.to(dtype), 'node_attrs': node_attrs,
+        'positions': system.positions.to(dtype, copy=True), 'node_attrs': node_attrs,
         'edge_index': torch.stack([sender, receiver]), 'unit_shifts': unit,
         'shifts': torch.einsum('ek,ekl->el', unit, cells[batch[sender]]), 'cell': cells.reshape(-1, 3),
         'batch': batch, 'ptr': system.ptr, 'pbc': system.pbc,

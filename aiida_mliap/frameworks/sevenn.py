@@ -14,6 +14,7 @@ from ase import Atoms
 
 from ..engine.hashing import sha256_of_model
 from ..engine.status import Status
+from ..engine.system import System, TensorOutputs
 from .base import Bundled, LoadedModel, MliapFramework, Outputs
 
 _MEASURED = (
@@ -59,8 +60,11 @@ class SevennetFramework(MliapFramework):
         calculator = SevenNetCalculator(str(model_dir / files[0]), device=device, modal=options.get('modal'))
         numbers = frozenset(int(z) for z in calculator.type_map)
         batch = partial(_evaluate_batch, calculator)
+        system = partial(_evaluate_system, calculator)
         adaptations = {'modal': calculator.modal} if calculator.modal else {}
-        return LoadedModel(calculator, numbers, dtype, device, evaluate_batch=batch, adaptations=adaptations)
+        return LoadedModel(
+            calculator, numbers, dtype, device, evaluate_batch=batch, evaluate_system=system, adaptations=adaptations
+        )
 
     def checkpoint_facts(self, path: Path) -> dict[str, Any]:
         if not path.is_file():
@@ -124,3 +128,43 @@ def _evaluate_batch(calculator, frames: list[Atoms]) -> list[Outputs]:
     stresses = -output[key.PRED_STRESS].detach().cpu().numpy()[:, [0, 1, 2, 4, 5, 3]]
     offsets = batch.ptr.cpu().numpy()
     return [(float(energies[i]), forces[offsets[i] : offsets[i + 1]], stresses[i].copy()) for i in range(len(frames))]
+
+
+def _evaluate_system(calculator, system: System) -> TensorOutputs:
+    """SevenNet on a batch whose graph is built on the device (``engine.neighbours``): the inputs its data pipeline
+    makes (edge vectors from float64 positions, as ``unlabeled_atoms_to_graph``), without a host round trip."""
+    import sevenn._keys as key
+    import torch
+    from sevenn.atom_graph_data import AtomGraphData
+
+    from ..engine.neighbours import neighbour_pairs
+
+    model = calculator.model
+    dtype = next(model.parameters()).dtype
+    src, dst, shifts = neighbour_pairs(system, float(calculator.cutoff))
+    batch = system.batch
+    vectors = system.positions[dst] - system.positions[src]
+    vectors = vectors + torch.einsum('ek,ekl->el', shifts.to(torch.float64), system.cells[batch[src]])
+    fields = {
+        key.NODE_FEATURE: system.numbers, key.ATOMIC_NUMBERS: system.numbers,
+        key.POS: system.positions.to(dtype, copy=True),
+        key.EDGE_IDX: torch.stack([src, dst]), key.EDGE_VEC: vectors.to(dtype, copy=True),
+        key.CELL_VOLUME: torch.linalg.det(system.cells).abs().to(dtype), key.NUM_ATOMS: system.counts,
+        key.BATCH: batch, 'ptr': system.ptr,
+    }  # fmt: skip
+    data = AtomGraphData(**fields)
+    if calculator.modal:
+        data[key.DATA_MODALITY] = [calculator.modal] * len(system)
+    model.set_is_batch_data(True)
+    try:
+        output = model(data)
+    finally:
+        model.set_is_batch_data(False)
+    as64 = torch.float64
+    voigt = -output[key.PRED_STRESS].detach().to(as64)  # xx yy zz xy yz zx
+    stress = torch.stack([
+        torch.stack([voigt[:, 0], voigt[:, 3], voigt[:, 5]], dim=1),
+        torch.stack([voigt[:, 3], voigt[:, 1], voigt[:, 4]], dim=1),
+        torch.stack([voigt[:, 5], voigt[:, 4], voigt[:, 2]], dim=1),
+    ], dim=1)  # fmt: skip
+    return output[key.PRED_TOTAL_ENERGY].detach().to(as64).reshape(-1), output[key.PRED_FORCE].detach().to(as64), stress
