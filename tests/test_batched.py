@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from functools import partial
 
 import numpy as np
@@ -120,18 +121,18 @@ def test_both_engines_through_the_calcjob(runner_code, chgnet_model, make_struct
 
     structures = make_structures(3)
     runs, trajectories = {}, {}
-    # The trajectory on request: steps with the ASE loop, frames with the batched engine, the same steps either way.
-    for engine, trajectory in (('ase', 'steps'), ('batched', 'frames')):
+    # The trajectory on request: steps with the ASE loop, frames with the batched engines, the same steps every way.
+    for engine, trajectory in (('ase', 'steps'), ('batched', 'frames'), ('vectorized', 'frames')):
         parameters = {'task': 'relax', 'max_steps': 60, 'device': 'cpu', 'engine': engine, 'trajectory': trajectory}
         results, node = run_get_node(get_builder_for(runner_code, chgnet_model, structures, parameters))
         assert node.is_finished_ok, node.exit_message
         assert results['summary']['environment']['engine'] == engine
         runs[engine] = {label: result.base.attributes.all for label, result in results['results'].items()}
         trajectories[engine] = dict(results['trajectories'].items())
-    for label, record in runs['ase'].items():
-        assert runs['batched'][label]['n_steps'] == record['n_steps']
-        assert runs['batched'][label]['energy_per_atom'] == pytest.approx(record['energy_per_atom'], abs=1e-5)
-        steps, frames = trajectories['ase'][label], trajectories['batched'][label]
+    for (label, record), engine in itertools.product(runs['ase'].items(), ('batched', 'vectorized')):
+        assert runs[engine][label]['n_steps'] == record['n_steps']
+        assert runs[engine][label]['energy_per_atom'] == pytest.approx(record['energy_per_atom'], abs=1e-5)
+        steps, frames = trajectories['ase'][label], trajectories[engine][label]
         assert set(steps.get_arraynames()) == {'energy_per_atom', 'forces_max', 'volume'}
         assert len(steps.get_array('energy_per_atom')) == record['n_steps'] + 1  # the first evaluation and each step
         for name in ('energy_per_atom', 'forces_max', 'volume'):

@@ -66,7 +66,7 @@ def test_applicable_parameters_are_those_of_the_task():
     from aiida_mliap.engine.parameters import applicable
 
     static = applicable({'task': 'static', 'fmax': 0.01})
-    assert 'fmax' not in static and 'optimizer' not in static and static['engine'] == 'batched'
+    assert 'fmax' not in static and 'optimizer' not in static and static['engine'] == 'vectorized'
     relax = applicable({'task': 'relax'})
     assert relax['fmax'] == DEFAULTS['fmax'] and 'symprec' not in relax
     assert 'symprec' in applicable({'task': 'relax', 'fix_symmetry': True})

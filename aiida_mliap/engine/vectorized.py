@@ -91,7 +91,7 @@ def relax_vectorized(
         )
 
     while waiting or paused or active is not None:
-        active, budget = _fill(active, paused, waiting, sizes, budget, load)
+        active = _fill(active, paused, waiting, sizes, budget, load)
         tick = time.perf_counter()
         positions, cells = active.geometry()
         system = System(active.numbers, positions, cells, active.pbc, active.counts)
@@ -115,7 +115,6 @@ def relax_vectorized(
                 continue
             kept = torch.as_tensor(sorted(set(range(len(active))) - set(failed)), device=active.counts.device)
             active, system = active.take(kept), system.select(kept)
-            positions, cells = system.positions, system.cells
             energy, forces, stress = outputs
         done = _advance(active, system, energy, forces, stress, parameters, trajectories, structures)
         share = (time.perf_counter() - tick) / len(active)
@@ -130,25 +129,24 @@ def relax_vectorized(
             active = None
 
 
-def _fill(active, paused, waiting, sizes, budget, load):
-    """Bring paused batches, then waiting structures, into the active batch while the budget allows."""
+def _fill(active, paused, waiting, sizes, budget, load) -> FireState:
+    """The active batch with paused batches, then waiting structures, brought in while the budget allows (one always
+    comes in when nothing is active)."""
+    joining = [] if active is None else [active]
     used = 0 if active is None else sum(sizes[i] for i in active.index.tolist())
-    joining, new = [] if active is None else [active], []
     while paused:
         size = sum(sizes[i] for i in paused[0].index.tolist())
         if joining and used + size > budget:
-            return FireState.join(joining), budget
+            return FireState.join(joining) if len(joining) > 1 else joining[0]
         joining.append(paused.popleft())
         used += size
-    while waiting:
-        size = sizes[waiting[0]]
-        if (joining or new) and used + size > budget:
-            break
+    new = []
+    while waiting and not ((joining or new) and used + sizes[waiting[0]] > budget):
+        used += sizes[waiting[0]]
         new.append(waiting.popleft())
-        used += size
     if new:
         joining.append(load(new))
-    return (FireState.join(joining) if len(joining) > 1 else joining[0]), budget
+    return FireState.join(joining) if len(joining) > 1 else joining[0]
 
 
 def _one_by_one(system: System, evaluate: Evaluate, fail) -> tuple[TensorOutputs, dict[int, dict]]:

@@ -143,14 +143,15 @@ def test_calcjob_equals_the_sevennet_calculator(sevennet_0, sevenn_code, make_st
 
 
 def test_both_engines_agree_and_refuse_unknown_elements(sevenn_code, make_structures):
-    """The batched engine's one forward over a PyG Batch gives the ASE calculator's numbers (sevennet-mf-0 with its
-    PBE modal); an element the model does not know is ``unsupported_element`` for that structure alone."""
+    """The batched engines (one forward over a PyG Batch; the vectorized engine's graph built in torch) give the ASE
+    calculator's numbers (sevennet-mf-0 with its PBE modal); an element the model does not know is
+    ``unsupported_element`` for that structure alone."""
     model = MliapModelData.from_bundled('sevennet-mf-0')[0]
     po = orm.StructureData(ase=polonium())
     po.label = 'po'
     structures = [*make_structures(4), po.store()]
     results = {}
-    for engine in ('ase', 'batched'):
+    for engine in ('ase', 'batched', 'vectorized'):
         for task in ('static', 'relax'):
             parameters = {'task': task, 'engine': engine, 'max_steps': 3, 'device': 'cpu'}
             _, node = run_get_node(get_builder_for(sevenn_code, model, structures, parameters))
@@ -159,8 +160,8 @@ def test_both_engines_agree_and_refuse_unknown_elements(sevenn_code, make_struct
                 expected_exit = MliapCalculation.exit_codes.ERROR_UNCONVERGED.status
             assert node.exit_status == expected_exit, node.exit_message
             results[engine, task] = {label: r.get_dict() for label, r in node.outputs.results.items()}
-    for task in ('static', 'relax'):
-        ase_results, batched = results['ase', task], results['batched', task]
+    for engine, task in [(engine, task) for engine in ('batched', 'vectorized') for task in ('static', 'relax')]:
+        ase_results, batched = results['ase', task], results[engine, task]
         assert ase_results['po']['status'] == batched['po']['status'] == 'unsupported_element'
         for label, expected in ase_results.items():
             if label == 'po':
