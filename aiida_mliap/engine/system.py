@@ -9,10 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from ase import Atoms
-from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
+from ase.stress import full_3x3_to_voigt_6_stress
 
 # Energy (B,), forces (N, 3) and full 3x3 stress (B, 3, 3) in eV, eV/Å, eV/Å^3, float64, on the system's device.
 TensorOutputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# ASE's Voigt order (xx, yy, zz, yz, xz, xy) -> the full symmetric tensor
+VOIGT_TO_FULL = [[0, 5, 4], [5, 1, 3], [4, 3, 2]]
 
 
 @dataclass
@@ -84,8 +86,8 @@ def via_atoms(evaluate_batch: Callable[[list[Atoms]], list]) -> Callable[[System
         as64 = {'dtype': torch.float64, 'device': device}
         energy = torch.as_tensor([float(e) for e, _, _ in outputs], **as64)
         forces = torch.as_tensor(np.concatenate([np.asarray(f, dtype=float) for _, f, _ in outputs]), **as64)
-        stress = np.stack([voigt_6_to_full_3x3_stress(np.asarray(s, dtype=float)) for _, _, s in outputs])
-        return energy, forces.reshape(-1, 3), torch.as_tensor(stress, **as64)
+        voigt = torch.as_tensor(np.stack([np.asarray(s, dtype=float) for _, _, s in outputs]), **as64)
+        return energy, forces.reshape(-1, 3), voigt[:, VOIGT_TO_FULL]
 
     return evaluate
 

@@ -14,7 +14,7 @@ from ase import Atoms
 
 from ..engine.hashing import sha256_of_model
 from ..engine.status import Status
-from ..engine.system import System, TensorOutputs
+from ..engine.system import VOIGT_TO_FULL, System, TensorOutputs
 from .base import Bundled, LoadedModel, MliapFramework, Outputs
 
 _MEASURED = (
@@ -161,10 +161,6 @@ def _evaluate_system(calculator, system: System) -> TensorOutputs:
     finally:
         model.set_is_batch_data(False)
     as64 = torch.float64
-    voigt = -output[key.PRED_STRESS].detach().to(as64)  # xx yy zz xy yz zx
-    stress = torch.stack([
-        torch.stack([voigt[:, 0], voigt[:, 3], voigt[:, 5]], dim=1),
-        torch.stack([voigt[:, 3], voigt[:, 1], voigt[:, 4]], dim=1),
-        torch.stack([voigt[:, 5], voigt[:, 4], voigt[:, 2]], dim=1),
-    ], dim=1)  # fmt: skip
+    voigt = -output[key.PRED_STRESS].detach().to(as64)[:, [0, 1, 2, 4, 5, 3]]  # SevenNet's xx yy zz xy yz zx -> ASE's
+    stress = voigt[:, VOIGT_TO_FULL]
     return output[key.PRED_TOTAL_ENERGY].detach().to(as64).reshape(-1), output[key.PRED_FORCE].detach().to(as64), stress
