@@ -90,7 +90,12 @@ class MliapCalculation(MliapBaseCalculation):
         spec.default_output_node = 'summary'
 
         add = cls.add_exit_code
-        add(spec, 301, 'ERROR_MISSING_RESULTS', 'The runner wrote no results file.')
+        add(
+            spec,
+            301,
+            'ERROR_MISSING_RESULTS',
+            'The runner wrote no results file (no longer returned: such a job is one that stopped early, 304).',
+        )
         add(spec, 302, 'ERROR_UNREADABLE_RESULTS', 'The results file could not be read: {message}')
         add(spec, 303, 'ERROR_UNREADABLE_STRUCTURES', 'The final structures could not be read: {message}')
         add(spec, 304, 'ERROR_INCOMPLETE_RESULTS', 'The runner stopped early: {missing} structures have no result.')

@@ -103,13 +103,20 @@ def resolve_model(identifier: str) -> MliapModelData:
 
 def resolve_codes(values: tuple[str, ...], models: dict[str, MliapModelData]) -> dict[str, orm.AbstractCode]:
     """The Code for each of ``models`` (same keys) from ``--code`` values (``environments.code_for``)."""
-    from aiida.common.exceptions import NotExistent
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
 
     from ..environments import code_for
 
     def load(label: str) -> orm.AbstractCode:
         try:
             return orm.load_code(label)
+        except MultipleObjectsError:
+            found = orm.QueryBuilder().append(orm.AbstractCode, filters={'label': label}, project='*').all(flat=True)
+            names = ', '.join(sorted(code.full_label for code in found))
+            raise click.BadParameter(
+                f'several codes are labelled `{label}` ({names}): choose one with --code LABEL@COMPUTER',
+                param_hint='--code',
+            ) from None
         except (NotExistent, ValueError) as exception:
             raise click.BadParameter(f'no code `{label}`: {exception}', param_hint='--code') from None
 

@@ -296,6 +296,8 @@ class Runner:
 
     def run(self) -> int:
         started = time.perf_counter()
+        # At once, before the model loads: a job killed from here on reads as stopped early, its structures not run.
+        (self.directory / files.RESULTS_PARTIAL).touch()
         try:
             parameters, structures = self.read_inputs()
             self.check_model(parameters['model'])

@@ -16,7 +16,7 @@ from .results import FATAL_EXIT_CODES, outcome, read_final_structures, read_part
 class MliapParser(Parser):
     """Reads only the retrieved folder; nothing a structure produced is dropped because another failed."""
 
-    CACHE_VERSION = 1
+    CACHE_VERSION = 2  # 2: a job without any results file is stopped early (304), not 301
 
     def parse(self, **kwargs) -> ExitCode | None:
         retrieved = self.retrieved
@@ -29,7 +29,9 @@ class MliapParser(Parser):
                 partial = retrieved.base.repository.get_object_content(files.RESULTS_PARTIAL)
                 content = {'results': read_partial_results(partial)}
             else:
-                return self.exit_codes.ERROR_MISSING_RESULTS
+                # The runner stopped before it wrote anything (killed while loading, walltime, preemption): every
+                # structure is `not_run`, as after a kill later on, so the base work chain resubmits them (304).
+                content = {'results': []}
         except ValueError as exception:
             return self.exit_codes.ERROR_UNREADABLE_RESULTS.format(message=str(exception))
 

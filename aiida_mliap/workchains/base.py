@@ -43,12 +43,14 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
     """Run ``MliapCalculation`` until every structure has a result or a reason why it has none.
 
     What each exit code of ``MliapCalculation`` leads to:
-    - 304 (runner stopped early): ``handle_not_run`` resubmits the structures it never reached;
+    - 304 (runner stopped early, also before its first result): ``handle_not_run`` resubmits the structures it
+      never reached;
     - 400, 401, 404 (structures failed for good): ``handle_permanent_failures`` records them, never retried;
     - 403 (out of memory): ``handle_out_of_memory`` splits the structures in halves and retries each;
     - 410 (unconverged): ``handle_unconverged`` continues them (``unconverged_restarts`` times; 0: kept as they are);
-    - 301, 302, 303, 305, 402, 405, 406 (no usable output, refused input, model or device problem): unhandled,
-      ``on_unhandled_failure`` decides (``restart_once`` runs the same batch again; ``pause`` waits for you).
+    - 301 (no results file; parsed so only before such jobs counted as 304), 302, 303, 305, 402, 405, 406 (no
+      usable output, refused input, model or device problem): unhandled, ``on_unhandled_failure`` decides
+      (``restart_once`` runs the same batch again; ``pause`` waits for you).
       An unhandled failure never drops the sub-batches still queued: they run, every result is attached, and the
       work chain then exits with ``ERROR_UNHANDLED_FAILURE`` (402), the failed batch's structures without result.
     Reaching ``max_iterations`` likewise attaches every result so far before exiting 401 (BaseRestartWorkChain alone

@@ -132,3 +132,24 @@ def test_fetch_mp_names_what_is_missing(monkeypatch):
     else:
         assert 'could not reach the Materials Project' in output
     assert orm.QueryBuilder().append(orm.Group, filters={'label': 'mp'}).count() == 0
+
+
+def test_ambiguous_runner_label_lists_the_codes(runner_code, mace_model):
+    """Two codes labelled aiida-mliap-run (a second `setup code` on another computer): launching without --code is
+    refused with both named and the way out, not a MultipleObjectsError traceback (issue 28)."""
+    import click
+
+    from aiida_mliap.cli.utils import DEFAULT_CODE_LABEL, resolve_codes
+
+    other = orm.Computer(label='second-computer', hostname='localhost', transport_type='core.local',
+                         scheduler_type='core.direct', workdir='/tmp/aiida-second').store()  # fmt: skip
+    twin = orm.InstalledCode(computer=other, filepath_executable='/bin/true', label=DEFAULT_CODE_LABEL).store()
+    try:
+        with pytest.raises(click.BadParameter) as refused:
+            resolve_codes((), {'model': mace_model})
+        message = str(refused.value)
+        assert runner_code.full_label in message and twin.full_label in message and '--code' in message
+        assert resolve_codes((runner_code.full_label,), {'model': mace_model}) == {'model': runner_code}
+    finally:
+        orm.Node.collection.delete(twin.pk)
+        orm.Computer.collection.delete(other.pk)

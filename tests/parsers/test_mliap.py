@@ -70,7 +70,7 @@ def test_relax_ok_outputs_relaxed_structures(parse):
 @pytest.mark.parametrize(
     ('case', 'task', 'exit_code'),
     [
-        ('missing_results', 'static', 'ERROR_MISSING_RESULTS'),
+        ('missing_results', 'static', 'ERROR_INCOMPLETE_RESULTS'),
         ('unreadable_results', 'static', 'ERROR_UNREADABLE_RESULTS'),
         ('unreadable_structures', 'relax', 'ERROR_UNREADABLE_STRUCTURES'),
         ('incomplete', 'relax', 'ERROR_INCOMPLETE_RESULTS'),
@@ -106,6 +106,16 @@ def test_incomplete_run_keeps_finished_structures(parse):
     assert set(results['relaxed_structures']) == {'li'}
     summary = results['summary'].get_dict()
     assert summary['labels']['not_run'] == ['na'] and summary['complete'] is False
+
+
+def test_runner_killed_before_its_first_result_is_stopped_early(parse):
+    """No results file at all (killed while the model loaded, walltime, preemption): every structure is not_run and
+    the exit is 304, which the base work chain resubmits; 301 lost the batch (issue 28, case 1)."""
+    results, calc = parse('missing_results', task='static')
+    assert calc.exit_status == exit_status('ERROR_INCOMPLETE_RESULTS')
+    summary = results['summary'].get_dict()
+    assert summary['counts'] == {'not_run': 2} and summary['complete'] is False
+    assert 'results' not in results
 
 
 def test_unconverged_structures_keep_their_last_geometry(parse):
