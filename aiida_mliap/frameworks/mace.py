@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ase import Atoms
 
-from ..engine.system import System, TensorOutputs
 from .base import LoadedModel, MliapFramework, Outputs
+
+if TYPE_CHECKING:  # torch is imported where a model runs, not by the aiida side that lists frameworks
+    from ..engine.system import System, TensorOutputs
 
 
 class MaceFramework(MliapFramework):

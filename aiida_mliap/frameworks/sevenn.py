@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ase import Atoms
 
 from ..engine.hashing import sha256_of_model
 from ..engine.status import Status
-from ..engine.system import VOIGT_TO_FULL, System, TensorOutputs
 from .base import Bundled, LoadedModel, MliapFramework, Outputs
+
+if TYPE_CHECKING:  # torch is imported where a model runs, not by the aiida side that lists frameworks
+    from ..engine.system import System, TensorOutputs
 
 _MEASURED = (
     "trained on MPtrj's uncorrected energies; single points on 150 shared Li-Fe-P-O MP entries (sevenn 0.13.0, "
@@ -138,6 +140,7 @@ def _evaluate_system(calculator, system: System) -> TensorOutputs:
     from sevenn.atom_graph_data import AtomGraphData
 
     from ..engine.neighbours import neighbour_pairs
+    from ..engine.system import VOIGT_TO_FULL
 
     model = calculator.model
     dtype = next(model.parameters()).dtype
