@@ -10,8 +10,11 @@ logarithm is ever needed, and the cell gradient's Fréchet derivative is one 6x6
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import torch
+
+from .system import atom_index, batch_of, ptr_of
 
 # ase.optimize.FIRE's defaults
 DT, MAXSTEP, DTMAX, NMIN, FINC, FDEC, ASTART, FA = 0.1, 0.2, 1.0, 5, 1.1, 0.5, 0.1, 0.99
@@ -54,13 +57,14 @@ class FireState:
     def __len__(self) -> int:
         return len(self.counts)
 
-    @property
+    # derived once per batch composition (take/join make new states), read several times per step
+    @cached_property
     def batch(self) -> torch.Tensor:
-        return torch.repeat_interleave(torch.arange(len(self), device=self.counts.device), self.counts)
+        return batch_of(self.counts)
 
-    @property
+    @cached_property
     def ptr(self) -> torch.Tensor:
-        return torch.nn.functional.pad(torch.cumsum(self.counts, 0), (1, 0))
+        return ptr_of(self.counts)
 
     def deformation(self) -> torch.Tensor:
         """F = expm(cell_dof / n_atoms), as FrechetCellFilter.set_positions computes it."""
@@ -75,8 +79,6 @@ class FireState:
 
     def take(self, structures: torch.Tensor) -> FireState:
         """The relaxations at ``structures`` (indices into this batch), in that order."""
-        from .system import atom_index
-
         atoms = atom_index(self.ptr, self.counts, structures)
         per_atom = {'numbers', 'undeformed', 'velocity'}
         return FireState(**{

@@ -1,10 +1,10 @@
 """A model that costs (almost) nothing: it measures an engine's own cost per structure-step and tests its bookkeeping.
 
 Energy: a periodic well for every atom in fractional coordinates (minima on a grid of ``grid`` points per cell
-vector) plus a volume term pulling each cell toward ``target_volume_ratio`` times its own volume at the reference
-density: ``E = k/(2 pi m)^2 sum_i,d (1 - cos(2 pi m s_id)) + K/2 V* (V/V* - 1)^2`` with ``V* = ratio * n_atoms *
-volume_per_atom``. Forces and stress are analytic (fractional coordinates do not change under a homogeneous strain,
-so only the volume term has stress), O(N) elementwise work with no neighbour list.
+vector) plus a volume term pulling each cell toward ``volume_per_atom`` per atom:
+``E = k/(2 pi m)^2 sum_i,d (1 - cos(2 pi m s_id)) + K/2 V* (V/V* - 1)^2`` with ``V* = n_atoms * volume_per_atom``.
+Forces and stress are analytic (fractional coordinates do not change under a homogeneous strain, so only the
+volume term has stress), O(N) elementwise work with no neighbour list.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .system import System
+from .system import System, batch_of, ptr_of
 
 # Candidates per chunk: bounds the transient memory (about 100 bytes per candidate) on large batches.
 CHUNK = 4_000_000
@@ -58,11 +58,8 @@ def _images(cells: torch.Tensor, pbc: torch.Tensor, cutoff: float) -> torch.Tens
 
 def _candidates(structure, shift, per_image, ptr, counts):
     """All (i, j) of each listed (structure, image): the candidates of one chunk."""
-    device = per_image.device
-    owner = torch.repeat_interleave(torch.arange(len(structure), device=device), per_image)
-    local = torch.arange(int(per_image.sum()), device=device) - torch.repeat_interleave(
-        torch.cumsum(per_image, 0) - per_image, per_image
-    )
+    owner = batch_of(per_image)  # the (structure, image) entry each candidate belongs to
+    local = torch.arange(len(owner), device=per_image.device) - ptr_of(per_image)[owner]
     n = counts[structure][owner]
     first = ptr[structure][owner]
     return first + local // n, first + local % n, shift[owner]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -27,15 +28,13 @@ class System:
     pbc: torch.Tensor  # (B, 3) bool
     counts: torch.Tensor  # (B,) long: atoms per structure
 
-    @property
+    @cached_property
     def batch(self) -> torch.Tensor:
-        """The structure each atom belongs to."""
-        return torch.repeat_interleave(torch.arange(len(self.counts), device=self.counts.device), self.counts)
+        return batch_of(self.counts)
 
-    @property
+    @cached_property
     def ptr(self) -> torch.Tensor:
-        """Offsets of each structure's first atom, and the total at the end (B + 1,)."""
-        return torch.nn.functional.pad(torch.cumsum(self.counts, 0), (1, 0))
+        return ptr_of(self.counts)
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -66,6 +65,16 @@ class System:
             self.numbers[atoms], self.positions[atoms], self.cells[structures], self.pbc[structures],
             self.counts[structures],
         )  # fmt: skip
+
+
+def batch_of(counts: torch.Tensor) -> torch.Tensor:
+    """The structure each atom belongs to, from the atoms per structure."""
+    return torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+
+
+def ptr_of(counts: torch.Tensor) -> torch.Tensor:
+    """Offsets of each structure's first atom, and the total at the end (B + 1,)."""
+    return torch.nn.functional.pad(torch.cumsum(counts, 0), (1, 0))
 
 
 def atom_index(ptr: torch.Tensor, counts: torch.Tensor, structures: torch.Tensor) -> torch.Tensor:

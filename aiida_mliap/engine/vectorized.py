@@ -23,7 +23,7 @@ from .batched import Finished, graph_size
 from .checks import check_outputs
 from .fire import FireState, filter_forces, fire_step, largest_row
 from .status import Status
-from .system import System, TensorOutputs, atom_index
+from .system import System, TensorOutputs, atom_index, ptr_of
 from .tasks import outputs_record, relaxed_record
 
 Evaluate = Callable[[System], TensorOutputs]
@@ -132,6 +132,8 @@ def relax_vectorized(
 def _fill(active, paused, waiting, sizes, budget, load) -> FireState:
     """The active batch with paused batches, then waiting structures, brought in while the budget allows (one always
     comes in when nothing is active)."""
+    if active is not None and not (paused or waiting):
+        return active  # nothing to bring in: no per-step size bookkeeping
     joining = [] if active is None else [active]
     used = 0 if active is None else sum(sizes[i] for i in active.index.tolist())
     while paused:
@@ -207,7 +209,7 @@ def _to_host(system: System, energy, forces, stress, volume_ratio, leaving: list
     """Geometry and outputs of the structures ``leaving`` (indices into the batch), in one transfer each."""
     chosen = torch.as_tensor(leaving, dtype=torch.long, device=energy.device)
     atoms = atom_index(system.ptr, system.counts, chosen)
-    ptr = torch.nn.functional.pad(torch.cumsum(system.counts[chosen], 0), (1, 0)).tolist()
+    ptr = ptr_of(system.counts[chosen]).tolist()
     positions, forces = system.positions[atoms].cpu().numpy(), forces[atoms].detach().cpu().numpy()
     cells, energy = system.cells[chosen].cpu().numpy(), energy[chosen].detach().cpu().numpy()
     stress, ratio = stress[chosen].detach().cpu().numpy(), volume_ratio[chosen].cpu().numpy()
