@@ -16,7 +16,8 @@ from ..engine.status import WITH_RESULT
 
 def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     """Per model and task: structures done (a result), failed (for good) and pending, with the rate so far and an
-    estimate of the time left. Running calculations count what their runner has streamed so far."""
+    estimate of the time left. Running calculations count what their runner has streamed so far. Once the benchmark
+    has ended nothing is pending and no time is left: what never got a result is ``not evaluated``."""
     from ..calculations.dataset import group_datasets, union_of_datasets
     from ..calculations.plan import skipped_labels
     from ..parsers.results import read_partial_results
@@ -36,11 +37,15 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
         evaluated, left_out = evaluated_structures(datasets, structures, max_atoms)
         total = len(evaluated)
     with_result = {s.value for s in WITH_RESULT}
+    ended = benchmark.is_terminated
+    # A finished benchmark's own account (workchains.accounting): a job's `not_run` is not a model failure.
+    entries = benchmark.outputs.summary.get('entries', []) if 'summary' in benchmark.outputs else []
+    accounts = {(entry['model'], entry['task']): entry['accounting'] for entry in entries if entry.get('accounting')}
     rows = []
     for key, model in sorted(benchmark.inputs.models.items()):
         for task in benchmark.inputs.tasks.get_list():
             done = failed = 0
-            children = list(batch_calls(benchmark, key, task).values())
+            children = list(batch_calls(benchmark, key, task, finished=ended).values())
             for child in children:
                 if child.is_terminated and 'summary' in child.outputs:
                     statuses = child.outputs.summary['counts']
@@ -50,7 +55,11 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
                         statuses[record['status']] = statuses.get(record['status'], 0) + 1
                 done += sum(count for status, count in statuses.items() if status in with_result)
                 failed += sum(count for status, count in statuses.items() if status not in with_result)
-            pending = max(total - done - failed, 0)
+            account = accounts.get((model.name, task))
+            if account:
+                done, failed = account['evaluated'], sum(account['failed_by_model'].values())
+            missing = max(total - done - failed, 0)
+            pending = 0 if ended else missing
             rate = (done + failed) / _busy_seconds(children)
             rows.append(
                 {
@@ -59,6 +68,7 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
                     'done': done,
                     'failed': failed,
                     'pending': pending,
+                    **({'not evaluated': missing} if ended else {}),
                     **({'left out (max_atoms)': len(left_out)} if left_out else {}),
                     'structures/min': round(60 * rate, 2),
                     'time left': _duration(pending / rate) if rate and pending else '-',

@@ -8,7 +8,16 @@ from aiida.cmdline.utils import decorators, echo
 
 from ..protocols import protocol_names
 from . import cmd_root
-from .utils import CODES, DAEMON, dft_extra_missing, headline_text, launch_process, resolve_codes, resolve_model
+from .utils import (
+    CODES,
+    DAEMON,
+    dft_extra_missing,
+    exit_for,
+    headline_text,
+    launch_process,
+    resolve_codes,
+    resolve_model,
+)
 
 
 @cmd_root.group('benchmark')
@@ -87,6 +96,8 @@ def benchmark_launch(group_label, model_ids, tasks, protocol, references, code_v
         echo.echo(f'follow it with: aiida-mliap benchmark status {node.pk}')
         return
     echo.echo(error_table(node))
+    echo_accounting(node)
+    exit_for(node)
 
 
 @cmd_benchmark.command('dft-check')
@@ -131,16 +142,30 @@ def benchmark_dft_check(process, model_id, rules, labels, max_structures, max_at
     if not daemon:
         echo.echo(f'{node.process_label}<{node.pk}> finished [{node.exit_status}]; results: '
                   f'`aiida-mliap report` or load_results({process.pk}) columns dft_check_*')  # fmt: skip
+        exit_for(node)
 
 
 @cmd_benchmark.command('status')
 @arguments.PROCESS()
 @decorators.with_dbenv()
 def benchmark_status(process):
-    """Structures done / failed / pending per model and task of a benchmark."""
-
-    echo.echo(f'{process.process_label}<{process.pk}>: {process.process_state.value if process.process_state else ""}')
+    """Structures done / failed / pending per model and task of a benchmark; once it has ended, what was not
+    evaluated and why. Exits non-zero for a benchmark that ended badly."""
+    state = process.process_state.value if process.process_state else ''
+    status = f' [{process.exit_status}]' if process.is_finished else ''
+    echo.echo(f'{process.process_label}<{process.pk}>: {state}{status}')
     echo.echo(progress_text(process))
+    echo_accounting(process)
+    exit_for(process)
+
+
+def echo_accounting(node) -> None:
+    """The benchmark's account of the structures it lost (``workchains.accounting``), one warning per model and task."""
+    entries = node.outputs.summary.get('entries', []) if 'summary' in node.outputs else []
+    for entry in entries:
+        line = (entry.get('accounting') or {}).get('headline')
+        if line:
+            echo.echo_warning(f'{entry["model"]}/{entry["task"]}: {line}')
 
 
 def _elemental_references(value: str):

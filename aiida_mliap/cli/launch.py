@@ -8,7 +8,7 @@ from aiida.cmdline.utils import decorators, echo
 
 from ..engine.parameters import DEFAULTS, OPTIMIZERS, RUNNER_TASKS
 from . import cmd_root
-from .utils import CODES, DAEMON, launch_process, resolve_codes, resolve_model
+from .utils import CODES, DAEMON, exit_for, launch_process, resolve_codes, resolve_model
 
 
 @cmd_root.group('launch')
@@ -77,6 +77,7 @@ def launch_relax(
     node = launch_process(builder, daemon)
     if not daemon:
         echo.echo(f'outputs: verdi calcjob outputls {node.pk}; results table: aiida-mliap show {node.pk}')
+        exit_for(node)
 
 
 @cmd_root.command('show')

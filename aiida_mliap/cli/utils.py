@@ -72,6 +72,17 @@ def launch_process(
     return node
 
 
+# Shell exit statuses of the commands that run or inspect a process (AiiDA's own exit statuses exceed 255).
+EXIT_FAILED, EXIT_NOT_OK = 1, 3  # excepted or killed; finished with a non-zero exit status (printed)
+
+
+def exit_for(node: orm.ProcessNode) -> None:
+    """End the command with a non-zero shell status when ``node`` ended badly, so that scripts see it."""
+    if node.is_finished_ok or not node.is_terminated:
+        return
+    raise SystemExit(EXIT_NOT_OK if node.is_finished else EXIT_FAILED)
+
+
 def resolve_model(identifier: str) -> MliapModelData:
     """A model by name, sha256, pk or uuid; a bundled name is registered on first use."""
     from aiida.orm import QueryBuilder

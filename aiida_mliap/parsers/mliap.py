@@ -76,6 +76,9 @@ class MliapParser(Parser):
         self.out('summary', orm.Dict(summary))
 
         if unreadable is not None:
+            os_error = self._os_error()
+            if os_error:
+                unreadable = f'{unreadable}; the job reported: {os_error}'
             return self.exit_codes.ERROR_UNREADABLE_STRUCTURES.format(message=unreadable)
         if not complete:
             missing = summary['counts'].get(Status.NOT_RUN.value, 0)
@@ -86,13 +89,25 @@ class MliapParser(Parser):
             return getattr(self.exit_codes, name).format(counts=summary['counts'])
         return None
 
-    def _last_error_line(self) -> str:
-        """The runner's last words (a traceback's final line) from the retrieved scheduler stderr, if any."""
+    def _stderr_lines(self) -> list[str] | None:
+        """The non-empty lines of the retrieved scheduler stderr, None when it was not retrieved."""
         name = self.node.get_option('scheduler_stderr')
         if not name or name not in self.retrieved.base.repository.list_object_names():
-            return '(none retrieved)'
-        lines = [line for line in self.retrieved.base.repository.get_object_content(name).splitlines() if line.strip()]
-        return lines[-1] if lines else '(empty)'
+            return None
+        return [line for line in self.retrieved.base.repository.get_object_content(name).splitlines() if line.strip()]
+
+    def _last_error_line(self) -> str:
+        """The runner's last words (a traceback's final line) from the retrieved scheduler stderr, if any."""
+        lines = self._stderr_lines()
+        return '(none retrieved)' if lines is None else (lines[-1] if lines else '(empty)')
+
+    def _os_error(self) -> str | None:
+        """The last operating-system error the job printed (a full disk named as such), None if it printed none."""
+        found = [line.strip() for line in self._stderr_lines() or [] if 'Errno' in line or 'OSError' in line]
+        if not found:
+            return None
+        full = any('Errno 28' in line or 'No space left on device' in line for line in found)
+        return f'disk full ({found[-1]})' if full else found[-1]
 
 
 def trajectory_node(steps: dict[str, list]) -> orm.ArrayData:

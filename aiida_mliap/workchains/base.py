@@ -48,7 +48,9 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
     - 400, 401, 404 (structures failed for good): ``handle_permanent_failures`` records them, never retried;
     - 403 (out of memory): ``handle_out_of_memory`` splits the structures in halves and retries each;
     - 410 (unconverged): ``handle_unconverged`` continues them (``unconverged_restarts`` times; 0: kept as they are);
-    - 301 (no results file; parsed so only before such jobs counted as 304), 302, 303, 305, 402, 405, 406 (no
+    - 303 (final structures unreadable, e.g. a full disk): ``handle_unreadable_structures`` reruns the relaxations
+      left without a relaxed structure once;
+    - 301 (no results file; parsed so only before such jobs counted as 304), 302, 305, 402, 405, 406 (no
       usable output, refused input, model or device problem): unhandled, ``on_unhandled_failure`` decides
       (``restart_once`` runs the same batch again; ``pause`` waits for you).
       An unhandled failure never drops the sub-batches still queued: they run, every result is attached, and the
@@ -131,7 +133,7 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
             {'structures': {label: node.pk for label, node in structures.items()}, 'parameters': parameters}
         ]
         self.ctx.original = {label: node.pk for label, node in structures.items()}
-        self.ctx.step_restarts, self.ctx.resubmissions = {}, {}
+        self.ctx.step_restarts, self.ctx.resubmissions, self.ctx.rereads = {}, {}, {}
 
     def should_run_process(self) -> bool:
         if not self.ctx.queue:
@@ -216,10 +218,32 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         self.report(f'{len(labels)} structures not reached (walltime or a killed job): {len(retry)} resubmitted')
         return ProcessHandlerReport()
 
+    @process_handler(priority=450, exit_codes=[MliapCalculation.exit_codes.ERROR_UNREADABLE_STRUCTURES])
+    def handle_unreadable_structures(self, node) -> ProcessHandlerReport | None:
+        """Relaxations whose final geometry could not be read (a full disk cut the file): run once more from their
+        input structure, so that no result stays without its relaxed structure; the job's OS error is reported."""
+        if with_defaults(self.ctx.batch['parameters'])['task'] != 'relax':
+            return None
+        relaxed = set(node.outputs.relaxed_structures) if 'relaxed_structures' in node.outputs else set()
+        queued = self._queued()
+        labels = sorted(label for status in WITH_RESULT for label in self._labels(node, status))
+        labels = [label for label in labels if label not in relaxed and label not in queued]
+        if not labels:
+            return None
+        retry = self._count_attempts(labels, self.ctx.rereads, 1)
+        if retry:
+            self._queue(retry, self.ctx.batch['parameters'], from_node=None)
+        self.report(
+            f'{len(labels)} relaxed structures unreadable ({node.exit_message}): {len(retry)} rerun, '
+            f'{len(labels) - len(retry)} kept without a relaxed structure'
+        )
+        return ProcessHandlerReport()
+
     @process_handler(priority=400)
     def handle_unconverged(self, node) -> ProcessHandlerReport | None:
         """Unconverged relaxations: continue from their last geometry with more steps, then the other optimizer."""
-        labels = self._labels(node, Status.UNCONVERGED)
+        queued = self._queued()  # e.g. rerun already, their relaxed structure unreadable
+        labels = [label for label in self._labels(node, Status.UNCONVERGED) if label not in queued]
         if not labels:
             return None
         parameters = with_defaults(self.ctx.batch['parameters'])
@@ -262,6 +286,9 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         for label in allowed:
             attempts[label] = attempts.get(label, 0) + 1
         return allowed
+
+    def _queued(self) -> set[str]:
+        return {label for batch in self.ctx.queue for label in batch['structures']}
 
     def _labels(self, node, status: Status) -> list[str]:
         summary = node.outputs.summary.get_dict() if 'summary' in node.outputs else {}

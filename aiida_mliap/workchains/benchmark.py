@@ -29,6 +29,8 @@ from ..calculations.thermo import elemental_reference_conflicts, run_thermodynam
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
 from ..engine.parameters import TASKS
+from .accounting import batch_outcomes, count, headline
+from .calls import call, indexed_calls, lane_calls
 from .lane import MliapLaneWorkChain, batch_link_label, cores_per_job, table_link_label, tabulate_unit
 
 __all__ = ('MliapBenchmarkWorkChain', 'balanced_batches', 'batch_calls', 'cores_per_job', 'evaluated_structures')
@@ -39,15 +41,18 @@ def results_group_label(dataset_group: str, model: MliapModelData) -> str:
 
 
 @calcfunction
-def summarize_benchmark(**summaries):
+def summarize_benchmark(accounting=None, **summaries):
     """One summary over the thermodynamics of every model and task (``<model>__<task>`` -> its summary): counts of
     model results and thermo statuses, error and classification metrics (a list of entries, one per model and task:
-    model names hold dots, which attribute keys cannot), and the headline error table."""
+    model names hold dots, which attribute keys cannot), the account of every planned structure (``accounting``,
+    same keys: ``workchains.accounting.count``), and the headline error table with those counts."""
     from ..analysis.metrics import headline_table
 
     entries = []
+    accounts = accounting.get_dict() if accounting is not None else {}
     for key in sorted(summaries):
         content = summaries[key].get_dict()
+        account = accounts.get(key)
         name, task = content['model_name'], content['task']
         entries.append(
             {
@@ -59,10 +64,12 @@ def summarize_benchmark(**summaries):
                 'thermo_counts': content['counts'],
                 'errors': content['errors'],
                 'classification': content['classification'],
+                'accounting': {**account, 'headline': headline(account)} if account else None,
             }
         )
-    headline = headline_table(None, dict(enumerate(entries))).to_dict('records')
-    return {'summary': orm.Dict({'entries': entries}), 'headline': orm.Dict({'rows': headline})}
+    rows = headline_table(None, dict(enumerate(entries))).to_dict('records')
+    counts = [{'model': entry['model'], 'task': entry['task'], **(entry['accounting'] or {})} for entry in entries]
+    return {'summary': orm.Dict({'entries': entries}), 'headline': orm.Dict({'rows': rows, 'accounting': counts})}
 
 
 class MliapBenchmarkWorkChain(WorkChain):
@@ -108,9 +115,13 @@ class MliapBenchmarkWorkChain(WorkChain):
         spec.output('summary', valid_type=orm.Dict, help='Counts, errors and classification per model and task.')
         spec.output('headline', valid_type=orm.Dict, help='The headline error table (meV/atom), one row per '
                     'model, task and quantity.')  # fmt: skip
-        spec.exit_code(401, 'ERROR_RELEASE_MISMATCH', message='The elemental references disagree with the datasets: '
+        # The benchmark's own band (5xx): never a number MliapCalculation or MliapBaseWorkChain uses.
+        spec.exit_code(501, 'ERROR_RELEASE_MISMATCH', message='The elemental references disagree with the datasets: '
                        '{problems}')  # fmt: skip
-        spec.exit_code(410, 'ERROR_NOTHING_DONE', message='No structure got a result with any model.')
+        spec.exit_code(510, 'ERROR_NOTHING_DONE', message='No structure got a result with any model.')
+        spec.exit_code(520, 'ERROR_STRUCTURES_NOT_EVALUATED', message='Finished with structures not evaluated for a '
+                       'reason other than the model (results and tables kept): {accounting}')  # fmt: skip
+        spec.exit_code(530, 'ERROR_MISSING_STEP', message='No finished process for steps the results need: {labels}')
 
     @classmethod
     def get_builder_from_protocol(
@@ -266,39 +277,77 @@ class MliapBenchmarkWorkChain(WorkChain):
                     analyse_symmetry(**inputs, metadata={'call_link_label': f'symmetry_{name}_{task}_{index}'})
 
     def gather(self):
-        """Every result, relaxed structure, table, thermo and symmetry node of a model into its results group."""
-        calls = self.node.base.links.get_outgoing(link_type=LinkType.CALL_CALC).all()
-        analyses = {link.link_label: link.node for link in calls}
-        summaries = {}
+        """Every result, relaxed structure, table, thermo and symmetry node of a model into its results group; then
+        the account of every planned structure (``accounting``): evaluated, failed by the model, or not evaluated."""
+        missing = self._missing_steps()
+        if missing:
+            return self.exit_codes.ERROR_MISSING_STEP.format(labels=', '.join(missing[:10]))
+        summaries, outcomes = {}, {}
         for name, model in sorted(self.inputs.models.items()):
             group, _ = orm.Group.collection.get_or_create(results_group_label(self.inputs.group.value, model))
             mine = [child.pk for child in self._children(name).values()]
             nodes = [n for namespace in ('results', 'relaxed_structures')
                      for by_label in outputs_of(mine, namespace).values() for n in by_label.values()]  # fmt: skip
-            own = [call.pk for index, call in indexed_calls(self.node, LinkType.CALL_CALC, 'symmetry_dft_').items()]
+            own = [node.pk for node in indexed_calls(self.node, LinkType.CALL_CALC, 'symmetry_dft_').values()]
             for task in ('relax', 'relax_fixsym'):
-                own += [c.pk for c in indexed_calls(self.node, LinkType.CALL_CALC, f'symmetry_{name}_{task}_').values()]
+                own += [
+                    node.pk
+                    for node in indexed_calls(self.node, LinkType.CALL_CALC, f'symmetry_{name}_{task}_').values()
+                ]
             nodes.extend(n for by_label in outputs_of(own, 'symmetry').values() for n in by_label.values())
             for task in self.inputs.tasks.get_list():
                 nodes.extend(self._tables(name, task).values())
                 link = f'thermo_{name}_{task}'
                 # One call, or per chunk `<link>_<k>` (the merge call under `link` has no thermo outputs).
                 chunks = indexed_calls(self.node, LinkType.CALL_CALC, f'{link}_').values()
-                thermo = [analyses[link].pk, *(call.pk for call in chunks)]
+                merged = call(self.node, LinkType.CALL_CALC, link)
+                thermo = [merged.pk, *(c.pk for c in chunks)]
                 nodes.extend(n for by_label in outputs_of(thermo, 'thermo').values() for n in by_label.values())
-                summaries[f'{name}__{task}'] = analyses[link].outputs.summary
+                summaries[f'{name}__{task}'] = merged.outputs.summary
+                outcomes[f'{name}__{task}'] = count(
+                    self._outcomes(name, task), merged.outputs.summary.get('elemental_ground_states')
+                )
             group.add_nodes(nodes)
             self.report(f'{model.name}: {len(nodes)} nodes in group `{group.label}`')
-        outputs = summarize_benchmark(**summaries, metadata={'call_link_label': 'summarize'})
+        outputs = summarize_benchmark(
+            accounting=orm.Dict(outcomes), **summaries, metadata={'call_link_label': 'summarize'}
+        )
         self.out('summary', outputs['summary'])
         self.out('headline', outputs['headline'])
-        done = sum(
-            count
-            for entry in outputs['summary']['entries']
-            for status, count in entry['result_counts'].items()
-            if status in ('ok', 'unconverged')
-        )
-        return None if done else self.exit_codes.ERROR_NOTHING_DONE
+        entries = outputs['summary']['entries']
+        if not any(entry['accounting']['evaluated'] for entry in entries):
+            return self.exit_codes.ERROR_NOTHING_DONE
+        lost = [f'{entry["model"]}/{entry["task"]}: {entry["accounting"]["headline"]}'
+                for entry in entries if entry['accounting']['not_evaluated']]  # fmt: skip
+        for entry in entries:
+            if entry['accounting']['headline']:
+                self.report(f'{entry["model"]}/{entry["task"]}: {entry["accounting"]["headline"]}')
+        if lost:
+            return self.exit_codes.ERROR_STRUCTURES_NOT_EVALUATED.format(accounting=' | '.join(lost))
+        return None
+
+    def _outcomes(self, name: str, task: str) -> dict[str, tuple[str, str]]:
+        """``batch_outcomes`` of every planned batch of one model and task (a batch that never ran included)."""
+        batches = batch_calls(self.node, name, task)
+        outcomes = {}
+        for index in range(self.ctx.plan.base.attributes.get('n_batches')):
+            outcomes.update(batch_outcomes(batches.get(index), batch_labels(self.ctx.plan, index)))
+        return outcomes
+
+    def _missing_steps(self) -> list[str]:
+        """The call link labels the results need that have no finished process (never run, or only orphans)."""
+        needed = [f'symmetry_dft_{index}' for index in range(len(self.inputs.datasets))]
+        for name in sorted(self.inputs.models):
+            for task in self.inputs.tasks.get_list():
+                needed.append(f'thermo_{name}_{task}')
+                if task in ('relax', 'relax_fixsym'):
+                    relaxed = set(self._children(name, task))
+                    needed += [f'symmetry_{name}_{task}_{index}' for index in self._tables(name, task)
+                               if batch_link_label(name, task, index) in relaxed]  # fmt: skip
+        missing = [label for label in needed if call(self.node, LinkType.CALL_CALC, label) is None]
+        if missing:
+            self.report(f'no finished process for {len(missing)} steps the results need: {missing[:10]}')
+        return missing
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
@@ -316,50 +365,13 @@ class MliapBenchmarkWorkChain(WorkChain):
 
     def _tables(self, name: str, task: str) -> dict[int, orm.Node]:
         """The tables of one model and task by batch index (made by the lanes or by the benchmark)."""
-        calls = lane_calls(self.node, LinkType.CALL_CALC, table_link_label(name, task, ''), finished_ok=True)
+        calls = lane_calls(self.node, LinkType.CALL_CALC, table_link_label(name, task, ''))
         return {index: call.outputs.result for index, call in calls.items()}
 
 
-def indexed_calls(node: orm.ProcessNode, link_type: LinkType, prefix: str) -> dict[int, orm.ProcessNode]:
-    """The processes ``node`` called with link labels ``<prefix><index>``, by index (model names may be prefixes of
-    each other, hence the exact form)."""
-    found = {}
-    for link in node.base.links.get_outgoing(link_type=link_type).all():
-        suffix = link.link_label[len(prefix) :]
-        if link.link_label.startswith(prefix) and suffix.isdigit():
-            found[int(suffix)] = link.node
-    return dict(sorted(found.items()))
-
-
-def batch_calls(benchmark: orm.ProcessNode, name: str, task: str) -> dict[int, orm.WorkflowNode]:
-    """The base work chains of one model and task by batch index."""
-    return lane_calls(benchmark, LinkType.CALL_WORK, batch_link_label(name, task, ''))
-
-
-def lane_calls(
-    benchmark: orm.ProcessNode, link_type: LinkType, prefix: str, finished_ok: bool = False
-) -> dict[int, orm.ProcessNode]:
-    """The processes called ``<prefix><index>`` by the benchmark's lanes or by the benchmark itself (batches of a
-    benchmark from before lanes, tables of the structures not evaluated), by index: one query whatever their number.
-    ``finished_ok``: only those that finished with exit status 0 (a table made again after a daemon restart)."""
-    found = {i: node for i, node in indexed_calls(benchmark, link_type, prefix).items() if keep(node, finished_ok)}
-    query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': benchmark.pk}, tag='benchmark')
-    query.append(orm.WorkflowNode, with_incoming='benchmark', tag='lane',
-                 edge_filters={'type': LinkType.CALL_WORK.value, 'label': {'like': 'lane%'}})  # fmt: skip
-    query.append(
-        orm.ProcessNode, with_incoming='lane', edge_project='label', project='*', tag='call',
-        edge_filters={'type': link_type.value, 'label': {'like': f'{prefix}%'}},
-    )  # fmt: skip
-    for row in query.iterdict():
-        label, node = row['lane--call']['label'], row['call']['*']
-        suffix = label[len(prefix) :]
-        if label.startswith(prefix) and suffix.isdigit() and keep(node, finished_ok):
-            found[int(suffix)] = node
-    return dict(sorted(found.items()))
-
-
-def keep(node: orm.ProcessNode, finished_ok: bool) -> bool:
-    return node.is_finished_ok or not finished_ok
+def batch_calls(benchmark: orm.ProcessNode, name: str, task: str, finished: bool = True) -> dict[int, orm.WorkflowNode]:
+    """The base work chains of one model and task that count (``calls.best_of``), by batch index."""
+    return lane_calls(benchmark, LinkType.CALL_WORK, batch_link_label(name, task, ''), finished)
 
 
 def elemental_references_node(value: MliapDatasetData | str | int) -> MliapDatasetData:

@@ -25,6 +25,7 @@ from ..data.model import MliapModelData
 from ..data.table import MliapBatchTable
 from ..engine.parameters import TASKS
 from .base import MliapBaseWorkChain
+from .calls import call
 
 # What a benchmark exposes of the base work chain; structures, model and parameters are its own business.
 EXCLUDED = ('mliap.structures', 'mliap.model', 'mliap.parameters', 'mliap.remote_checkpoint')
@@ -141,8 +142,7 @@ class MliapLaneWorkChain(WorkChain):
             self.report(f'{batch.process_label}<{batch.pk}> ({batch.label}) ended with {batch.exit_status}: recorded')
         name, task, index = self._coordinates(self.ctx.current)
         link = table_link_label(name, task, index)
-        calls = self.node.base.links.get_outgoing(link_type=LinkType.CALL_CALC, link_label_filter=link).all_nodes()
-        if not any(call.is_finished_ok for call in calls):  # else a daemon restart repeated this step
+        if call(self.node, LinkType.CALL_CALC, link) is None:  # else a daemon restart repeated this step
             tabulate_unit(batch, self._datasets(), batch_labels(self.inputs.plan, index), link)
 
     def _datasets(self) -> list[MliapDatasetData]:

@@ -22,6 +22,7 @@ def parse(aiida_localhost):
     def factory(case: str, task: str = 'static'):
         node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:mliap.calc')
         node.set_option('resources', {'num_machines': 1})
+        node.set_option('scheduler_stderr', '_scheduler-stderr.txt')
         inputs = {
             'structures__li': orm.StructureData(ase=bulk('Li', 'bcc', a=3.44, cubic=True)),
             'structures__na': orm.StructureData(ase=bulk('Na', 'bcc', a=4.23, cubic=True)),
@@ -130,6 +131,16 @@ def test_unreadable_final_structures_keep_the_results(parse):
     assert calc.exit_status == exit_status('ERROR_UNREADABLE_STRUCTURES')
     assert set(results['results']) == {'li', 'na'} and 'relaxed_structures' not in results
     assert 'summary' in results
+
+
+def test_a_full_disk_is_named_in_the_unreadable_structures_message(parse):
+    """303 after a full disk: the message names it, from the OS error in the scheduler's stderr (issue 28, case 4:
+    before, only "Frame has 11 atoms, expected 42")."""
+    _, calc = parse('disk_full', task='relax')
+    assert calc.exit_status == exit_status('ERROR_UNREADABLE_STRUCTURES')
+    assert 'disk full' in calc.exit_message and 'No space left on device' in calc.exit_message
+    _, calc = parse('unreadable_structures', task='relax')
+    assert 'disk full' not in calc.exit_message
 
 
 def test_fatal_errors_name_the_reason(parse):

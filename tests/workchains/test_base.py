@@ -248,8 +248,9 @@ def test_unhandled_failure_keeps_the_queued_sub_batches(runner_code, chgnet_mode
 
 # Every exit code of MliapCalculation and what the base work chain does with it (its docstring says the same).
 OUTCOMES = {
-    # unhandled, on_unhandled_failure decides: no results at all, or (303) results without final structures
-    301: None, 302: None, 303: None, 305: None, 402: None, 405: None, 406: None,
+    # unhandled, on_unhandled_failure decides: no usable results
+    301: None, 302: None, 305: None, 402: None, 405: None, 406: None,
+    303: ('ok', 'handle_unreadable_structures'),  # results without their relaxed structures
     304: ('not_run', 'handle_not_run'),
     400: ('exploded', 'handle_permanent_failures'),
     401: ('model_refused', 'handle_permanent_failures'),
@@ -268,7 +269,7 @@ def test_every_exit_code_has_a_handler_or_a_documented_outcome(runner_code, chgn
         statuses = {labels[0]: 'ok', labels[1]: outcome[0]} if outcome else None
         if status == 303:
             statuses = dict.fromkeys(labels, 'ok')
-        inspected(process, fake_child(structures, statuses, status, relaxed=True))
+        inspected(process, fake_child(structures, statuses, status, relaxed=status != 303))
         answers = process.node.base.extras.get(process._considered_handlers_extra)[-1]
         reported = [name for name, answer in answers if answer is not None]
         if outcome is None:
@@ -276,6 +277,24 @@ def test_every_exit_code_has_a_handler_or_a_documented_outcome(runner_code, chgn
             assert f'{status}' in MliapBaseWorkChain.__doc__
         else:
             assert outcome[1] in reported, (status, answers)
+
+
+def test_unreadable_relaxed_structures_are_rerun_once(runner_code, chgnet_model, make_structures):
+    """303 (a full disk cut final_structures.extxyz): the relaxations left without a relaxed structure run once
+    more from their input; a second 303 keeps them as they are (issue 28, case 4: before, never retried)."""
+    structures, labels, process = batch_of(3, runner_code, chgnet_model, make_structures)
+    statuses = {labels[0]: 'ok', labels[1]: 'unconverged', labels[2]: 'exploded'}
+    child = fake_child(structures, statuses, exit_status('ERROR_UNREADABLE_STRUCTURES'))
+    assert not inspected(process, child).status  # handled: the work chain goes on
+    queued = [sorted(batch['structures']) for batch in process.ctx.queue]
+    assert queued == [sorted(labels[:2])], 'the exploded one has nothing to reread; each label queued once'
+    assert process.ctx.queue[0]['structures'][labels[1]] == structures[1].pk, 'from the input geometry'
+    process.prepare_batch()
+    again = fake_child(structures[:2], {labels[0]: 'ok', labels[1]: 'ok'}, exit_status('ERROR_UNREADABLE_STRUCTURES'))
+    process.ctx.children.append(again)
+    process.ctx.iteration = 2
+    process.node.base.extras.set(process._considered_handlers_extra, [[], []])
+    assert not process.inspect_process().status and not process.ctx.queue
 
 
 def test_maximum_iterations_attach_what_was_done(runner_code, chgnet_model, make_structures):
