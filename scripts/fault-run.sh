@@ -66,12 +66,17 @@ until runner=$(pgrep -f 'bin/aiida-mliap-run' | grep -v -x -F "${before:-none}" 
 done
 sleep 2
 kill -9 "$runner" && log "killed runner $runner two seconds after its start"
-# Fault 2: every daemon worker killed while one of the fault run's compute_thermodynamics runs.
-query="SELECT count(*) FROM db_dbnode WHERE process_type LIKE '%compute_thermodynamics'
-       AND attributes->>'process_state' = 'running' AND id > $fault"
-until [ "$(sql "$query")" != 0 ]; do sleep 0.1; done
-workers=$(pgrep -f "$profile daemon worker" | tr '\n' ' ')
-kill -9 $workers && log "killed daemon workers $workers during compute_thermodynamics"
+# Fault 2: every daemon worker killed while one of the fault run's compute_thermodynamics runs (it takes ~2 s).
+query="SELECT count(*) FROM db_dbnode WHERE id > $fault AND attributes->>'process_label' = 'compute_thermodynamics'
+       AND attributes->>'process_state' IN ('created', 'running')"
+done_query="SELECT count(*) FROM db_dbnode WHERE id = $fault AND attributes->>'process_state' = 'finished'"
+until [ "$(sql "$query")" != 0 ] || [ "$(sql "$done_query")" != 0 ]; do sleep 0.05; done
+if [ "$(sql "$done_query")" != 0 ]; then
+    log "missed: the benchmark finished before a compute_thermodynamics was seen running"
+else
+    workers=$(pgrep -f "$profile daemon worker" | tr '\n' ' ')
+    kill -9 $workers && log "killed daemon workers $workers during compute_thermodynamics"
+fi
 wait_for "$fault"
 log "orphans left Running by the kill: $(sql "SELECT count(*) FROM db_dbnode WHERE id > $fault
     AND node_type LIKE 'process.calculation.calcfunction%' AND attributes->>'process_state' = 'running'")"

@@ -46,6 +46,9 @@ def metrics_document(table: pd.DataFrame) -> dict[str, Any]:
             'parameters': table.attrs.get('parameters', {}),
             'environments': table.attrs.get('environments', []),
             'n_rows': len(table),
+            'rows_with_newer_failed_attempts': int(
+                (table.get('newer_failed_attempts', pd.Series(dtype=int)) > 0).sum()
+            ),
             'status_counts': {
                 f'{model}/{task}': rows['status'].value_counts().sort_index().to_dict()
                 for (model, task), rows in table.groupby(['model', 'task'], sort=True)
@@ -123,7 +126,19 @@ def what_ran(table: pd.DataFrame, document: dict[str, Any]) -> str:
     return (
         f'<p class="lead">{structures} structures x {len(models)} model(s) ({html.escape(", ".join(models))}) x '
         f'task(s) {html.escape(", ".join(tasks))}: {document["n_rows"]} rows. Errors are model - DFT in meV/atom on '
-        'the MP2020-corrected scale; negative is underprediction.</p>'
+        'the MP2020-corrected scale; negative is underprediction.</p>' + _failed_attempts(document)
+    )
+
+
+def _failed_attempts(document: dict[str, Any]) -> str:
+    """The warning a shared group report needs when later runs failed where an earlier one had results."""
+    rows = document.get('rows_with_newer_failed_attempts', 0)
+    if not rows:
+        return ''
+    return (
+        f'<p class="note"><strong>{rows} rows have a newer failed attempt</strong> (a rerun of the same model and '
+        'task that produced no result: no GPU, a broken checkpoint, a lost job): each keeps its latest successful '
+        'result; column <code>newer_failed_attempts</code> of results.csv names them.</p>'
     )
 
 

@@ -23,6 +23,7 @@ from ..data.dft_check import MliapDftCheckData
 from ..data.model import MliapModelData
 from ..data.table import MliapBatchTable
 from ..data.thermo import MliapThermoData
+from ..engine.status import WITH_RESULT
 from .frames import query_frame
 from .metrics import add_errors
 from .pathologies import add_relaxation_checks
@@ -38,7 +39,7 @@ COLUMNS = [
     'lattice_system', 'spacegroup_symbol_initial', 'spacegroup_symbol_final', 'dof_final',
     'fixsym_energy_gap_per_atom', 'matches_dft', 'rmsd_to_dft', 'max_distance_to_dft', 'volume_change',
     'relax_drop_per_atom', 'suspected_unphysical_minimum', 'forces_max', 'wall_time_s', 'thermo_pk',
-    'dft_check_status', 'dft_check_delta_e_geom',
+    'dft_check_status', 'dft_check_delta_e_geom', 'newer_failed_attempts',
 ]  # fmt: skip
 RESULT_COLUMNS = ('status', 'converged', 'n_steps', 'forces_max', 'wall_time_s')  # from the model's result
 SYMMETRY_INITIAL = ('spacegroup_initial', 'spacegroup_symbol_initial', 'crystal_system', 'lattice_system', 'dof')
@@ -58,7 +59,8 @@ def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFram
     """The results table of a dataset group (every model's results for its structures), a results group, or a
     benchmark work chain (node, pk or group label); see ``COLUMNS``, plus signed and absolute errors.
 
-    One row per structure, model and task: when several benchmarks evaluated the same (a relaunch), the latest counts.
+    One row per structure, model and task: when several benchmarks evaluated the same (a relaunch), the latest with a
+    result counts; ``newer_failed_attempts`` counts the attempts without a result made after it.
     """
     thermo_calls, members = thermo_calls_of(resolve_source(source))
     table = _thermo_frame(thermo_calls, members)
@@ -67,9 +69,12 @@ def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFram
     tables = _tables(thermo_calls)
     table = _with_results(table, tables)
     table = _with_symmetry(table, tables, thermo_calls)
-    # A structure evaluated by the same model and task in several benchmarks (a relaunch) counts once: the latest.
+    # A structure evaluated by the same model and task in several benchmarks (a relaunch) counts once: the latest
+    # that has a result (a failed rerun never hides a good row; ``newer_failed_attempts`` says where one exists).
     # Creation times, not pks, order everything: an archive import renumbers the nodes.
-    table = latest_rows(table, ['label', 'model_sha256', 'task'], ['thermo_ctime'])
+    table['has_result'] = table['status'].isin([status.value for status in WITH_RESULT])
+    table = latest_rows(table, ['label', 'model_sha256', 'task'], ['thermo_ctime'], usable='has_result')
+    table = table.drop(columns='has_result')
     jobs = table_jobs(sorted(set(tables['table'])))  # the calculations behind the rows: environments, DFT checks
     table = _with_dft_checks(table, set(jobs['job'].astype('int64')))
     for column in COLUMNS:

@@ -120,6 +120,21 @@ def latest_by_label(mappings: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def latest_rows(frame: pd.DataFrame, keys: list[str], order: list[str]) -> pd.DataFrame:
-    """``latest_by_label`` on a frame of 10^6 rows: per ``keys``, the last row in ``order`` (creation order)."""
-    return frame.sort_values(order, kind='stable').drop_duplicates(keys, keep='last')
+def latest_rows(frame: pd.DataFrame, keys: list[str], order: list[str], usable: str | None = None) -> pd.DataFrame:
+    """``latest_by_label`` on a frame of 10^6 rows: per ``keys``, the last row in ``order`` (creation order).
+
+    With ``usable`` (a boolean column: the row holds a result), an unusable row never displaces a usable one: a
+    failed rerun (no GPU, a broken checkpoint) must not hide the good result of an earlier run. Per key the latest
+    usable row wins, the latest row only where none is usable, and the chosen rows count in ``newer_failed_attempts``
+    the unusable rows of their key created after them."""
+    ordered = frame.sort_values(order, kind='stable')
+    if usable is None:
+        return ordered.drop_duplicates(keys, keep='last')
+    chosen = ordered.sort_values(usable, kind='stable').drop_duplicates(keys, keep='last')
+    last = order[-1]
+    pairs = ordered[[*keys, last, usable]].merge(chosen[[*keys, last]], on=keys, suffixes=('', '_chosen'))
+    newer = pairs[~pairs[usable].astype(bool) & (pairs[last] > pairs[f'{last}_chosen'])]
+    counts = newer.groupby(keys).size().rename('newer_failed_attempts').reset_index()
+    chosen = chosen.drop(columns=['newer_failed_attempts'], errors='ignore').merge(counts, on=keys, how='left')
+    chosen['newer_failed_attempts'] = chosen['newer_failed_attempts'].fillna(0).astype('int64')
+    return chosen

@@ -21,6 +21,12 @@ from ..engine.parameters import TASKS, with_defaults
 from ..engine.status import PERMANENT_FAILURES, WITH_RESULT, Status
 
 SCHEDULER_OUT_OF_MEMORY = 110
+RENUMBERED = (
+    (601, 'ERROR_SUB_PROCESS_EXCEPTED', 'The sub process excepted.'),
+    (602, 'ERROR_SUB_PROCESS_KILLED', 'The sub process was killed.'),
+    (611, 'ERROR_MAXIMUM_ITERATIONS_EXCEEDED', 'The maximum number of iterations was exceeded.'),
+    (612, 'ERROR_UNHANDLED_FAILURE', 'The process failed with an unhandled failure.'),
+)
 
 
 @calcfunction
@@ -54,8 +60,8 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
       usable output, refused input, model or device problem): unhandled, ``on_unhandled_failure`` decides
       (``restart_once`` runs the same batch again; ``pause`` waits for you).
       An unhandled failure never drops the sub-batches still queued: they run, every result is attached, and the
-      work chain then exits with ``ERROR_UNHANDLED_FAILURE`` (402), the failed batch's structures without result.
-    Reaching ``max_iterations`` likewise attaches every result so far before exiting 401 (BaseRestartWorkChain alone
+      work chain then exits with ``ERROR_UNHANDLED_FAILURE`` (612), the failed batch's structures without result.
+    Reaching ``max_iterations`` likewise attaches every result so far before exiting 611 (BaseRestartWorkChain alone
     would abort without outputs).
     """
 
@@ -89,8 +95,12 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         spec.output_namespace('results', valid_type=MliapResultData, dynamic=True, help='Final result per structure.')
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True)
         spec.output('summary', valid_type=orm.Dict, help='Final status of every structure over all iterations.')
+        # The base work chain's own band (6xx): BaseRestartWorkChain's 301, 302, 401 and 402 would read as the
+        # calculation's codes of the same numbers (402 is also "model hash mismatch" there).
+        for status, label, message in RENUMBERED:
+            spec.exit_code(status, label, message=message)
         spec.exit_code(
-            420, 'ERROR_NO_STRUCTURE_SUCCEEDED', message='No structure got a result: {counts}', invalidates_cache=False
+            620, 'ERROR_NO_STRUCTURE_SUCCEEDED', message='No structure got a result: {counts}', invalidates_cache=False
         )
 
     @classmethod

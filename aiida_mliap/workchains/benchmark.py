@@ -277,36 +277,41 @@ class MliapBenchmarkWorkChain(WorkChain):
                     analyse_symmetry(**inputs, metadata={'call_link_label': f'symmetry_{name}_{task}_{index}'})
 
     def gather(self):
-        """Every result, relaxed structure, table, thermo and symmetry node of a model into its results group; then
-        the account of every planned structure (``accounting``): evaluated, failed by the model, or not evaluated."""
+        """The account of every planned structure (``accounting``: evaluated, failed by the model, or not evaluated)
+        per model and task; then every result, relaxed structure, table, thermo and symmetry node of the tasks that
+        evaluated anything into the model's results group. A task whose every structure was lost to the environment
+        (no GPU, a broken checkpoint) adds nothing there: a failed rerun must not crowd the results users share."""
         missing = self._missing_steps()
         if missing:
             return self.exit_codes.ERROR_MISSING_STEP.format(labels=', '.join(missing[:10]))
         summaries, outcomes = {}, {}
         for name, model in sorted(self.inputs.models.items()):
-            group, _ = orm.Group.collection.get_or_create(results_group_label(self.inputs.group.value, model))
-            mine = [child.pk for child in self._children(name).values()]
-            nodes = [n for namespace in ('results', 'relaxed_structures')
-                     for by_label in outputs_of(mine, namespace).values() for n in by_label.values()]  # fmt: skip
-            own = [node.pk for node in indexed_calls(self.node, LinkType.CALL_CALC, 'symmetry_dft_').values()]
-            for task in ('relax', 'relax_fixsym'):
-                own += [
-                    node.pk
-                    for node in indexed_calls(self.node, LinkType.CALL_CALC, f'symmetry_{name}_{task}_').values()
-                ]
-            nodes.extend(n for by_label in outputs_of(own, 'symmetry').values() for n in by_label.values())
+            nodes, kept = [], []
             for task in self.inputs.tasks.get_list():
-                nodes.extend(self._tables(name, task).values())
                 link = f'thermo_{name}_{task}'
+                merged = call(self.node, LinkType.CALL_CALC, link)
+                summaries[f'{name}__{task}'] = merged.outputs.summary
+                account = count(self._outcomes(name, task), merged.outputs.summary.get('elemental_ground_states'))
+                outcomes[f'{name}__{task}'] = account
+                if not account['evaluated'] and not account['failed_by_model']:
+                    continue
+                kept.append(task)
+                children = [child.pk for child in self._children(name, task).values()]
+                nodes += output_nodes(children, 'results', 'relaxed_structures')
+                nodes.extend(self._tables(name, task).values())
                 # One call, or per chunk `<link>_<k>` (the merge call under `link` has no thermo outputs).
                 chunks = indexed_calls(self.node, LinkType.CALL_CALC, f'{link}_').values()
-                merged = call(self.node, LinkType.CALL_CALC, link)
                 thermo = [merged.pk, *(c.pk for c in chunks)]
-                nodes.extend(n for by_label in outputs_of(thermo, 'thermo').values() for n in by_label.values())
-                summaries[f'{name}__{task}'] = merged.outputs.summary
-                outcomes[f'{name}__{task}'] = count(
-                    self._outcomes(name, task), merged.outputs.summary.get('elemental_ground_states')
-                )
+                nodes += output_nodes(thermo, 'thermo')
+            label = results_group_label(self.inputs.group.value, model)
+            if not kept:
+                self.report(f'{model.name}: nothing evaluated, results group `{label}` left as it was')
+                continue
+            analyses = [*indexed_calls(self.node, LinkType.CALL_CALC, 'symmetry_dft_').values()]
+            for task in set(kept) & {'relax', 'relax_fixsym'}:
+                analyses += indexed_calls(self.node, LinkType.CALL_CALC, f'symmetry_{name}_{task}_').values()
+            nodes += output_nodes([analysis.pk for analysis in analyses], 'symmetry')
+            group, _ = orm.Group.collection.get_or_create(label)
             group.add_nodes(nodes)
             self.report(f'{model.name}: {len(nodes)} nodes in group `{group.label}`')
         outputs = summarize_benchmark(
@@ -367,6 +372,12 @@ class MliapBenchmarkWorkChain(WorkChain):
         """The tables of one model and task by batch index (made by the lanes or by the benchmark)."""
         calls = lane_calls(self.node, LinkType.CALL_CALC, table_link_label(name, task, ''))
         return {index: call.outputs.result for index, call in calls.items()}
+
+
+def output_nodes(process_ids: list[int], *namespaces: str) -> list[orm.Data]:
+    """Every output node of the given processes in the given namespaces (``results``, ``thermo``, ...)."""
+    return [node for namespace in namespaces for by_label in outputs_of(process_ids, namespace).values()
+            for node in by_label.values()]  # fmt: skip
 
 
 def batch_calls(benchmark: orm.ProcessNode, name: str, task: str, finished: bool = True) -> dict[int, orm.WorkflowNode]:

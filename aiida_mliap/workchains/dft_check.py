@@ -85,7 +85,7 @@ class MliapDftCheckWorkChain(WorkChain):
         spec.inputs.validator = validate_inputs
         spec.outline(cls.setup, while_(cls.has_next)(cls.run_next, cls.inspect_next), cls.finalize)
         spec.output_namespace('checks', valid_type=MliapDftCheckData, dynamic=True, help='Per structure, by label.')
-        spec.exit_code(410, 'ERROR_ALL_FAILED', message='No structure got both SCFs to the end.')
+        spec.exit_code(710, 'ERROR_ALL_FAILED', message='No structure got both SCFs to the end.')
 
     @classmethod
     def get_builder_from_protocol(

@@ -318,6 +318,27 @@ def test_latest_result_of_a_label_wins():
     assert latest_by_label([{'a': 1}, {'a': 2, 'b': 3}]) == {'a': 2, 'b': 3}
 
 
+def test_a_newer_failed_row_never_displaces_a_result():
+    """Issue 29: per key the latest row with a result wins; the latest row only where none has one; newer failed
+    attempts are counted on the row kept."""
+    import pandas as pd
+
+    from aiida_mliap.calculations.tables import latest_rows
+
+    frame = pd.DataFrame(
+        [  # label, time, has a result
+            ('a', 1, True), ('a', 2, True), ('a', 3, False), ('a', 4, False),  # good, better, two failed reruns
+            ('b', 1, False), ('b', 2, False),  # never a result: the latest
+            ('c', 1, False), ('c', 2, True),  # a failure, then a result
+        ],
+        columns=['label', 'ctime', 'ok'],
+    )  # fmt: skip
+    kept = latest_rows(frame, ['label'], ['ctime'], usable='ok').set_index('label')
+    assert kept.ctime.to_dict() == {'a': 2, 'b': 2, 'c': 2}
+    assert kept.newer_failed_attempts.to_dict() == {'a': 2, 'b': 0, 'c': 0}
+    assert latest_rows(frame, ['label'], ['ctime']).set_index('label').ctime.to_dict() == {'a': 4, 'b': 2, 'c': 2}
+
+
 def test_chunked_thermodynamics_equal_one_call(shared_data, oracle_model):
     """Three chemical spaces from the three shared files (Li-P-O, Co-Ni-O, Na-P-O: 320 unique entries, 16 tables; their
     P-O and O entries shared) with a noisy model that failed on one compound: in chunks of 4 tables against the hull of

@@ -14,7 +14,7 @@ from aiida.common.links import LinkType
 from aiida.engine import ProcessState, ToContext, run_get_node
 
 from aiida_mliap.analysis.benchmark import error_summary, progress
-from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, batch_calls
+from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, batch_calls, results_group_label
 from aiida_mliap.workchains.calls import call, indexed_calls
 
 STATIC = {'parameters': {'max_steps': 30, 'device': 'cpu'}, 'batch_size': 4, 'max_concurrent': 2}
@@ -101,33 +101,36 @@ def test_copies_under_one_label_never_displace_the_finished_one(runner_code, chg
     assert results.count() == count, 'the symmetry nodes of the finished analysis are in the results group'
 
 
-def killing_runner(tmp_path, runner_code, label: str) -> orm.InstalledCode:
+def killing_runner(tmp_path, runner_code, label: str | None) -> orm.InstalledCode:
     """A runner that is killed before its first result whenever its batch holds ``label`` (as kill -9 while the
-    model loads, a walltime hit or preemption would), and is the real runner otherwise."""
-    script = tmp_path / 'killed-runner.sh'
+    model loads, a walltime hit or preemption would), and is the real runner otherwise; ``None``: killed always."""
+    script = tmp_path / f'killed-runner-{label}.sh'
+    doomed = f'grep -qw {label} structures.extxyz' if label else 'true'
     script.write_text(
-        '#!/bin/sh\n'
-        f'if grep -qw {label} structures.extxyz; then echo "Killed" >&2; exit 137; fi\n'
-        f'exec {runner_code.filepath_executable} "$@"\n'
+        f'#!/bin/sh\nif {doomed}; then echo "Killed" >&2; exit 137; fi\nexec {runner_code.filepath_executable} "$@"\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    code = orm.InstalledCode(computer=runner_code.computer, filepath_executable=str(script), label='killed-runner')
+    code = orm.InstalledCode(computer=runner_code.computer, filepath_executable=str(script), label=script.stem)
     return code.store()
 
 
 def test_a_batch_whose_runner_is_always_killed_is_accounted_for(runner_code, chgnet_model, li_o_group, tmp_path):
-    """Issue 28, case 1 end to end: the batch holding the Li ground state dies before its first result each time;
-    it is resubmitted (304), then recorded as not evaluated; the benchmark exits 520 with the counts and names the
-    lost ground state, and its status shows no pending structure and no time left."""
+    """Issue 28, case 1 end to end, after a clean run of the same group: the batch holding the Li ground state dies
+    before its first result each time; it is resubmitted (304), then recorded as not evaluated; the benchmark exits
+    520 with the counts and names the lost ground state, and its status shows no pending structure and no time left.
+    Issue 29: the group's table keeps the clean run's rows where the rerun failed (before, the failed rerun's
+    `not_run` rows, newer, replaced them), and a rerun that evaluated nothing adds nothing to the results group."""
+    from aiida_mliap.analysis.results import load_results
     from aiida_mliap.calculations.dataset import group_datasets, union_of_datasets
     from aiida_mliap.calculations.hull import elemental_ground_states
     from aiida_mliap.data.reference import to_entry
 
     group, count = li_o_group(max_atoms=3, prefix='killed')
+    _, clean = run_get_node(builder(runner_code, chgnet_model, group))
+    assert clean.is_finished_ok, clean.exit_message
     attributes = union_of_datasets(group_datasets(group), 'references', project='attributes')
     doomed = elemental_ground_states({label: to_entry(a) for label, a in attributes.items()})['Li']
-    code = killing_runner(tmp_path, runner_code, doomed)
-    _, node = run_get_node(builder(code, chgnet_model, group))
+    _, node = run_get_node(builder(killing_runner(tmp_path, runner_code, doomed), chgnet_model, group))
 
     assert node.exit_status == MliapBenchmarkWorkChain.exit_codes.ERROR_STRUCTURES_NOT_EVALUATED.status
     account = node.outputs.headline['accounting'][0]
@@ -144,3 +147,19 @@ def test_a_batch_whose_runner_is_always_killed_is_accounted_for(runner_code, chg
     assert f'{size} not evaluated' in node.exit_message and 'Li ground state' in node.exit_message
     row = progress(node)[0]
     assert row['pending'] == 0 and row['time left'] == '-' and row['not evaluated'] == size
+
+    results = orm.load_group(results_group_label(group.label, chgnet_model))
+    held = results.count()
+    _, dead = run_get_node(builder(killing_runner(tmp_path, runner_code, None), chgnet_model, group))
+    assert dead.exit_status == MliapBenchmarkWorkChain.exit_codes.ERROR_NOTHING_DONE.status
+    assert results.count() == held, 'a benchmark that evaluated nothing adds nothing to the results group'
+
+    expected = load_results(clean).set_index('label')
+    good = set(expected.index[expected.status.isin(['ok', 'unconverged'])])
+    for source in (group, results):  # the dataset group sees all three benchmarks, the results group two
+        table = load_results(source).set_index('label')
+        assert len(table) == count
+        assert table.energy_per_atom_model.equals(expected.energy_per_atom_model), source
+        newer = set(table.index[table.newer_failed_attempts > 0])
+        failed_again = set(lost[0].inputs.mliap.structures) if source is results else set(table.index)
+        assert newer == failed_again & good, source
