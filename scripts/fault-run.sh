@@ -37,6 +37,9 @@ verdi profile setup core.psql_dos -n --profile-name "$profile" --email faults@lo
     --database-port 5432 --database-username "$db" --database-password "$db" --database-name "$db" \
     --repository-uri "file://$work/repository" --set-as-default >/dev/null
 verdi config set daemon.timeout 60 >/dev/null
+# A work directory of its own, so that fault 1 kills this profile's runner and nobody else's.
+verdi computer setup -n -L localhost -H localhost -T core.local -S core.direct -w "$work/scratch" >/dev/null
+verdi computer configure core.local localhost -n --safe-interval 0 >/dev/null
 aiida-mliap setup code >/dev/null
 aiida-mliap setup model chgnet-0.3.0 >/dev/null
 aiida-mliap dataset import "$data/mp/Li-Fe-P-O.json.gz" --chemsys Li-Fe-P --group mp/Li-Fe-P >/dev/null
@@ -59,13 +62,16 @@ wait_for "$clean"
 
 log "fault run"
 fault=$(launch)
-# Fault 1: the first runner of the fault run, killed two seconds after it starts.
-before=$(pgrep -f 'bin/aiida-mliap-run' || true)
-until runner=$(pgrep -f 'bin/aiida-mliap-run' | grep -v -x -F "${before:-none}" | head -1) && [ -n "$runner" ]; do
-    sleep 0.2
-done
+# Fault 1: the first runner of the fault run (the clean run has ended: any runner in this profile's work
+# directory), killed two seconds after it starts.
+runner_pid() {
+    for pid in $(pgrep -f 'bin/aiida-mliap-run'); do
+        case $(readlink "/proc/$pid/cwd") in "$work/scratch"/*) echo "$pid"; return ;; esac
+    done
+}
+until runner=$(runner_pid) && [ -n "$runner" ]; do sleep 0.2; done
 sleep 2
-kill -9 "$runner" && log "killed runner $runner two seconds after its start"
+kill -9 "$runner" && log "killed runner $runner ($(readlink "/proc/$runner/cwd" 2>/dev/null || echo gone)) two seconds after its start"
 # Fault 2: every daemon worker killed while one of the fault run's compute_thermodynamics runs (it takes ~2 s).
 query="SELECT count(*) FROM db_dbnode WHERE id > $fault AND attributes->>'process_label' = 'compute_thermodynamics'
        AND attributes->>'process_state' IN ('created', 'running')"
@@ -80,7 +86,7 @@ fi
 wait_for "$fault"
 log "orphans left Running by the kill: $(sql "SELECT count(*) FROM db_dbnode WHERE id > $fault
     AND node_type LIKE 'process.calculation.calcfunction%' AND attributes->>'process_state' = 'running'")"
-verdi process report "$fault" | tail -25
+verdi process report "$fault" | grep -E "304|not reached|thermodynamics|gather" || true
 
 log "comparison"
 cat > "$work/compare.py" <<EOF

@@ -11,6 +11,7 @@ from . import cmd_root
 from .utils import (
     CODES,
     DAEMON,
+    POSITIVE,
     dft_extra_missing,
     exit_for,
     headline_text,
@@ -44,20 +45,20 @@ def cmd_benchmark():
     'file (imported on first use), or the source name or pk of one from `dataset import-refs`.',
 )
 @CODES
-@click.option('--batch-size', type=int, default=100, show_default=True, help='Structures per calculation.')
-@click.option('--max-concurrent', type=int, default=4, show_default=True, help='Batches in flight.')
-@click.option('--max-steps', type=int, help='Override the protocol: relaxation step limit.')
+@click.option('--batch-size', type=POSITIVE, default=100, show_default=True, help='Structures per calculation.')
+@click.option('--max-concurrent', type=POSITIVE, default=4, show_default=True, help='Batches in flight.')
+@click.option('--max-steps', type=POSITIVE, help='Override the protocol: relaxation step limit.')
 @click.option(
     '--hull-chunk-size',
-    type=int,
+    type=POSITIVE,
     default=20000,
     show_default=True,
     help='Structures per thermodynamics call; larger sets run in chunks (same values, bounded inputs).',
 )
-@click.option('--max-atoms', type=int, help='Evaluate only structures of at most this many atoms (all stay in the '
+@click.option('--max-atoms', type=POSITIVE, help='Evaluate only structures of at most this many atoms (all stay in the '
               'hulls\' references).')  # fmt: skip
 @click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
-@click.option('--progress-every', type=float, default=30.0, show_default=True,
+@click.option('--progress-every', type=click.FloatRange(min=1), default=30.0, show_default=True,
               help='Seconds between progress lines of a foreground run.')  # fmt: skip
 @DAEMON
 @decorators.with_dbenv()
@@ -74,11 +75,11 @@ def benchmark_launch(group_label, model_ids, tasks, protocol, references, code_v
     except Exception as exception:
         raise click.BadParameter(f'no group `{group_label}`: {exception}', param_hint='--group') from None
     models = {link_label(model.name): model for model in map(resolve_model, model_ids)}
-    parameters = {'device': device, **({'max_steps': max_steps} if max_steps else {})}
+    parameters = {'device': device, **({'max_steps': max_steps} if max_steps is not None else {})}
     codes = resolve_codes(code_values, models)
     overrides = {'parameters': parameters, 'batch_size': batch_size, 'max_concurrent': max_concurrent, 'codes': codes,
                  'hull_chunk_size': hull_chunk_size}  # fmt: skip
-    if max_atoms:
+    if max_atoms is not None:
         overrides['max_atoms'] = max_atoms
     if references:
         overrides['elemental_references'] = _elemental_references(references)
@@ -106,13 +107,17 @@ def benchmark_launch(group_label, model_ids, tasks, protocol, references, code_v
 @click.option('--rule', 'rules', multiple=True, type=click.Choice(['symmetry_lowered', 'largest_ehull_error',
               'stability_flip']), help='Selection rule; repeatable (default: all three).')  # fmt: skip
 @click.option('--label', 'labels', multiple=True, help='An MP id or structure label to check as well; repeatable.')
-@click.option('--max-structures', type=int, default=10, show_default=True)
-@click.option('--max-atoms', type=int, help='Only structures of at most this many atoms.')
+@click.option('--max-structures', type=POSITIVE, default=10, show_default=True)
+@click.option('--max-atoms', type=POSITIVE, help='Only structures of at most this many atoms.')
 @click.option('--pw', 'pw_label', default='pw@localhost', show_default=True, help='pw.x code (`setup dft`).')
 @click.option('--family', default='pslibrary-1.0.0-PBE', show_default=True, help='Pseudopotential family.')
 @click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='fast', show_default=True,
               help="aiida-quantumespresso's PwBaseWorkChain protocol.")  # fmt: skip
-@click.option('--kpoints-distance', type=float, help="k-point spacing (1/Å) instead of the protocol's.")
+@click.option(
+    '--kpoints-distance',
+    type=click.FloatRange(min=0, min_open=True),
+    help="k-point spacing (1/Å) instead of the protocol's.",
+)
 @DAEMON
 @decorators.with_dbenv()
 def benchmark_dft_check(process, model_id, rules, labels, max_structures, max_atoms, pw_label, family, protocol,

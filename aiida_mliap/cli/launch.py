@@ -8,7 +8,7 @@ from aiida.cmdline.utils import decorators, echo
 
 from ..engine.parameters import DEFAULTS, OPTIMIZERS, RUNNER_TASKS
 from . import cmd_root
-from .utils import CODES, DAEMON, exit_for, launch_process, resolve_codes, resolve_model
+from .utils import CODES, DAEMON, POSITIVE, exit_for, launch_process, resolve_codes, resolve_model
 
 
 @cmd_root.group('launch')
@@ -21,10 +21,16 @@ def cmd_launch():
 @CODES
 @options.GROUP(help='Group whose StructureData to evaluate.')
 @click.option('-S', '--structure', 'structures', multiple=True, type=types.DataParamType(), help='Structure pk/uuid.')
-@click.option('--limit', type=int, help='Take only the first LIMIT structures (ordered by pk).')
+@click.option('--limit', type=POSITIVE, help='Take only the first LIMIT structures (ordered by pk).')
 @click.option('--task', type=click.Choice(RUNNER_TASKS), default=DEFAULTS['task'], show_default=True)
-@click.option('--fmax', type=float, default=DEFAULTS['fmax'], show_default=True, help='Force criterion, eV/Å.')
-@click.option('--max-steps', type=int, default=DEFAULTS['max_steps'], show_default=True)
+@click.option(
+    '--fmax',
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULTS['fmax'],
+    show_default=True,
+    help='Force criterion, eV/Å.',
+)
+@click.option('--max-steps', type=POSITIVE, default=DEFAULTS['max_steps'], show_default=True)
 @click.option('--optimizer', type=click.Choice(OPTIMIZERS), default=DEFAULTS['optimizer'], show_default=True)
 @click.option('--fix-symmetry', is_flag=True, help='Keep the space group during relaxation (ASE FixSymmetry).')
 @click.option('--fixed-cell', is_flag=True, help='Relax positions only.')
@@ -58,7 +64,7 @@ def launch_relax(
         chosen.extend(query.all(flat=True))
     if not chosen:
         raise click.UsageError('give structures with --group or --structure')
-    chosen = chosen[:limit] if limit else chosen
+    chosen = chosen[:limit] if limit is not None else chosen
     parameters = {
         'task': task,
         'fmax': fmax,

@@ -23,6 +23,7 @@ CODES = click.option(
     f"has no environment of its own (`setup env`). Default: each framework's environment, else {DEFAULT_CODE_LABEL}.",
 )
 
+POSITIVE = click.IntRange(min=1)  # counts and limits: refused at parse time, before anything is stored
 DAEMON = click.option(
     '-d', '--daemon', is_flag=True, help='Submit to the daemon and return; otherwise run here until finished.'
 )

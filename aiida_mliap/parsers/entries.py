@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,13 +34,20 @@ class ReferenceRecord:
         return self.attributes['label']
 
 
-def decompress(content: bytes) -> bytes:
-    return gzip.decompress(content) if content[:2] == b'\x1f\x8b' else content
+def decompress(content: bytes, filename: str = 'the file') -> bytes:
+    """The content of a gzip file (or ``content`` itself when it is not gzipped); a truncated or corrupt one is a
+    ValueError naming the file and the decoder's reason, never a bare EOFError."""
+    if content[:2] != b'\x1f\x8b':
+        return content
+    try:
+        return gzip.decompress(content)
+    except (EOFError, OSError, zlib.error) as exception:
+        raise ValueError(f'{filename} is not a readable gzip file ({type(exception).__name__}: {exception})') from None
 
 
 def read_dataset(content: bytes, filename: str) -> list[ReferenceRecord]:
     """Records of a JSON(.gz) list of ComputedStructureEntry dicts or of an extxyz file, validated."""
-    text = decompress(content).decode()
+    text = decompress(content, filename).decode()
     if '.xyz' in filename or '.extxyz' in filename:
         records, problems = _read_extxyz(text)
     else:
@@ -77,7 +85,7 @@ def select_chemical_system(content: bytes, filename: str, chemsys: str) -> bytes
     A complete chemical system contains every one of its subsystems complete, so the hull of the selection is exact.
     """
     elements = parse_chemsys(chemsys)
-    text = decompress(content).decode()
+    text = decompress(content, filename).decode()
     if '.xyz' in filename or '.extxyz' in filename:
         import ase.io
 

@@ -153,3 +153,56 @@ def test_ambiguous_runner_label_lists_the_codes(runner_code, mace_model):
     finally:
         orm.Node.collection.delete(twin.pk)
         orm.Computer.collection.delete(other.pk)
+
+
+def node_count() -> int:
+    return orm.QueryBuilder().append(orm.Node).count()
+
+
+def test_refused_options_store_nothing(runner_code, mace_model, make_structures, li_extxyz, shared_data, tmp_path):
+    """Issue 29: counts and limits are checked at parse time, a truncated file is named with the decoder's reason,
+    and nothing is stored for a refused input (before: --batch-size 0 was a ZeroDivisionError traceback after nodes
+    were stored, --max-steps 0 was silently ignored, a truncated .json.gz printed only `Aborted!`)."""
+    group = orm.Group(label='cli-refused').store()
+    group.add_nodes(make_structures(1))
+    invoke('dataset', 'import', li_extxyz('li-refused.extxyz', 'refused'), '--group', 'cli-refused-data')
+    truncated = tmp_path / 'truncated.json.gz'
+    whole = (shared_data / 'mp' / 'Li-Fe-P-O.json.gz').read_bytes()
+    truncated.write_bytes(whole[: len(whole) // 2])  # a download cut off half way
+    launch = ['launch', 'relax', '--model', mace_model.sha256, '--code', runner_code.full_label, '--group', group.label]
+    bench = ['benchmark', 'launch', '--group', 'cli-refused-data', '--model', mace_model.sha256,
+             '--code', runner_code.full_label]  # fmt: skip
+    cases = {
+        (*launch, '--max-steps', '0'): '0 is not in the range x>=1',
+        (*launch, '--fmax', '0'): 'x>0',
+        (*launch, '--limit', '0'): 'x>=1',
+        (*bench, '--batch-size', '0'): 'x>=1',
+        (*bench, '--max-concurrent', '0'): 'x>=1',
+        (*bench, '--max-steps', '0'): 'x>=1',
+        (*bench, '--max-atoms', '-3'): 'x>=1',
+        (
+            'dataset',
+            'import',
+            truncated,
+            '--group',
+            'cli-refused-truncated',
+        ): 'truncated.json.gz is not a readable gzip',
+    }
+    for args, message in cases.items():
+        before = node_count()
+        output = invoke(*args, ok=False)
+        assert message in output, (args, output)
+        assert node_count() == before, args
+
+
+def test_a_failed_process_exits_non_zero(runner_code, make_structures, tmp_path):
+    """Issue 29: `launch` of a calculation that fails (a corrupt checkpoint: 405) exits non-zero (before: 0)."""
+    corrupt = tmp_path / 'corrupt.model'
+    corrupt.write_bytes(b'not a checkpoint at all')
+    model = MliapModelData.get_or_create(corrupt, framework='mace', name='corrupt', energy_scale='raw_dft')[0]
+    group = orm.Group(label='cli-failing').store()
+    group.add_nodes(make_structures(1))
+    result = CliRunner().invoke(cmd_root, ['launch', 'relax', '--model', model.sha256, '--code',
+                                           runner_code.full_label, '--group', group.label])  # fmt: skip
+    assert result.exit_code == 3, result.output
+    assert 'finished [405]' in result.output
