@@ -222,10 +222,16 @@ class MliapBenchmarkWorkChain(WorkChain):
         for name in sorted(self.inputs.models):
             for task in self.inputs.tasks.get_list():
                 tables = self._tables(name, task)
-                for index, child in batch_calls(self.node, name, task).items():
-                    if index not in tables:
-                        labels = batch_labels(self.ctx.plan, index)
-                        tabulate_unit(child, datasets, labels, table_link_label(name, task, index))
+                batches = batch_calls(self.node, name, task, finished=False)  # an excepted batch keeps its entries
+                for index in range(self.ctx.plan.base.attributes.get('n_batches')):
+                    if index in tables:
+                        continue
+                    labels, link = batch_labels(self.ctx.plan, index), table_link_label(name, task, index)
+                    if index in batches:
+                        tabulate_unit(batches[index], datasets, labels, link)
+                    else:  # never ran: its references still belong in both hulls
+                        references = union_of_datasets(datasets, 'references', project='uuid', labels=labels)
+                        make_table(self._task_parameters(task), references, {}, link)
         skipped = skipped_labels(self.ctx.plan)
         if not skipped:
             return
@@ -234,8 +240,8 @@ class MliapBenchmarkWorkChain(WorkChain):
         size = self.inputs.batch_size.value
         for name in sorted(self.inputs.models):
             for task in self.inputs.tasks.get_list():
-                first = len(self._children(name, task))
-                parameters = orm.Dict({**self.inputs.parameters.get_dict(), **TASKS[task]})
+                first = self.ctx.plan.base.attributes.get('n_batches')
+                parameters = self._task_parameters(task)
                 made = self._tables(name, task)
                 for index, start in enumerate(range(0, len(skipped), size), start=first):
                     if index in made:
@@ -308,7 +314,7 @@ class MliapBenchmarkWorkChain(WorkChain):
                 self.report(f'{model.name}: nothing evaluated, results group `{label}` left as it was')
                 continue
             analyses = [*indexed_calls(self.node, LinkType.CALL_CALC, 'symmetry_dft_').values()]
-            for task in set(kept) & {'relax', 'relax_fixsym'}:
+            for task in sorted(set(kept) & {'relax', 'relax_fixsym'}):
                 analyses += indexed_calls(self.node, LinkType.CALL_CALC, f'symmetry_{name}_{task}_').values()
             nodes += output_nodes([analysis.pk for analysis in analyses], 'symmetry')
             group, _ = orm.Group.collection.get_or_create(label)
@@ -331,9 +337,12 @@ class MliapBenchmarkWorkChain(WorkChain):
             return self.exit_codes.ERROR_STRUCTURES_NOT_EVALUATED.format(accounting=' | '.join(lost))
         return None
 
+    def _task_parameters(self, task: str) -> orm.Dict:
+        return orm.Dict({**self.inputs.parameters.get_dict(), **TASKS[task]})
+
     def _outcomes(self, name: str, task: str) -> dict[str, tuple[str, str]]:
-        """``batch_outcomes`` of every planned batch of one model and task (a batch that never ran included)."""
-        batches = batch_calls(self.node, name, task)
+        """``batch_outcomes`` of every planned batch of one model and task (one that excepted or never ran too)."""
+        batches = batch_calls(self.node, name, task, finished=False)
         outcomes = {}
         for index in range(self.ctx.plan.base.attributes.get('n_batches')):
             outcomes.update(batch_outcomes(batches.get(index), batch_labels(self.ctx.plan, index)))
