@@ -58,7 +58,7 @@ def cmd_benchmark():
 @click.option('--max-atoms', type=POSITIVE, help='Evaluate only structures of at most this many atoms (all stay in the '
               'hulls\' references).')  # fmt: skip
 @click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
-@click.option('--progress-every', type=click.FloatRange(min=1), default=30.0, show_default=True,
+@click.option('--progress-every', type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help='Seconds between progress lines of a foreground run.')  # fmt: skip
 @DAEMON
 @decorators.with_dbenv()

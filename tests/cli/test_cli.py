@@ -180,6 +180,7 @@ def test_refused_options_store_nothing(runner_code, mace_model, make_structures,
         (*bench, '--max-concurrent', '0'): 'x>=1',
         (*bench, '--max-steps', '0'): 'x>=1',
         (*bench, '--max-atoms', '-3'): 'x>=1',
+        (*bench, '--progress-every', '0'): 'x>0',
         (
             'dataset',
             'import',
