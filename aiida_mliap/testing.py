@@ -24,7 +24,9 @@ def oracle_model(directory: Path, variant: int = 0) -> MliapModelData:
     path = Path(directory) / f'dft-as-a-model-{variant}.txt'
     path.write_text('placeholder checkpoint: the oracle feeds DFT energies through the pipeline' + ' ' * variant)
     name = 'dft-oracle' + (f'-{variant}' if variant else '')
-    return MliapModelData.get_or_create(path, framework='mace', name=name, energy_scale='raw_dft')[0]
+    # Never loaded by a framework, so made directly: registration (get_or_create) would refuse a placeholder.
+    node = MliapModelData(path, 'mace', name=name, energy_scale='raw_dft')
+    return MliapModelData.find(node.sha256) or node.store()
 
 
 @calcfunction

@@ -182,7 +182,9 @@ def test_environment_failures_are_never_cache_sources(
 def test_corrupt_model_file_gives_a_clear_exit_code(runner_code, make_structures, tmp_path):
     corrupt = tmp_path / 'corrupt.model'
     corrupt.write_bytes(b'PK\x03\x04 this is not a MACE model')
-    model, _ = MliapModelData.get_or_create(corrupt, framework='mace', name='corrupt', energy_scale='raw_dft')
+    # Registration refuses it (the framework loads it first): a node made directly stands for a checkpoint that
+    # broke after registration, which the runner must still refuse with its own exit code.
+    model = MliapModelData(corrupt, 'mace', name='corrupt', energy_scale='raw_dft').store()
     _, node = run_get_node(get_builder_for(runner_code, model, make_structures(1), {'task': 'static'}))
     assert node.exit_status == exit_status('ERROR_MODEL_LOAD_FAILED')
     assert 'mace could not load the model' in node.exit_message

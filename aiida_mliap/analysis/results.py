@@ -203,9 +203,15 @@ def resolve_source(source: orm.Group | orm.ProcessNode | str | int) -> orm.Group
     if isinstance(node, orm.ProcessNode):
         return node
     try:
-        return orm.load_group(pk)
+        group = orm.load_group(pk)
     except Exception:
-        raise ValueError(f'{source} is neither a benchmark work chain nor a group') from None
+        group = None
+    if node is not None:  # node and group pks are counted apart: a pk of another node is a mistake, not a group
+        also = f'; group pk {pk} is `{group.label}`: give its label' if group is not None else ''
+        raise ValueError(f'pk {pk} is a {type(node).__name__}, not a benchmark work chain or a group{also}')
+    if group is None:
+        raise ValueError(f'{source} is neither a benchmark work chain nor a group')
+    return group
 
 
 def thermo_calls_of(source: orm.Group | orm.ProcessNode) -> tuple[list[int], set[int] | None]:

@@ -10,6 +10,7 @@ from aiida.cmdline.params import arguments
 from aiida.cmdline.utils import decorators, echo
 
 from . import cmd_root
+from .utils import chemical_system, non_blank
 
 
 @cmd_root.group('dataset')
@@ -19,11 +20,12 @@ def cmd_dataset():
 
 @cmd_dataset.command('import')
 @click.argument('files', nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option('-G', '--group', 'group_label', required=True, help='Group that receives the dataset.')
-@click.option('--chemsys', help='Import only the entries within this chemical system (e.g. Li-Fe-P): its hull is '
-              'complete when the file is.')  # fmt: skip
-@click.option('--release', help='Label of the MP release the file comes from (e.g. 2023-02-07), stored on the dataset; '
-              'a group refuses a file whose label differs from one it holds.')  # fmt: skip
+@click.option('-G', '--group', 'group_label', required=True, callback=non_blank,
+              help='Group that receives the dataset.')  # fmt: skip
+@click.option('--chemsys', callback=chemical_system, help='Import only the entries within this chemical system (e.g. '
+              'Li-Fe-P): its hull is complete when the file is.')  # fmt: skip
+@click.option('--release', callback=non_blank, help='Label of the MP release the file comes from (e.g. 2023-02-07), '
+              'stored on the dataset; a group refuses a file whose label differs from one it holds.')  # fmt: skip
 @click.option('--force', is_flag=True, help='Import even if the file disagrees with the group (another MP release).')
 @decorators.with_dbenv()
 def dataset_import(files, group_label, chemsys, release, force):

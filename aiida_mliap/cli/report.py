@@ -18,6 +18,8 @@ from .utils import headline_text
 @decorators.with_dbenv()
 def cmd_report(source, directory):
     """Report on SOURCE: a dataset group, a results group (label or pk) or a benchmark work chain (pk)."""
+    from aiida import orm
+
     from ..analysis.metrics import headline_table
     from ..analysis.report import write_report
     from ..analysis.results import load_results, resolve_source
@@ -26,10 +28,11 @@ def cmd_report(source, directory):
         resolved = resolve_source(source)
     except ValueError as exception:
         raise click.BadParameter(str(exception), param_hint='SOURCE') from None
+    name = f'group {resolved.label}' if isinstance(resolved, orm.Group) else f'{resolved.process_label}<{resolved.pk}>'
+    echo.echo_report(f'reporting on {name} (pk {resolved.pk})')
     table = load_results(resolved)
     if table.empty:
-        raise click.ClickException(f'{source}: no results yet (no finished compute_thermodynamics behind it)')
-    name = getattr(resolved, 'label', None) or f'{resolved.process_label}<{resolved.pk}>'
+        raise click.ClickException(f'{name}: no results yet (no finished compute_thermodynamics behind it)')
     paths, document = write_report(table, directory, title=f'aiida-mliap report: {name}')
     echo.echo(headline_text(headline_table(table, document['metrics'])))
     echo.echo_success(f'{len(table)} rows: ' + ', '.join(str(path) for path in paths.values()))

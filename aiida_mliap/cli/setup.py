@@ -12,7 +12,7 @@ from aiida.cmdline.utils import decorators, echo
 
 from ..data.model import ENERGY_SCALES, FRAMEWORKS, MliapModelData
 from . import cmd_root
-from .utils import DEFAULT_CODE_LABEL, dft_extra_missing
+from .utils import DEFAULT_CODE_LABEL, dft_extra_missing, non_blank
 
 
 @cmd_root.group('setup')
@@ -88,7 +88,7 @@ def setup_code(computer, label, executable):
 @cmd_setup.command('model')
 @click.argument('source')
 @click.option('--framework', type=click.Choice(FRAMEWORKS), help='Framework of a model given by path.')
-@click.option('--name', help='Name of the model, e.g. mace-mp-0-medium (default: the file name).')
+@click.option('--name', callback=non_blank, help='Name of the model, e.g. mace-mp-0-medium (default: the file name).')
 @click.option('--energy-scale', type=click.Choice(ENERGY_SCALES), help='Whether energies include MP2020 corrections.')
 @click.option('--dtype', type=click.Choice(['float32', 'float64']), help='Default dtype for this model.')
 @click.option('--factory', help='--framework ase: `package.module:function` called with the checkpoint path and the '
@@ -108,6 +108,10 @@ def setup_model(source, framework, name, energy_scale, dtype, factory, modal, de
     from ..frameworks import bundled_models
 
     bundled = bundled_models()
+    # Options another framework would silently ignore are mistakes: refused before anything is read or stored.
+    for option, value, owner in (('--factory', factory, 'ase'), ('--modal', modal, 'sevenn')):
+        if value and (framework or bundled.get(source)) != owner:
+            raise click.UsageError(f'{option} is for --framework {owner} models only')
     if source not in bundled:
         if not Path(source).exists():
             raise click.BadParameter(f'`{source}` is neither a bundled model ({", ".join(bundled)}) nor a path')

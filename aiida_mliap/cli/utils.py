@@ -24,6 +24,27 @@ CODES = click.option(
 )
 
 POSITIVE = click.IntRange(min=1)  # counts and limits: refused at parse time, before anything is stored
+
+
+def non_blank(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
+    """A label or name given as an empty or blank string is a mistake (a shell variable that was not set)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter('must not be blank')
+    return value
+
+
+def chemical_system(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
+    """``Li-Fe-P``: element symbols joined by dashes, checked before anything is read or stored."""
+    from ..parsers.entries import parse_chemsys
+
+    if value is not None:
+        try:
+            parse_chemsys(value)
+        except ValueError as exception:
+            raise click.BadParameter(str(exception)) from None
+    return value
+
+
 DAEMON = click.option(
     '-d', '--daemon', is_flag=True, help='Submit to the daemon and return; otherwise run here until finished.'
 )

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiida.orm import Data
 
-from ..engine.hashing import model_files, sha256_of_model
+from ..engine.hashing import model_layout, sha256_of_model
 from .lookup import FindBySha256
 
 # The entry points of `mliap.frameworks` (a test checks they agree).
@@ -41,13 +41,9 @@ class MliapModelData(FindBySha256, Data):
             raise ValueError(f'framework must be one of {FRAMEWORKS}, got {framework!r}')
         if energy_scale not in ENERGY_SCALES:
             raise ValueError(f'energy_scale must be one of {ENERGY_SCALES}, got {energy_scale!r}')
-        path = Path(path)
-        root = path if path.is_dir() else path.parent
-        names = []
-        for file in model_files(path):
-            relative = file.relative_to(root).as_posix()
-            self.base.repository.put_object_from_file(str(file), relative)
-            names.append(relative)
+        root, names = model_layout(path)
+        for relative in names:
+            self.base.repository.put_object_from_file(str(root / relative), relative)
         attributes = self.base.attributes
         attributes.set('framework', framework)
         attributes.set('name', name)
@@ -83,14 +79,14 @@ class MliapModelData(FindBySha256, Data):
             digest = sha256_of_model(source)
             existing = cls.find(digest)
             if existing is not None:
-                return existing._check_same(options), False
+                return existing._check_same(framework, energy_scale, options), False
         description = describe_checkpoint(str(source), framework, options)
         path = Path(description['path'])
         if digest is None:  # a bundled name: hashed once its path is known
             digest = sha256_of_model(path)
             existing = cls.find(digest)
             if existing is not None:
-                return existing._check_same(options), False
+                return existing._check_same(framework, energy_scale, options), False
         facts, known = description['facts'], description['energy_scale']
         if energy_scale is None and known is None:
             raise ValueError(
@@ -98,9 +94,10 @@ class MliapModelData(FindBySha256, Data):
                 'whether MP2020 corrections are applied, so it is never guessed'
             )
         if energy_scale is not None and known is not None and energy_scale != known:
+            because = facts.get('energy_scale_established_by') or f'as {description["framework"]} ships it'
             raise ValueError(
-                f'{facts.get("checkpoint", "this checkpoint")} predicts {known} energies '
-                f'({facts.get("energy_scale_established_by")}), not {energy_scale}'
+                f'{facts.get("checkpoint", description["name"] or "this checkpoint")} predicts {known} energies '
+                f'({because}), not {energy_scale}: leave --energy-scale out or give {known}'
             )
         node = cls(
             path,
@@ -115,7 +112,16 @@ class MliapModelData(FindBySha256, Data):
         )
         return node.store(), True
 
-    def _check_same(self, options: dict[str, Any] | None) -> MliapModelData:
+    def _check_same(
+        self, framework: str | None, energy_scale: str | None, options: dict[str, Any] | None
+    ) -> MliapModelData:
+        """The stored node, unless the caller describes the same checkpoint differently (never silently kept)."""
+        for key, given in (('framework', framework), ('energy_scale', energy_scale)):
+            if given is not None and given != getattr(self, key):
+                raise ValueError(
+                    f'this checkpoint is registered as {self.name} (pk {self.pk}) with {key} {getattr(self, key)}, '
+                    f'not {given}: one checkpoint is one model'
+                )
         if options and {**self.options, **options} != self.options:
             raise ValueError(
                 f'this checkpoint is registered as {self.name} (pk {self.pk}) with options {self.options}, not '

@@ -41,7 +41,14 @@ def model_files(path: Path | str) -> list[Path]:
     raise FileNotFoundError(f'model path {path} does not exist')
 
 
-def sha256_of_model(path: Path | str) -> str:
+def model_layout(path: Path | str) -> tuple[Path, list[str]]:
+    """The folder a model's files are relative to, and their relative names: how the node stores them and the
+    runner finds them again (``framework.load(root, names, ...)``)."""
     path = Path(path)
     root = path if path.is_dir() else path.parent
-    return combine_file_hashes((f.relative_to(root).as_posix(), sha256_of_file(f)) for f in model_files(path))
+    return root, [f.relative_to(root).as_posix() for f in model_files(path)]
+
+
+def sha256_of_model(path: Path | str) -> str:
+    root, names = model_layout(path)
+    return combine_file_hashes((name, sha256_of_file(root / name)) for name in names)

@@ -63,6 +63,7 @@ def describe(source: str, framework: str | None = None, options: dict[str, Any] 
         facts.update(adapter.vet_options(options, facts))
     except RuntimeError as exception:
         raise ValueError(str(exception)) from exception
+    load_on_cpu(adapter, path, options)
     return {
         'framework': framework,
         'name': name,
@@ -72,3 +73,16 @@ def describe(source: str, framework: str | None = None, options: dict[str, Any] 
         'facts': facts,
         'framework_version': adapter.version(),
     }
+
+
+def load_on_cpu(adapter: MliapFramework, path: Path, options: dict[str, Any]) -> None:
+    """Load the checkpoint as the runner will (same files, same options; on the CPU), so that a file the framework
+    cannot load is refused at registration with the framework's own error, not at run time (``ValueError``)."""
+    from ..engine.hashing import model_layout
+
+    root, names = model_layout(path)
+    try:
+        adapter.load(root, names, 'cpu', adapter.resolve_dtype(None), options)
+    except Exception as exception:  # whatever the framework raises is the reason to give
+        reason = str(exception).strip().splitlines()[0] if str(exception).strip() else 'no message'
+        raise ValueError(f'{adapter.name} cannot load {path}: {type(exception).__name__}: {reason}') from exception

@@ -72,10 +72,12 @@ def parse_chemsys(chemsys: str) -> frozenset[str]:
     """``'Li-Fe-P'`` -> its elements; refuses what is not a dash-separated list of element symbols."""
     from pymatgen.core.periodic_table import Element
 
-    elements = frozenset(part.strip() for part in chemsys.split('-') if part.strip())
-    unknown = sorted(symbol for symbol in elements if not Element.is_valid_symbol(symbol))
-    if not elements or unknown:
-        raise DatasetError(f'`{chemsys}` is not a chemical system such as Li-Fe-P (unknown: {", ".join(unknown)})')
+    parts = [part.strip() for part in chemsys.split('-')]
+    unknown = sorted({symbol for symbol in parts if not Element.is_valid_symbol(symbol)})
+    if not chemsys.strip() or unknown:
+        shown = ', '.join(f'`{symbol}`' for symbol in unknown)
+        raise DatasetError(f'`{chemsys}` is not a chemical system such as Li-Fe-P (not an element: {shown})')
+    elements = frozenset(parts)
     return elements
 
 

@@ -50,6 +50,29 @@ def test_setup_model_rejects_unknown_source():
     assert 'neither a bundled model' in invoke('setup', 'model', 'chgnet-9.9.9', ok=False)
 
 
+def test_setup_model_vets_the_checkpoint(tiny_mace_file, shared_data, tmp_path):
+    """Issue 29: the framework loads the checkpoint at registration (before: random bytes registered as CHGNet, a
+    matgl folder as MACE, `chgnet-0.3.0 --energy-scale raw_dft` and a second --framework for a registered file were
+    all `Success` with exit 0); a refused one leaves no node."""
+    noise = tmp_path / 'noise.pth.tar'
+    noise.write_bytes(bytes(range(256)) * 64)
+    m3gnet = shared_data / 'models' / 'matgl' / 'M3GNet-MP-2021.2.8-PES'
+    cases = {
+        (noise, '--framework', 'chgnet', '--energy-scale', 'mp2020_corrected'): 'chgnet cannot load',
+        (m3gnet, '--framework', 'mace', '--energy-scale', 'raw_dft'): 'mace cannot load',
+        ('chgnet-0.3.0', '--energy-scale', 'raw_dft'): 'not raw_dft',
+    }
+    for args, message in cases.items():
+        before = node_count()
+        assert message in invoke('setup', 'model', *args, ok=False), args
+        assert node_count() == before, args
+    invoke('setup', 'model', tiny_mace_file, '--framework', 'mace', '--energy-scale', 'raw_dft')
+    before = node_count()
+    for args in (('--framework', 'chgnet'), ('--framework', 'mace', '--energy-scale', 'mp2020_corrected')):
+        assert 'one checkpoint is one model' in invoke('setup', 'model', tiny_mace_file, *args, ok=False), args
+    assert node_count() == before
+
+
 @pytest.mark.storage
 def test_launch_relax_from_group(runner_code, mace_model, make_structures):
     group = orm.Group(label='cli-launch').store()
@@ -167,7 +190,8 @@ def test_refused_options_store_nothing(runner_code, mace_model, make_structures,
     group.add_nodes(make_structures(1))
     invoke('dataset', 'import', li_extxyz('li-refused.extxyz', 'refused'), '--group', 'cli-refused-data')
     truncated = tmp_path / 'truncated.json.gz'
-    whole = (shared_data / 'mp' / 'Li-Fe-P-O.json.gz').read_bytes()
+    mp_file = shared_data / 'mp' / 'Li-Fe-P-O.json.gz'
+    whole = mp_file.read_bytes()
     truncated.write_bytes(whole[: len(whole) // 2])  # a download cut off half way
     launch = ['launch', 'relax', '--model', mace_model.sha256, '--code', runner_code.full_label, '--group', group.label]
     bench = ['benchmark', 'launch', '--group', 'cli-refused-data', '--model', mace_model.sha256,
@@ -181,6 +205,14 @@ def test_refused_options_store_nothing(runner_code, mace_model, make_structures,
         (*bench, '--max-steps', '0'): 'x>=1',
         (*bench, '--max-atoms', '-3'): 'x>=1',
         (*bench, '--progress-every', '0'): 'x>0',
+        ('report', mace_model.pk, '-o', tmp_path / 'r'): f'pk {mace_model.pk} is a MliapModelData, not a benchmark',
+        ('dataset', 'import', mp_file, '-G', 'cli-refused-cs', '--chemsys', 'Li-Xx'): 'not an element: `Xx`',
+        ('dataset', 'import', mp_file, '-G', 'cli-refused-cs', '--chemsys', 'Li--Fe'): 'not an element: ``',
+        ('dataset', 'import', mp_file, '-G', ' '): 'must not be blank',
+        ('dataset', 'import', mp_file, '-G', 'cli-refused-r', '--release', ''): 'must not be blank',
+        ('setup', 'model', 'chgnet-0.3.0', '--modal', 'PBE'): '--modal is for --framework sevenn models only',
+        ('setup', 'model', mp_file, '--framework', 'mace', '--factory', 'x:y'): '--factory is for --framework ase',
+        ('setup', 'model', 'chgnet-0.3.0', '--name', ''): 'must not be blank',
         (
             'dataset',
             'import',
@@ -200,7 +232,7 @@ def test_a_failed_process_exits_non_zero(runner_code, make_structures, tmp_path)
     """Issue 29: `launch` of a calculation that fails (a corrupt checkpoint: 405) exits non-zero (before: 0)."""
     corrupt = tmp_path / 'corrupt.model'
     corrupt.write_bytes(b'not a checkpoint at all')
-    model = MliapModelData.get_or_create(corrupt, framework='mace', name='corrupt', energy_scale='raw_dft')[0]
+    model = MliapModelData(corrupt, 'mace', name='corrupt', energy_scale='raw_dft').store()  # registration refuses it
     group = orm.Group(label='cli-failing').store()
     group.add_nodes(make_structures(1))
     result = CliRunner().invoke(cmd_root, ['launch', 'relax', '--model', model.sha256, '--code',

@@ -121,7 +121,8 @@ def test_registration_knows_the_energy_scale(m3gnet_dir):
     wrong = CliRunner().invoke(
         cmd_root, ['setup', 'model', str(m3gnet_dir), '--framework', 'matgl', '--energy-scale', 'mp2020_corrected']
     )
-    assert wrong.exit_code == 0 and 'already registered' in wrong.output  # same sha256: the stored node stands
+    # Same sha256, contradicting scale: refused, never silently kept (issue 29).
+    assert wrong.exit_code == 1 and 'energy_scale raw_dft, not mp2020_corrected' in wrong.output
 
 
 def test_calcjob_equals_adapter_and_mp2020_path(shared_data, m3gnet_dir, runner_code):
