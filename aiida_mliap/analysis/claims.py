@@ -62,6 +62,25 @@ def _interval(values: np.ndarray) -> list[float] | None:
     return [float(v) for v in np.percentile(finite, [2.5, 97.5])] if len(finite) else None
 
 
+def _span(values) -> float:
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    return float(values.max() - values.min()) if len(values) else 0.0
+
+
+def uninformative(result: dict[str, Any], spans: dict[str, tuple[float, float]]) -> list[str]:
+    """The keys whose 95 % interval says less than the data: an interval on a coefficient of x whose width times the
+    range of x exceeds the whole range of the response (for a mean, x spans 1) admits effects larger than anything
+    observed, e.g. a DOF coefficient of [-146, +0.04] meV/atom per DOF. The report flags them; verdicts drawn from
+    them say so."""
+    found = []
+    for key, (x_span, y_span) in spans.items():
+        interval = result.get(f'{key}_ci95')
+        if interval and (interval[1] - interval[0]) * x_span > y_span:
+            found.append(key)
+    return found
+
+
 def _cluster_sums(values: np.ndarray, codes: np.ndarray, n_clusters: int) -> np.ndarray:
     return np.bincount(codes, weights=values, minlength=n_clusters)
 
@@ -75,7 +94,8 @@ def error_claims(
     errors = (rows[model_column].astype(float) - rows[dft_column].astype(float)).to_numpy()
     result: dict[str, Any] = {'n': len(errors), 'n_chemsys': int(rows['chemsys'].nunique())}
     if not len(errors):
-        return result | dict.fromkeys(('mae', 'mean_signed', 'fraction_under', 'mae_ci95', 'mean_signed_ci95'))
+        empty = dict.fromkeys(('mae', 'mean_signed', 'fraction_under', 'mae_ci95', 'mean_signed_ci95'))
+        return result | empty | {'uninformative': []}
     result |= {
         'mae': float(np.mean(np.abs(errors))),
         'mean_signed': float(np.mean(errors)),
@@ -89,6 +109,7 @@ def error_claims(
         count = weights @ _cluster_sums(np.ones_like(errors), codes, n_clusters)
         result['mae_ci95'] = _interval(weights @ _cluster_sums(np.abs(errors), codes, n_clusters) / count)
         result['mean_signed_ci95'] = _interval(weights @ _cluster_sums(errors, codes, n_clusters) / count)
+    result['uninformative'] = uninformative(result, dict.fromkeys(('mae', 'mean_signed'), (1.0, _span(errors))))
     return result
 
 
@@ -153,12 +174,14 @@ def softening(rows: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, seed: int = SE
     design = np.column_stack([np.ones(len(rows)), rows['e_above_hull_dft'].to_numpy(float)])
     weights = cluster_weights(rows['chemsys'], n_bootstrap, seed)
     point, resampled = _fit(rows, design, rows['e_above_hull_model'].to_numpy(float), weights)
-    return {
+    result = {
         'slope': float(point[1]),
         'intercept': float(point[0]),
         'slope_ci95': None if resampled is None else _interval(resampled[:, 1]),
         'n': len(rows),
     }
+    spans = {'slope': (_span(rows['e_above_hull_dft']), _span(rows['e_above_hull_model']))}
+    return result | {'uninformative': uninformative(result, spans)}
 
 
 def softening_by_chemsys(rows: pd.DataFrame) -> list[dict[str, Any]]:
@@ -195,6 +218,14 @@ def dof_effect(rows: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, seed: int = S
     point, resampled = _fit(rows, alone, target, weights)
     result['coef_dof_alone'] = float(point[1])
     result['coef_dof_alone_ci95'] = None if resampled is None else _interval(resampled[:, 1])
+    error_span, dof_span = _span(target), _span(rows['dof'])
+    spans = {
+        'coef_dof': (dof_span, error_span),
+        'coef_dof_alone': (dof_span, error_span),
+        'coef_dof_per_atom': (_span(rows['dof_per_atom']), error_span),
+        'coef_e_above_hull_dft': (_span(rows['e_above_hull_dft']), error_span),
+    }
+    result['uninformative'] = uninformative(result, spans)
     return result
 
 
@@ -210,15 +241,15 @@ def dof_effect_by_ehull_bin(rows: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, 
         design = np.column_stack([np.ones(len(group)), group['dof'].to_numpy(float)])
         weights = cluster_weights(group['chemsys'], n_bootstrap, seed)
         point, resampled = _fit(group, design, group['ehull_error'].to_numpy(float), weights)
-        found.append(
-            {
-                'ehull_bin': label,
-                'n': len(group),
-                'coef_dof': float(point[1]),
-                'coef_dof_ci95': None if resampled is None else _interval(resampled[:, 1]),
-                'mean_signed': float(group['ehull_error'].mean()),
-            }
-        )
+        row = {
+            'ehull_bin': label,
+            'n': len(group),
+            'coef_dof': float(point[1]),
+            'coef_dof_ci95': None if resampled is None else _interval(resampled[:, 1]),
+            'mean_signed': float(group['ehull_error'].mean()),
+        }
+        spans = {'coef_dof': (_span(group['dof']), _span(group['ehull_error']))}
+        found.append(row | {'uninformative': uninformative(row, spans)})
     return found
 
 
@@ -294,6 +325,10 @@ def dof_cause(dof: dict) -> str:
         return 'explained by the controls (size, chemistry, crystal system): no DOF effect once they are controlled'
     if alone > 0:
         return 'as measured, more DOF goes with less underprediction (against the claim); no DOF effect once controlled'
+    if 'coef_dof' in dof.get('uninformative', []):
+        return (
+            'cannot tell: the controlled DOF interval is wider than the data (uninformative), not evidence of no effect'
+        )
     return 'no DOF effect at 95 %'
 
 
@@ -301,6 +336,8 @@ def _softening_words(soft: dict) -> str:
     if not soft.get('n'):
         return 'no Ehull pairs'
     side = _side(soft['slope_ci95'], 1.0)
+    if side == 0 and 'slope' in soft.get('uninformative', []):
+        return f'slope {soft["slope"]:.2f}: cannot tell, the interval is wider than the data (uninformative)'
     words = {
         -1: 'landscape compressed toward the hull (as instability and softening both predict)',
         0: 'no compression at 95 %',

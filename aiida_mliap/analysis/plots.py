@@ -23,6 +23,7 @@ PARITY = (  # (model column, DFT column, axis name)
 )
 HISTOGRAM_BIN_MEV = 10.0
 ROLLING_WINDOW = 0.04  # eV/atom of DFT Ehull per rolling-MAE window
+MIN_PER_BIN = 5  # fewer structures than this in a bin or window: no mean drawn as if it were one
 
 
 def _pyplot():
@@ -52,18 +53,36 @@ def _integer_counts(axis) -> None:
     axis.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _robust_limits(values: np.ndarray) -> tuple[float, float]:
+    """Axis limits at the data's extremes, or at five interquartile ranges beyond the quartiles where a collapse
+    lies further out, so that one 3.5 eV/atom point does not squeeze every other point into a corner; the points
+    beyond are drawn at the edge and counted."""
+    q1, q3 = np.percentile(values, [25, 75])
+    fence = 5 * max(q3 - q1, 1e-3)
+    return max(float(values.min()), q1 - fence), min(float(values.max()), q3 + fence)
+
+
 def parity(table: pd.DataFrame, plt):
-    """Model against DFT for Ehull (both hulls), formation and total energy: one row per model and task."""
+    """Model against DFT for Ehull (both hulls), formation and total energy: one row per model and task. Far
+    outliers (``_robust_limits``) are drawn as triangles on the edge and counted in the title."""
     groups = list(_series(table))
     figure, axes = plt.subplots(len(groups), 4, figsize=(13, 3.2 * len(groups)), squeeze=False)
     for row, (title, rows) in zip(axes, groups, strict=True):
         for axis, (model, dft, name) in zip(row, PARITY, strict=True):
             pair = rows[[model, dft]].apply(pd.to_numeric).dropna()
-            axis.scatter(pair[dft], pair[model], s=5, alpha=0.5)
+            note = ''
             if len(pair):
-                low, high = float(pair.min().min()), float(pair.max().max())
+                low, high = _robust_limits(pair.to_numpy().ravel())
+                clipped = pair.clip(low, high)
+                outside = (clipped != pair).any(axis=1)
+                axis.scatter(clipped.loc[~outside, dft], clipped.loc[~outside, model], s=5, alpha=0.5)
+                if outside.any():
+                    axis.scatter(clipped.loc[outside, dft], clipped.loc[outside, model], s=18, marker='^',
+                                 color='tab:red', label='beyond the axes, shown at the edge')  # fmt: skip
+                    note = f'; {int(outside.sum())} of {len(pair)} at the edge'
                 axis.plot([low, high], [low, high], color='black', linewidth=0.8)
-            axis.set(xlabel=f'DFT {name} (eV/atom)', ylabel='model (eV/atom)', title=f'{title}\n{name}')
+                axis.set(xlim=(low, high), ylim=(low, high))
+            axis.set(xlabel=f'DFT {name} (eV/atom)', ylabel='model (eV/atom)', title=f'{title}\n{name}{note}')
             axis.title.set_fontsize(9)
     figure.tight_layout()
     return figure
@@ -109,6 +128,8 @@ def hull_distance(table: pd.DataFrame, plt):
             continue
         right = 1.05 * float(np.percentile(shown['e_above_hull_dft'], 95)) or 0.1
         low, high = np.percentile(MEV * shown['error_e_above_hull'], [1, 99])
+        beyond = int((shown['e_above_hull_dft'] > right).sum())
+        ends = []
         for title, rows in _series(table[table['task'] == task]):
             pair = rows[['e_above_hull_dft', 'error_e_above_hull']].apply(pd.to_numeric).dropna()
             if pair.empty:
@@ -118,15 +139,24 @@ def hull_distance(table: pd.DataFrame, plt):
             centres = np.linspace(0, right, 60)
             inside = np.abs(x[None, :] - centres[:, None]) <= ROLLING_WINDOW / 2
             counts = inside.sum(axis=1)
-            rolling = np.where(counts >= 5, (inside * np.abs(error)).sum(axis=1) / np.maximum(counts, 1), np.nan)
+            rolling = np.where(
+                counts >= MIN_PER_BIN, (inside * np.abs(error)).sum(axis=1) / np.maximum(counts, 1), np.nan
+            )
             axis.plot(centres, MEV * rolling, color=colours[title], linewidth=2, label=title)
             high = max(high, float(np.nanmax(MEV * rolling, initial=0.0)))
+            drawn = centres[np.isfinite(rolling)]
+            ends.append(f'{title}: {drawn[-1]:.2f}' if len(drawn) else f'{title}: nowhere')
         axis.set_xlim(-0.01, right)
         axis.set_ylim(1.2 * min(low, -50.0), 1.2 * max(high, 50.0))
         axis.plot([0, right], [0, MEV * right], linestyle='--', color='grey', linewidth=1)
         axis.axhline(0, color='black', linewidth=0.8)
         axis.set(xlabel='DFT Ehull (eV/atom)', ylabel='Ehull error, model hull (meV/atom)', title=task)
         axis.legend(fontsize=7)
+        # Why a line stops: the rolling MAE is drawn only where its window holds enough structures.
+        axis.text(0.01, 0.01, f'rolling MAE over {MEV * ROLLING_WINDOW:.0f} meV windows, drawn where a window holds '
+                  f'>= {MIN_PER_BIN} structures (up to {"; ".join(ends)} eV/atom)\n{beyond} structures beyond '
+                  f'{right:.2f} eV/atom (95th percentile) not shown', transform=axis.transAxes, fontsize=6,
+                  va='bottom', color='#555555')  # fmt: skip
     figure.tight_layout()
     return figure
 
@@ -154,26 +184,39 @@ def precision_recall(table: pd.DataFrame, plt):
 
 def error_vs_dof(table: pd.DataFrame, plt):
     """Mean signed Ehull error (model hull) per DOF bin, as measured and with the controls' effect removed (partial
-    residuals of the controlled regression, claims.dof_effect)."""
+    residuals of the controlled regression, claims.dof_effect). Every point carries its n; a bin with fewer than
+    ``MIN_PER_BIN`` structures is a hollow grey marker without error bar, outside the line: one 100-atom cell is not
+    a trend."""
     colours = _colours(table, plt)
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    positions = np.arange(len(DOF_BIN_LABELS))
+    titles = [title for title, _ in _series(table)]
+    offsets = dict(zip(titles, np.linspace(-0.12, 0.12, len(titles)) if len(titles) > 1 else [0.0], strict=True))
     for title, rows in _series(table):
         rows = regression_rows(rows)
         if len(rows) < 10:
             continue
-        rows = rows.assign(controlled=controlled_error(rows))
-        rows = with_bins(rows)
+        rows = with_bins(rows.assign(controlled=controlled_error(rows)))
+        x = positions + offsets.get(title, 0.0)
         for axis, column in zip(axes, ('ehull_error', 'controlled'), strict=True):
             grouped = rows.groupby('dof_bin', observed=False)[column]
-            mean, sem = grouped.mean(), grouped.sem()
-            axis.errorbar(range(len(DOF_BIN_LABELS)), MEV * mean.reindex(DOF_BIN_LABELS),
-                          yerr=MEV * sem.reindex(DOF_BIN_LABELS), marker='o', capsize=3, color=colours[title],
+            mean = MEV * grouped.mean().reindex(DOF_BIN_LABELS).to_numpy(float)
+            sem = MEV * grouped.sem().reindex(DOF_BIN_LABELS).to_numpy(float)
+            count = grouped.count().reindex(DOF_BIN_LABELS).fillna(0).to_numpy(int)
+            enough = count >= MIN_PER_BIN
+            axis.errorbar(x[enough], mean[enough], yerr=sem[enough], marker='o', capsize=3, color=colours[title],
                           label=title)  # fmt: skip
+            few = ~enough & (count > 0)
+            axis.scatter(x[few], mean[few], marker='o', facecolors='none', edgecolors='grey', s=30,
+                         label=f'n < {MIN_PER_BIN}: not a mean to read' if few.any() else None)  # fmt: skip
+            for xi, yi, n in zip(x[count > 0], mean[count > 0], count[count > 0], strict=True):
+                axis.annotate(f'n={n}', (xi, yi), textcoords='offset points', xytext=(4, 4), fontsize=6,
+                              color=colours[title] if n >= MIN_PER_BIN else 'grey')  # fmt: skip
     for axis, name in zip(
         axes, ('as measured', 'controlled for DFT Ehull, atoms, elements, crystal system'), strict=True
     ):
         axis.axhline(0, color='black', linewidth=0.8)
-        axis.set_xticks(range(len(DOF_BIN_LABELS)), DOF_BIN_LABELS)
+        axis.set_xticks(positions, DOF_BIN_LABELS)
         axis.set(xlabel='symmetry DOF of the DFT structure', ylabel='mean Ehull error ± s.e. (meV/atom)', title=name)
         axis.legend(fontsize=7)
     figure.tight_layout()
@@ -186,7 +229,14 @@ def _boxes(table: pd.DataFrame, column: str, order: list[str], xlabel: str, plt)
     for axis, (title, rows) in zip(axes[:, 0], groups, strict=False):
         present = [value for value in order if (rows[column] == value).any()]
         data = [MEV * rows.loc[rows[column] == value, 'error_e_above_hull'].dropna().astype(float) for value in present]
-        axis.boxplot(data, flierprops={'markersize': 3, 'alpha': 0.5})  # outliers shown: collapses are findings
+        boxes = axis.boxplot(data, flierprops={'markersize': 3, 'alpha': 0.5})  # outliers shown: collapses are findings
+        for index, values in enumerate(data):  # too few to read as a distribution: greyed
+            if len(values) < MIN_PER_BIN:
+                for part in ('boxes', 'medians'):
+                    boxes[part][index].set(color='#bbbbbb')
+                for part in ('whiskers', 'caps'):
+                    for line in boxes[part][2 * index : 2 * index + 2]:
+                        line.set(color='#bbbbbb')
         axis.set_xticks(
             range(1, len(present) + 1), [f'{value}\n(n={len(d)})' for value, d in zip(present, data, strict=True)]
         )
@@ -223,28 +273,30 @@ def element_errors(table: pd.DataFrame, plt):
     per_model = []
     for model, rows in exploded.groupby('model', sort=True):
         task = 'static' if (rows['task'] == 'static').any() else sorted(rows['task'].unique())[0]
-        means = MEV * rows[rows['task'] == task].groupby('element')['error_energy'].mean()
-        per_model.append((f'{model} / {task}', means))
+        grouped = rows[rows['task'] == task].groupby('element')['error_energy']
+        per_model.append((f'{model} / {task}', MEV * grouped.mean(), grouped.count()))
     from pymatgen.core import Element
 
-    limit = max(float(np.abs(means).max()) for _, means in per_model) or 1.0
+    limit = max(float(np.abs(means[counts >= MIN_PER_BIN]).max(initial=0.0)) for _, means, counts in per_model) or 1.0
     figure, axes = plt.subplots(len(per_model), 1, figsize=(9, 4.3 * len(per_model)), squeeze=False)
     colormap = plt.get_cmap('RdBu_r')
     every = [element.symbol for element in Element if element.Z <= 103]
-    for axis, (title, means) in zip(axes[:, 0], per_model, strict=True):
+    for axis, (title, means, counts) in zip(axes[:, 0], per_model, strict=True):
         for symbol in every:
             row, column = _table_position(symbol)
-            value = means.get(symbol)
-            colour = '#f2f2f2' if value is None else colormap(0.5 + 0.5 * value / limit)
+            value, count = means.get(symbol), int(counts.get(symbol, 0))
+            few = value is not None and count < MIN_PER_BIN  # shown, but not coloured as if it were a mean to read
+            colour = '#f2f2f2' if value is None else '#dddddd' if few else colormap(0.5 + 0.5 * value / limit)
             axis.add_patch(plt.Rectangle((column - 0.47, row - 0.47), 0.94, 0.94, color=colour))
-            dark = value is not None and abs(value) > 0.6 * limit
-            ink = 'white' if dark else ('#999999' if value is None else 'black')
-            axis.text(column, row - 0.15, symbol, ha='center', va='center', fontsize=7, color=ink,
+            dark = value is not None and not few and abs(value) > 0.6 * limit
+            ink = 'white' if dark else ('#999999' if value is None or few else 'black')
+            axis.text(column, row - 0.22, symbol, ha='center', va='center', fontsize=7, color=ink,
                       weight='bold' if value is not None else 'normal')  # fmt: skip
             if value is not None:
-                axis.text(column, row + 0.22, f'{value:+.0f}', ha='center', va='center', fontsize=6, color=ink)
+                axis.text(column, row + 0.08, f'{value:+.0f}', ha='center', va='center', fontsize=5.5, color=ink)
+                axis.text(column, row + 0.32, f'n={count}', ha='center', va='center', fontsize=4.5, color=ink)
         axis.set(xlim=(0.4, 18.6), ylim=(9.6, 0.4))
-        axis.set_title(f'{title}: mean signed total-energy error (meV/atom)', fontsize=10)
+        axis.set_title(f'{title}: mean signed total-energy error (meV/atom; grey: n < {MIN_PER_BIN})', fontsize=10)
         axis.set_aspect('equal')
         axis.axis('off')
     figure.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(-limit, limit), cmap=colormap), ax=axes[:, 0].tolist(),

@@ -19,20 +19,26 @@ from .plots import make_plots
 
 CAPTIONS = {
     'hull_distance': 'Ehull error (model hull) against the DFT Ehull: points, signed errors; lines, the MAE in a '
-    'rolling 40 meV/atom window of DFT Ehull (1-99 % of errors and 95 % of DFT Ehull shown). Where a line lies above '
-    'the dashed diagonal, the typical error exceeds the distance to the hull and stability calls are unreliable. '
-    'Points sinking with DFT Ehull are the compression both rival explanations predict.',
-    'parity': 'Model against DFT: Ehull on both hulls, formation and total energy (eV/atom, MP2020-corrected scale).',
+    'rolling 40 meV/atom window of DFT Ehull, drawn only where a window holds at least 5 structures (a line that '
+    'stops has run out of data: the figure says where; 1-99 % of errors and 95 % of DFT Ehull shown). Where a line '
+    'lies above the dashed diagonal, the typical error exceeds the distance to the hull and stability calls are '
+    'unreliable. Points sinking with DFT Ehull are the compression both rival explanations predict.',
+    'parity': 'Model against DFT: Ehull on both hulls, formation and total energy (eV/atom, MP2020-corrected scale). '
+    'Points more than five interquartile ranges beyond the quartiles are red triangles drawn at the edge and counted '
+    'in the panel title, so that one collapse does not squeeze the rest.',
     'precision_recall': 'Screening in order of the model Ehull: cumulative precision and recall of DFT-stable '
     'structures (Matbench Discovery).',
     'error_vs_dof': 'Mean signed Ehull error per DOF bin, as measured (left) and with the controls removed '
-    '(right: partial residuals of the controlled regression). A slope that vanishes on the right is not a DOF effect.',
+    '(right: partial residuals of the controlled regression), each point with its n. Bins with fewer than 5 '
+    'structures are hollow grey markers outside the line: not a mean to read. A slope that vanishes on the right is '
+    'not a DOF effect.',
     'softening_slopes': 'Slope of the model Ehull on the DFT Ehull: pooled with its chemical-system bootstrap '
     'interval, and within each chemical system. 1 means no compression toward the hull.',
     'error_distribution': 'Signed errors of Ehull (model hull) and total energy, on one bin width for every series.',
     'element_errors': 'Mean signed total-energy error of the structures containing each element (a structure '
-    'counts under each of its elements).',
-    'error_by_crystal_system': 'Ehull error (model hull) by crystal system of the DFT structure; outliers shown.',
+    'counts under each of its elements), with n per element; elements with fewer than 5 structures are greyed.',
+    'error_by_crystal_system': 'Ehull error (model hull) by crystal system of the DFT structure, n under each box; '
+    'outliers shown; boxes of fewer than 5 structures are grey.',
     'fixsym_gap': 'Energy of the fixed-symmetry relaxation minus the free one, against DOF.',
 }
 
@@ -168,6 +174,7 @@ def render_html(table: pd.DataFrame, document: dict[str, Any], figures: dict[str
         _figure('hull_distance', figures),
         _figure('parity', figures),
         _figure('precision_recall', figures),
+        symmetry_words(document) if 'error_vs_dof' in figures else '',
         _figure('error_vs_dof', figures),
         _figure('softening_slopes', figures),
         _figure('error_distribution', figures),
@@ -248,13 +255,24 @@ def protocol_sections(document: dict[str, Any]) -> list[str]:
     return sections
 
 
-def _with_ci(value: float | None, interval: list[float] | None, scale: float = 1000.0, digits: int = 1) -> str:
-    """``value [low, high]`` scaled (eV -> meV by default); the interval left out where there is none."""
+UNINFORMATIVE = '‡'
+UNINFORMATIVE_NOTE = (
+    f'{UNINFORMATIVE}: the interval is wider than the data (its width times the range of the variable exceeds the '
+    'whole range of the errors): it admits effects larger than anything observed, so it says nothing either way.'
+)
+
+
+def _with_ci(row: dict[str, Any], key: str, scale: float = 1000.0, digits: int = 1) -> str:
+    """``value [low, high]`` of ``row[key]`` scaled (eV -> meV by default); the interval left out where there is
+    none, flagged where it is uninformative (``claims.uninformative``)."""
+    value, interval = row.get(key), row.get(f'{key}_ci95')
     if value is None:
         return '-'
     text = f'{scale * value:+.{digits}f}'
     if interval:
         text += f' [{scale * interval[0]:+.{digits}f}, {scale * interval[1]:+.{digits}f}]'
+        if key in row.get('uninformative', []):
+            text += f' {UNINFORMATIVE}'
     return text
 
 
@@ -330,8 +348,8 @@ def science_sections(document: dict[str, Any]) -> list[str]:
                 'quantity': CLAIM_NAMES[row['quantity']],
                 'n': row['n'],
                 'chemical systems': row['n_chemsys'],
-                'MAE (meV/atom)': _with_ci(row['mae'], row['mae_ci95'], digits=1).lstrip('+'),
-                'mean signed error (meV/atom)': _with_ci(row['mean_signed'], row['mean_signed_ci95']),
+                'MAE (meV/atom)': _with_ci(row, 'mae', digits=1).lstrip('+'),
+                'mean signed error (meV/atom)': _with_ci(row, 'mean_signed'),
                 'underpredicted (%)': '-' if row['fraction_under'] is None else f'{100 * row["fraction_under"]:.0f}',
             }
             for row in document['claims']
@@ -344,16 +362,10 @@ def science_sections(document: dict[str, Any]) -> list[str]:
                 'model': soft['model'],
                 'task': soft['task'],
                 'n': soft['n'],
-                'slope of model Ehull on DFT Ehull': _with_ci(soft['slope'], soft['slope_ci95'], 1.0, 2),
-                'DOF coefficient, controlled (meV/atom per DOF)': _with_ci(
-                    dof['coef_dof'], dof['coef_dof_ci95'], digits=2
-                ),
-                'DOF coefficient, alone (meV/atom per DOF)': _with_ci(
-                    dof['coef_dof_alone'], dof['coef_dof_alone_ci95'], digits=2
-                ),
-                'DFT Ehull coefficient (meV/atom per meV/atom)': _with_ci(
-                    dof['coef_e_above_hull_dft'], dof['coef_e_above_hull_dft_ci95'], 1.0, 2
-                ),
+                'slope of model Ehull on DFT Ehull': _with_ci(soft, 'slope', 1.0, 2),
+                'DOF coefficient, controlled (meV/atom per DOF)': _with_ci(dof, 'coef_dof', digits=2),
+                'DOF coefficient, alone (meV/atom per DOF)': _with_ci(dof, 'coef_dof_alone', digits=2),
+                'DFT Ehull coefficient (meV/atom per meV/atom)': _with_ci(dof, 'coef_e_above_hull_dft', 1.0, 2),
             }
             for soft, dof in zip(document['softening'], document['dof_effect'], strict=True)
         ]
@@ -366,7 +378,7 @@ def science_sections(document: dict[str, Any]) -> list[str]:
                 'DFT Ehull': row['ehull_bin'],
                 'n': row['n'],
                 'mean signed Ehull error (meV/atom)': f'{1000 * row["mean_signed"]:+.1f}',
-                'DOF coefficient (meV/atom per DOF)': _with_ci(row['coef_dof'], row['coef_dof_ci95'], digits=2),
+                'DOF coefficient (meV/atom per DOF)': _with_ci(row, 'coef_dof', digits=2),
             }
             for row in document['dof_effect_by_ehull_bin']
         ]
@@ -386,7 +398,24 @@ def science_sections(document: dict[str, Any]) -> list[str]:
         _table_html(rivals) if not rivals.empty else '<p>No Ehull pairs.</p>',
         '<h3>DOF effect within bins of DFT Ehull</h3>',
         _table_html(binned) if not binned.empty else '<p>-</p>',
+        f'<p class="note">{UNINFORMATIVE_NOTE}</p>',
     ]
+
+
+def symmetry_words(document: dict[str, Any]) -> str:
+    """The symmetry claim's verdict in plain words, right above the figure a reader would judge it by."""
+    lines = ''.join(
+        f'<li><b>{html.escape(row["model"])} / {html.escape(row["task"])}</b>: '
+        f'{html.escape(row["claim_3_high_dof"])}</li>'
+        for row in document['verdicts']
+    )
+    if not lines:
+        return ''
+    return (
+        f'<h3>Does symmetry (DOF) drive the error?</h3><ul>{lines}</ul><p class="note">From the intervals of the '
+        'controlled regression, not from the figure below: its bins with few structures are grey and carry no '
+        'weight in words.</p>'
+    )
 
 
 PAGE = """<!DOCTYPE html>
