@@ -242,3 +242,144 @@ def runner_code(aiida_localhost):
             computer=aiida_localhost, filepath_executable=runner_executable(), label='aiida-mliap-run'
         )
         return code.store()
+
+
+# The real runner, made slow on purpose (SECONDS per structure, through run_task: the `ase` engine), for walltime
+# kills and interrupts that must find a job running.
+SLEEPY_RUNNER = """#!{python}
+import sys
+import time
+
+from aiida_mliap.engine import runner
+
+run_task = runner.run_task
+
+
+def sleepy(atoms, calculator, parameters):
+    time.sleep({seconds})
+    return run_task(atoms, calculator, parameters)
+
+
+runner.run_task = sleepy
+sys.exit(runner.main())
+"""
+
+
+@pytest.fixture
+def sleepy_runner(tmp_path):
+    """``factory(computer, seconds)``: an InstalledCode of the real runner that sleeps ``seconds`` per structure."""
+    import stat
+    import sys
+
+    from aiida import orm
+
+    def factory(computer, seconds: float):
+        script = tmp_path / f'sleepy-runner-{computer.label}-{seconds:g}'
+        script.write_text(SLEEPY_RUNNER.format(python=sys.executable, seconds=seconds))
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+        code = orm.InstalledCode(computer=computer, filepath_executable=str(script), label=script.name)
+        return code.store()
+
+    return factory
+
+
+def processes_in(directory: str) -> list[int]:
+    """PIDs whose working directory is ``directory``: a calculation's runner, found through /proc (Linux)."""
+    found = []
+    for entry in Path('/proc').iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / 'cwd') == directory:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def wait_for(condition, timeout: float, what: str):
+    """The first truthy ``condition()`` within ``timeout`` seconds, polled every half second."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+
+
+def running_job_after(before: set[int]):
+    """A calculation created after ``before`` (pks) whose runner is running now, else None."""
+    from aiida import orm
+
+    for pk in set(orm.QueryBuilder().append(orm.CalcJobNode, project='id').all(flat=True)) - before:
+        calc = orm.load_node(pk)
+        workdir = calc.get_remote_workdir()
+        if calc.get_job_id() and workdir and processes_in(workdir):
+            return calc
+    return None
+
+
+def process_tree(node) -> list:
+    """``node``'s topmost caller and everything it called, recursively."""
+    while node.caller is not None:
+        node = node.caller
+    tree, todo = [], [node]
+    while todo:
+        node = todo.pop()
+        tree.append(node)
+        todo.extend(node.called)
+    return tree
+
+
+def kill_running_benchmark(code, model, group, aiida_profile, options: dict | None = None):
+    """Submit a benchmark whose runner sleeps, `verdi process kill` it once a job runs, then check that the runner
+    ended and every process of the tree is killed (issue 29); returns the job that ran. For core.direct and Slurm."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from aiida import orm
+    from aiida.engine import submit
+    from aiida.manage.configuration import get_config
+
+    from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain
+
+    builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
+        code, {'model': model}, group, protocol='fast', tasks=['relax'],
+        overrides={'parameters': {'device': 'cpu', 'engine': 'ase'}, 'batch_size': 1, 'max_concurrent': 1},
+        **({'options': options} if options else {}),
+    )  # fmt: skip
+    before = set(orm.QueryBuilder().append(orm.CalcJobNode, project='id').all(flat=True))
+    node = submit(builder)
+    calc = wait_for(lambda: running_job_after(before), 300, 'a job of the benchmark to run')
+    workdir = calc.get_remote_workdir()
+    verdi = Path(sys.executable).parent / 'verdi'
+    done = subprocess.run(
+        [str(verdi), '-p', aiida_profile.name, 'process', 'kill', str(node.pk), '--timeout', '120'],
+        env={**os.environ, 'AIIDA_PATH': get_config().dirpath}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: not processes_in(workdir), 60, f'the runner in {workdir} to end')
+    wait_for(lambda: orm.load_node(node.pk).is_terminated, 120, 'the benchmark to end')
+    tree = process_tree(orm.load_node(calc.pk))
+    unfinished = [(n.pk, n.process_label, n.process_state) for n in tree if not n.is_terminated]
+    assert not unfinished, unfinished
+    assert orm.load_node(node.pk).is_killed and orm.load_node(calc.pk).is_killed
+    return orm.load_node(calc.pk)
+
+
+@pytest.fixture
+def job_helpers():
+    """The helpers above, for tests that interrupt or kill running jobs."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        processes_in=processes_in,
+        wait_for=wait_for,
+        running_job_after=running_job_after,
+        process_tree=process_tree,
+        kill_running_benchmark=kill_running_benchmark,
+    )

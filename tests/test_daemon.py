@@ -113,3 +113,11 @@ def revive_lost_tasks() -> list[int]:
     for pk in lost:
         get_manager().get_process_controller().continue_process(pk)
     return lost
+
+
+def test_verdi_process_kill_ends_the_running_jobs(
+    started_daemon_client, aiida_localhost, sleepy_runner, mace_model, li_o_group, job_helpers, aiida_profile
+):
+    """`verdi process kill` of a benchmark on core.direct: its running runner ends, nothing is left running."""
+    group, _ = li_o_group(max_atoms=2, prefix='killed')
+    job_helpers.kill_running_benchmark(sleepy_runner(aiida_localhost, 30), mace_model, group, aiida_profile)

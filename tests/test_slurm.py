@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
-import sys
 
 import pytest
 from aiida import orm
@@ -20,24 +18,6 @@ from aiida_mliap.workchains.base import MliapBaseWorkChain
 
 GRES = '#SBATCH --gres=gpu:1'
 RESOURCES = {'num_machines': 1, 'num_mpiprocs_per_machine': 1, 'num_cores_per_mpiproc': 1}
-# The real runner, made slow on purpose (20 s per structure) so that a 1-minute walltime cuts a batch in two.
-SLOW_RUNNER = """#!{python}
-import sys
-import time
-
-from aiida_mliap.engine import runner
-
-run_task = runner.run_task
-
-
-def slow(atoms, calculator, parameters):
-    time.sleep(20)
-    return run_task(atoms, calculator, parameters)
-
-
-runner.run_task = slow
-sys.exit(runner.main())
-"""
 
 
 def slurm_ready() -> bool:
@@ -96,16 +76,12 @@ def test_calculation_through_slurm_with_a_gpu_line(slurm_computer, chgnet_model,
     assert results['summary']['environment']['torch_threads'] == 1
 
 
-def test_walltime_kill_keeps_partial_results_and_resubmits_the_rest(
-    slurm_computer, chgnet_model, make_structures, tmp_path
-):
-    script = tmp_path / 'slow-runner'
-    script.write_text(SLOW_RUNNER.format(python=sys.executable))
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+def test_walltime_kill_keeps_partial_results_and_resubmits_the_rest(slurm_computer, chgnet_model, make_structures,
+                                                                    sleepy_runner):  # fmt: skip
     structures = make_structures(5)
     inputs = {
         'mliap': {
-            'code': code_on(slurm_computer, script, 'slow-runner'),
+            'code': sleepy_runner(slurm_computer, 20),  # 20 s per structure: a 1-minute walltime cuts the batch
             'model': chgnet_model,
             'structures': {structure_link_label(s): s for s in structures},
             # Through run_task, which the slow runner slows (single points are always batched): a relaxation that is
@@ -146,3 +122,17 @@ def test_small_benchmark_through_slurm(slurm_computer, chgnet_model, li_o_group)
     assert all(GRES in job.base.repository.get_object_content('_aiidasubmit.sh') for job in jobs)
     rows = [row for row in node.outputs.headline['rows'] if row['task'] == 'static']
     assert rows and all(row['n'] == count for row in rows if row['quantity'] == 'total energy')
+
+
+@pytest.mark.daemon
+def test_verdi_process_kill_ends_the_slurm_job(
+    slurm_computer, started_daemon_client, sleepy_runner, mace_model, li_o_group, job_helpers, aiida_profile
+):
+    """`verdi process kill` of a benchmark whose job runs under Slurm: scancel, the runner ends (issue 29)."""
+    group, _ = li_o_group(max_atoms=2, prefix='slurm-killed')
+    options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 600}
+    calc = job_helpers.kill_running_benchmark(
+        sleepy_runner(slurm_computer, 30), mace_model, group, aiida_profile, options=options
+    )
+    queued = subprocess.run(['squeue', '-h', '-o', '%i'], capture_output=True, text=True).stdout.split()
+    assert calc.get_job_id() not in queued, queued  # cancelled, not left to run out its walltime

@@ -9,6 +9,7 @@ import click
 from aiida import orm
 from aiida.cmdline.utils import echo
 from aiida.engine import ProcessBuilder
+from aiida.engine.utils import loop_scope
 
 from ..data.model import MliapModelData
 
@@ -82,16 +83,101 @@ def launch_process(
     if progress is not None:
         pending.append(runner.loop.call_later(every, report))
     try:
-        _, node = runner.run_get_node(process)
+        with loop_scope(runner.loop):
+            signum = run_until_interrupted(process, runner.loop)
+    except BaseException as exception:  # a second Ctrl-C, or a crash: end what it started
+        ended = end_process_tree(process.node, f'{type(exception).__name__} in the foreground launch')
+        echo.echo_error(f'{process.node.process_label}<{process.node.pk}> killed ({type(exception).__name__}): {ended}')
+        raise SystemExit(EXIT_FAILED) from None
     finally:
         for handle in pending:
             handle.cancel()
+    node = process.node
+    if signum is not None:
+        echo.echo_error(f'{node.process_label}<{node.pk}> killed: {end_process_tree(node, signum)}')
+        raise SystemExit(EXIT_FAILED)
     status = f'[{node.exit_status}] {node.exit_message or ""}'.strip()
     if node.is_finished_ok:
         echo.echo_success(f'{node.process_label}<{node.pk}> finished {status}')
     else:
         echo.echo_warning(f'{node.process_label}<{node.pk}> finished {status}')
     return node
+
+
+def run_until_interrupted(process, loop) -> str | None:
+    """Run ``process`` to its end, or until Ctrl-C (or SIGTERM): then stop the event loop between steps and return
+    the signal's name; a second Ctrl-C interrupts at once. The caller ends the process tree from outside the loop.
+
+    Neither aiida's own handler (it kills inside the signal handler, wherever the interpreter is: mid-commit it fails
+    with "This session is in 'prepared' state") nor a kill from the loop (it reaches the top process only, without a
+    broker) ends the jobs a foreground launch started.
+    """
+    import asyncio
+    import signal
+
+    from plumpy.greenback_bridge import ensure_portal, run_until_complete
+
+    interrupted = loop.create_future()
+
+    def handler(signum, _frame):
+        if interrupted.done():
+            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        echo.echo_warning(f'{name}: ending {process.node.process_label}<{process.node.pk}> and everything it started '
+                          '(again to interrupt at once)')  # fmt: skip
+        loop.call_soon_threadsafe(lambda: interrupted.done() or interrupted.set_result(name))
+
+    async def stepping() -> None:
+        await ensure_portal()  # the process's steps run the scheduler's and transport's coroutines synchronously
+        await process.step_until_terminated()
+
+    async def first() -> str | None:
+        task = asyncio.ensure_future(stepping())
+        await asyncio.wait([task, interrupted], return_when=asyncio.FIRST_COMPLETED)
+        if interrupted.done():
+            loop.set_exception_handler(lambda *_: None)  # the abandoned steps' tasks end with the interpreter
+            return interrupted.result()
+        task.result()  # the process's own exception, if it raised one
+        return None
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return run_until_complete(loop, first())
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def end_process_tree(root: orm.ProcessNode, reason: str) -> str:
+    """Kill the scheduler job of every unfinished calculation below ``root`` and mark every unfinished process of
+    the tree killed. A foreground launch runs without a broker: aiida's own kill reaches the top process only, and
+    its children would stay 'Waiting' with their runners computing on, beyond the reach of `verdi process kill`."""
+    from aiida.common.exceptions import RemoteOperationError
+    from aiida.engine.daemon.execmanager import kill_calculation
+    from plumpy.process_states import ProcessState
+
+    tree, todo = [], [root]
+    while todo:
+        node = todo.pop()
+        tree.append(node)
+        todo.extend(node.called)
+    open_nodes = [node for node in tree if not node.is_sealed and not node.is_terminated]
+    jobs, problems = 0, []
+    for calc in (node for node in open_nodes if isinstance(node, orm.CalcJobNode) and node.get_job_id()):
+        try:
+            with calc.get_authinfo().get_transport() as transport:
+                kill_calculation(calc, transport)
+            jobs += 1
+        except (RemoteOperationError, OSError) as exception:
+            problems.append(f'job {calc.get_job_id()} of {calc.pk}: {exception}')
+    for node in reversed(open_nodes):  # children before parents
+        node.set_process_state(ProcessState.KILLED)
+        node.set_process_status(f'killed: {reason}')
+        node.seal()
+    if not open_nodes:
+        return 'every process it started has ended'
+    text = f'{len(open_nodes)} unfinished processes marked killed, {jobs} scheduler jobs ended'
+    return text + (f'; could not end {", ".join(problems)}: end them by hand' if problems else '')
 
 
 # Shell exit statuses of the commands that run or inspect a process (AiiDA's own exit statuses exceed 255).
