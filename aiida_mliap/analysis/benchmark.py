@@ -17,16 +17,22 @@ from ..engine.status import WITH_RESULT
 def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     """Per model and task: structures done (a result), failed (for good) and pending, with the rate so far and an
     estimate of the time left. Running calculations count what their runner has streamed so far. Once the benchmark
-    has ended nothing is pending and no time is left: what never got a result is ``not evaluated``."""
+    has ended nothing is pending and no time is left: what never got a result is ``not evaluated``.
+
+    The time left weighs the remaining structures by their atoms (a batch of large cells is slow) at the rate observed
+    up to the last result, minus the time since that result: it falls while a slow structure runs, instead of rising
+    as a rate diluted by the wait would; when it reaches zero the row says how long no result has come."""
     from ..calculations.dataset import group_datasets, union_of_datasets
-    from ..calculations.plan import skipped_labels
+    from ..calculations.plan import batch_atoms, skipped_labels
     from ..parsers.results import read_partial_results
     from ..workchains.benchmark import batch_calls, evaluated_structures
 
     planned = benchmark.base.links.get_outgoing(link_label_filter='plan').all()
+    atoms_per_batch = None
     if planned:  # the benchmark's own stored plan: no query over every structure at each status call
         plan = planned[0].node.outputs.result
         total, left_out = plan.base.attributes.get('n_evaluated'), skipped_labels(plan)
+        atoms_per_batch = batch_atoms(plan)
     else:  # a benchmark from before plans
         if 'datasets' in benchmark.inputs:
             datasets = [benchmark.inputs.datasets[key] for key in sorted(benchmark.inputs.datasets)]
@@ -45,14 +51,19 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     for key, model in sorted(benchmark.inputs.models.items()):
         for task in benchmark.inputs.tasks.get_list():
             done = failed = 0
-            children = list(batch_calls(benchmark, key, task, finished=ended).values())
-            for child in children:
+            work = Work()
+            children = batch_calls(benchmark, key, task, finished=ended)
+            for index, child in children.items():
                 if child.is_terminated and 'summary' in child.outputs:
                     statuses = child.outputs.summary['counts']
+                    work.add(sum(statuses.values()), atoms_per_batch and atoms_per_batch[index], child.mtime)
                 else:  # still running: what its calculations have finished, the latest result of a structure
+                    records, latest = _streamed(child, read_partial_results)
                     statuses = {}
-                    for record in _streamed(child, read_partial_results).values():
+                    for record in records.values():
                         statuses[record['status']] = statuses.get(record['status'], 0) + 1
+                    atoms = sum(record.get('n_atoms', 1) for record in records.values())
+                    work.add(len(records), atoms if atoms_per_batch else None, latest)
                 done += sum(count for status, count in statuses.items() if status in with_result)
                 failed += sum(count for status, count in statuses.items() if status not in with_result)
             account = accounts.get((model.name, task))
@@ -60,7 +71,8 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
                 done, failed = account['evaluated'], sum(account['failed_by_model'].values())
             missing = max(total - done - failed, 0)
             pending = 0 if ended else missing
-            rate = (done + failed) / _busy_seconds(children)
+            start = min((child.ctime for child in children.values()), default=None)
+            size = sum(atoms_per_batch) if atoms_per_batch else total
             rows.append(
                 {
                     'model': model.name,
@@ -70,16 +82,47 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
                     'pending': pending,
                     **({'not evaluated': missing} if ended else {}),
                     **({'left out (max_atoms)': len(left_out)} if left_out else {}),
-                    'structures/min': round(60 * rate, 2),
-                    'time left': _duration(pending / rate) if rate and pending else '-',
+                    'structures/min': round(60 * work.structures / _busy_seconds(children.values()), 2),
+                    'time left': '-' if ended or not pending else work.time_left(start, size),
                 }
             )
     return rows
 
 
-def _busy_seconds(children: list[orm.WorkflowNode]) -> float:
+class Work:
+    """What a model and task got through, in structures and (when the plan knows sizes) atoms, and when the last of
+    it came: the basis of the time-left estimate."""
+
+    def __init__(self):
+        self.structures, self.atoms, self.last = 0, 0, None
+        self.sized = True
+
+    def add(self, structures: int, atoms: int | None, when) -> None:
+        self.structures += structures
+        if atoms is None:
+            self.sized = False
+        else:
+            self.atoms += atoms
+        if structures and when is not None:
+            self.last = when if self.last is None else max(self.last, when)
+
+    def time_left(self, start, size: int) -> str:
+        """``size``: all atoms of the plan (or all structures, for a plan without sizes)."""
+        processed = self.atoms if self.sized else self.structures
+        if not processed or start is None or self.last is None or self.last <= start:
+            return '-'  # no result yet: no basis for a rate
+        rate = processed / (self.last - start).total_seconds()
+        since = max((timezone.now() - self.last).total_seconds(), 0.0)
+        left = max(size - processed, 0) / rate - since
+        if left > 0:
+            return _duration(left)
+        return f'overdue: no result for {_duration(since)}'
+
+
+def _busy_seconds(children) -> float:
     """Seconds from the first batch of a model and task to its last finished one, or to now while one runs: its own
     rate, not diluted by the time other models ran before it."""
+    children = list(children)
     if not children:
         return float('inf')
     start = min(child.ctime for child in children)
@@ -88,17 +131,22 @@ def _busy_seconds(children: list[orm.WorkflowNode]) -> float:
     return max((end - start).total_seconds(), 1e-9)
 
 
-def _streamed(base: orm.WorkflowNode, read) -> dict[str, dict[str, Any]]:
+def _streamed(base: orm.WorkflowNode, read) -> tuple[dict[str, dict[str, Any]], Any]:
     """The records of a base work chain's calculations, finished ones from their outputs and running ones from the
-    partial-results file in their remote folder (through the computer's transport); the latest per label."""
+    partial-results file in their remote folder (through the computer's transport); the latest per label. With them,
+    when the latest record came (the file's modification time, or a finished calculation's), or None."""
+    import datetime
+
     from ..calculations.outputs import outputs_of
 
     calculations = sorted((c for c in base.called if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)
     finished = outputs_of([c.pk for c in calculations if c.is_terminated], 'results', project='attributes')
     records: dict[str, dict[str, Any]] = {}
+    latest = None
     for calc in calculations:
         if calc.is_terminated:
             records.update(finished[calc.pk])
+            latest = calc.mtime if finished[calc.pk] else latest
             continue
         remote = calc.outputs.remote_folder if 'remote_folder' in calc.outputs else None
         if remote is None:
@@ -108,11 +156,15 @@ def _streamed(base: orm.WorkflowNode, read) -> dict[str, dict[str, Any]]:
                 target = Path(directory) / files.RESULTS_PARTIAL
                 source = f'{remote.get_remote_path()}/{files.RESULTS_PARTIAL}'
                 if transport.isfile(source):
+                    modified = transport.get_attribute(source).st_mtime
                     transport.getfile(source, str(target))
-                    records.update({r['label']: r for r in read(target.read_text()) if 'label' in r})
+                    streamed = {r['label']: r for r in read(target.read_text()) if 'label' in r}
+                    records.update(streamed)
+                    if streamed:
+                        latest = datetime.datetime.fromtimestamp(modified, tz=datetime.timezone.utc)
         except Exception:  # an unreachable computer: this calculation's progress is unknown for now
             continue
-    return records
+    return records, latest
 
 
 def _duration(seconds: float) -> str:

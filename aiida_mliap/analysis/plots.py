@@ -277,7 +277,13 @@ def element_errors(table: pd.DataFrame, plt):
         per_model.append((f'{model} / {task}', MEV * grouped.mean(), grouped.count()))
     from pymatgen.core import Element
 
-    limit = max(float(np.abs(means[counts >= MIN_PER_BIN]).max(initial=0.0)) for _, means, counts in per_model) or 1.0
+    limit = (
+        max(
+            float(np.max(np.abs(means[counts >= MIN_PER_BIN].to_numpy()), initial=0.0))
+            for _, means, counts in per_model
+        )
+        or 1.0
+    )
     figure, axes = plt.subplots(len(per_model), 1, figsize=(9, 4.3 * len(per_model)), squeeze=False)
     colormap = plt.get_cmap('RdBu_r')
     every = [element.symbol for element in Element if element.Z <= 103]

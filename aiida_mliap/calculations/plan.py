@@ -1,9 +1,10 @@
 """The batches of a benchmark as one stored node, so that a work chain's state does not grow with the structures.
 
 ``plan_batches`` splits the union of the datasets into balanced batches and stores them as an ``ArrayData``:
-``labels`` batch after batch, ``offsets`` (batch ``b`` is ``labels[offsets[b]:offsets[b + 1]]``) and ``skipped``
-(the labels ``max_atoms`` leaves out). Labels, not pks: an exported and re-imported plan still means the same.
-A benchmark's work units are (model, task, batch), numbered model-major; ``unit_coordinates`` maps one back.
+``labels`` batch after batch, ``offsets`` (batch ``b`` is ``labels[offsets[b]:offsets[b + 1]]``), ``n_atoms`` (per
+label, for progress estimates) and ``skipped`` (the labels ``max_atoms`` leaves out). Labels, not pks: an exported
+and re-imported plan still means the same. A benchmark's work units are (model, task, batch), numbered
+model-major; ``unit_coordinates`` maps one back.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def plan_batches(batch_size, max_atoms=None, **datasets):
     plan = orm.ArrayData()
     plan.set_array('labels', np.array([label for batch in batches for label in batch], dtype=str))
     plan.set_array('offsets', np.cumsum([0] + [len(batch) for batch in batches], dtype=np.int64))
+    plan.set_array('n_atoms', np.array([sizes[label] for batch in batches for label in batch], dtype=np.int64))
     plan.set_array('skipped', np.array(sorted(skipped), dtype=str))
     plan.base.attributes.set('n_batches', len(batches))
     plan.base.attributes.set('n_evaluated', len(sizes))
@@ -72,6 +74,14 @@ def batch_labels(plan: orm.ArrayData, index: int) -> list[str]:
     """The labels of batch ``index`` of a plan."""
     offsets = plan.get_array('offsets')
     return plan.get_array('labels')[offsets[index] : offsets[index + 1]].tolist()
+
+
+def batch_atoms(plan: orm.ArrayData) -> list[int] | None:
+    """Atoms per batch, or None for a plan from before plans recorded sizes."""
+    if 'n_atoms' not in plan.get_arraynames():
+        return None
+    offsets, sizes = plan.get_array('offsets'), plan.get_array('n_atoms')
+    return [int(sizes[offsets[i] : offsets[i + 1]].sum()) for i in range(len(offsets) - 1)]
 
 
 def skipped_labels(plan: orm.ArrayData) -> list[str]:

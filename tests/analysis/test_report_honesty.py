@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from aiida_mliap.analysis import plots
 from aiida_mliap.analysis.claims import science
@@ -82,3 +83,15 @@ def test_interval_wider_than_the_data_is_flagged_not_read_as_no_effect():
     assert f'{UNINFORMATIVE}' in text and 'wider than the data' in text
     words = symmetry_words(document)  # the verdict in words, placed right above the DOF figure
     assert words.startswith('<h3>Does symmetry') and 'uninformative' in words
+
+
+def test_element_table_gives_n_and_greys_thin_elements():
+    table = with_errors(one_big_cell(synthetic(lambda ehull, dof: 0.0 * dof, dof_independent)))
+    table['chemsys'] = table['chemsys'].str.replace('A1', 'Li').str.replace(r'A\d+', 'Na', regex=True)
+    plt = plots._pyplot()
+    figure = plots.element_errors(table, plt)
+    texts = [text.get_text() for text in figure.axes[0].texts]
+    assert 'n=1' in texts  # Fe: the one big cell
+    fe = [patch for patch in figure.axes[0].patches if patch.get_xy() == (8 - 0.47, 4 - 0.47)]
+    assert fe and fe[0].get_facecolor()[:3] == pytest.approx((0xDD / 255,) * 3)  # greyed, not coloured as a mean
+    plt.close(figure)

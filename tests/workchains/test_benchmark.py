@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from aiida_mliap.analysis.benchmark import error_summary, progress
 from aiida_mliap.analysis.results import load_results
-from aiida_mliap.calculations.plan import unit_coordinates
+from aiida_mliap.calculations.plan import batch_atoms, unit_coordinates
 from aiida_mliap.cli import cmd_root
 from aiida_mliap.engine.runner import available_cores
 from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, balanced_batches, results_group_label
@@ -74,6 +74,8 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
     assert sum(len(table.inputs.references) for table in tables) == 3 * count
     plan = node.base.links.get_outgoing(link_label_filter='plan').one().node.outputs.result
     assert plan.base.attributes.get('n_batches') == 3 and sorted(plan.get_array('offsets')) == [0, 7, 13, 19]
+    structures = [n for n in group.nodes if isinstance(n, orm.StructureData)]
+    assert sum(batch_atoms(plan)) == sum(len(s.sites) for s in structures) and len(structures) == count
     for base in bases:
         # Every structure has a result or a recorded reason.
         assert base.outputs.summary['n_structures'] == len(base.inputs.mliap.structures)
