@@ -37,8 +37,7 @@ try() {  # try "description" expected-to-store(yes/no) command...
     output=$("$@" 2>&1 </dev/null); status=$?
     after=$(count)
     local message
-    message=$(printf '%s\n' "$output" | grep -m1 -E '^(Error|Critical|Warning: .*finished|.*killed|Usage)' \
-        | cut -c1-150 | sed 's/|/\\|/g')
+    message=$(printf '%s\n' "$output" | grep -m1 -E '^(Error|Critical)' | cut -c1-150 | sed 's/|/\\|/g')
     [ -z "$message" ] && message=$(printf '%s\n' "$output" | tail -1 | cut -c1-150 | sed 's/|/\\|/g')
     local nodes="unchanged"
     [ "$before" != "$after" ] && nodes="+$((after - before))"
