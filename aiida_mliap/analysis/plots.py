@@ -185,13 +185,15 @@ def precision_recall(table: pd.DataFrame, plt):
 def error_vs_dof(table: pd.DataFrame, plt):
     """Mean signed Ehull error (model hull) per DOF bin, as measured and with the controls' effect removed (partial
     residuals of the controlled regression, claims.dof_effect). Every point carries its n; a bin with fewer than
-    ``MIN_PER_BIN`` structures is a hollow grey marker without error bar, outside the line: one 100-atom cell is not
-    a trend."""
+    ``MIN_PER_BIN`` structures is a hollow grey marker off the line, and the axis is scaled to the bins that hold
+    enough: one 100-atom cell is not a trend, and must not set the scale (beyond it, it sits at the edge with its
+    value written)."""
     colours = _colours(table, plt)
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
     positions = np.arange(len(DOF_BIN_LABELS))
     titles = [title for title, _ in _series(table)]
     offsets = dict(zip(titles, np.linspace(-0.12, 0.12, len(titles)) if len(titles) > 1 else [0.0], strict=True))
+    solid, thin = [0.0], []  # y extents of the well-filled bins (0 always shown); thin bins drawn after the scale
     for title, rows in _series(table):
         rows = regression_rows(rows)
         if len(rows) < 10:
@@ -201,23 +203,40 @@ def error_vs_dof(table: pd.DataFrame, plt):
         for axis, column in zip(axes, ('ehull_error', 'controlled'), strict=True):
             grouped = rows.groupby('dof_bin', observed=False)[column]
             mean = MEV * grouped.mean().reindex(DOF_BIN_LABELS).to_numpy(float)
-            sem = MEV * grouped.sem().reindex(DOF_BIN_LABELS).to_numpy(float)
+            sem = np.nan_to_num(MEV * grouped.sem().reindex(DOF_BIN_LABELS).to_numpy(float))
             count = grouped.count().reindex(DOF_BIN_LABELS).fillna(0).to_numpy(int)
             enough = count >= MIN_PER_BIN
             axis.errorbar(x[enough], mean[enough], yerr=sem[enough], marker='o', capsize=3, color=colours[title],
                           label=title)  # fmt: skip
-            few = ~enough & (count > 0)
-            axis.scatter(x[few], mean[few], marker='o', facecolors='none', edgecolors='grey', s=30,
-                         label=f'n < {MIN_PER_BIN}: not a mean to read' if few.any() else None)  # fmt: skip
-            for xi, yi, n in zip(x[count > 0], mean[count > 0], count[count > 0], strict=True):
+            solid += [*(mean[enough] - sem[enough]), *(mean[enough] + sem[enough])]
+            for xi, yi, n in zip(x[enough], mean[enough], count[enough], strict=True):
                 axis.annotate(f'n={n}', (xi, yi), textcoords='offset points', xytext=(4, 4), fontsize=6,
-                              color=colours[title] if n >= MIN_PER_BIN else 'grey')  # fmt: skip
+                              color=colours[title])  # fmt: skip
+            few = ~enough & (count > 0)
+            thin += [(axis, xi, yi, n) for xi, yi, n in zip(x[few], mean[few], count[few], strict=True)]
+    pad = 0.15 * (max(solid) - min(solid)) or 20.0
+    low, high = min(solid) - pad, max(solid) + pad
+    labelled, stacked = set(), {}
+    for axis, xi, yi, n in thin:
+        inside = low <= yi <= high
+        y = min(max(yi, low), high)
+        marker = 'o' if inside else ('v' if yi < low else '^')
+        label = None if axis in labelled else f'n < {MIN_PER_BIN}: not a mean to read'
+        labelled.add(axis)
+        axis.scatter([xi], [y], marker=marker, facecolors='none', edgecolors='grey', s=30, label=label)
+        text = f'n={n}' if inside else f'n={n}: {yi:+.0f}'
+        place = (id(axis), round(float(y)), round(float(xi)))  # labels at one edge of one bin: stacked, not overlaid
+        rank = stacked[place] = stacked.get(place, -1) + 1
+        rise = (6 + 9 * rank) if yi <= high else -(10 + 9 * rank)
+        axis.annotate(text, (xi, y), textcoords='offset points', xytext=(-4, rise), fontsize=6, color='grey',
+                      ha='right')  # fmt: skip
     for axis, name in zip(
         axes, ('as measured', 'controlled for DFT Ehull, atoms, elements, crystal system'), strict=True
     ):
         axis.axhline(0, color='black', linewidth=0.8)
         axis.set_xticks(positions, DOF_BIN_LABELS)
-        axis.set(xlabel='symmetry DOF of the DFT structure', ylabel='mean Ehull error ± s.e. (meV/atom)', title=name)
+        axis.set(xlabel='symmetry DOF of the DFT structure', ylabel='mean Ehull error ± s.e. (meV/atom)', title=name,
+                 xlim=(-0.5, len(DOF_BIN_LABELS) - 0.5), ylim=(low, high))  # fmt: skip
         axis.legend(fontsize=7)
     figure.tight_layout()
     return figure
