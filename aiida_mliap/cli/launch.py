@@ -97,3 +97,7 @@ def show(calculation):
 
     table = results_table(calculation)
     echo.echo(tabulate(table, headers='keys', floatfmt='.4f', showindex=False))
+    if calculation.is_terminated and not calculation.is_finished_ok:  # scripts see a failed one, as for `launch`
+        echo.echo_warning(f'{calculation.process_label}<{calculation.pk}> {calculation.process_state.value} '
+                          f'[{calculation.exit_status}] {calculation.exit_message or ""}'.strip())  # fmt: skip
+        exit_for(calculation)

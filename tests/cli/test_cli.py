@@ -239,3 +239,6 @@ def test_a_failed_process_exits_non_zero(runner_code, make_structures, tmp_path)
                                            runner_code.full_label, '--group', group.label])  # fmt: skip
     assert result.exit_code == 3, result.output
     assert 'finished [405]' in result.output
+    failed = orm.QueryBuilder().append(orm.CalcJobNode, filters={'attributes.exit_status': 405}).all(flat=True)[-1]
+    shown = CliRunner().invoke(cmd_root, ['show', str(failed.pk)])
+    assert shown.exit_code == 3 and 'finished [405]' in shown.output, shown.output  # `show` of a failed one too
