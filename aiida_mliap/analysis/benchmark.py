@@ -83,6 +83,9 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
                     **({'not evaluated': missing} if ended else {}),
                     **({'left out (max_atoms)': len(left_out)} if left_out else {}),
                     'structures/min': round(60 * work.structures / _busy_seconds(children.values()), 2),
+                    # The basis of the estimate: a time left that grows does so at a new result, with a lower rate.
+                    **({'atoms/min': work.atom_rate(start)} if atoms_per_batch else {}),
+                    'last result': '-' if ended or work.last is None else f'{_duration(work.since())} ago',
                     'time left': '-' if ended or not pending else work.time_left(start, size),
                 }
             )
@@ -106,13 +109,27 @@ class Work:
         if structures and when is not None:
             self.last = when if self.last is None else max(self.last, when)
 
-    def time_left(self, start, size: int) -> str:
-        """``size``: all atoms of the plan (or all structures, for a plan without sizes)."""
+    def since(self) -> float:
+        return max((timezone.now() - self.last).total_seconds(), 0.0)
+
+    def _rate(self, start) -> float | None:
+        """Atoms (structures, unsized) per second from the first batch's start to the last result."""
         processed = self.atoms if self.sized else self.structures
         if not processed or start is None or self.last is None or self.last <= start:
-            return '-'  # no result yet: no basis for a rate
-        rate = processed / (self.last - start).total_seconds()
-        since = max((timezone.now() - self.last).total_seconds(), 0.0)
+            return None  # no result yet: no basis for a rate
+        return processed / (self.last - start).total_seconds()
+
+    def atom_rate(self, start) -> float | str:
+        rate = self._rate(start) if self.sized else None
+        return '-' if rate is None else round(60 * rate, 1)
+
+    def time_left(self, start, size: int) -> str:
+        """``size``: all atoms of the plan (or all structures, for a plan without sizes)."""
+        rate = self._rate(start)
+        if rate is None:
+            return '-'
+        processed = self.atoms if self.sized else self.structures
+        since = self.since()
         left = max(size - processed, 0) / rate - since
         if left > 0:
             return _duration(left)

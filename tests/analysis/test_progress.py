@@ -28,6 +28,7 @@ def test_time_left_falls_while_waiting_and_weighs_atoms(monkeypatch):
     # The remaining work is weighed by atoms: 100 of 1000 atoms done takes 9 more minutes, not 2 (4 of 12 structures).
     monkeypatch.setattr(benchmark.timezone, 'now', lambda: at(60))
     assert work.time_left(START, 1000) == '9m00s'
+    assert work.atom_rate(START) == 100.0 and work.since() == 0  # the basis shown beside it
 
 
 def test_no_result_yet_no_estimate():
