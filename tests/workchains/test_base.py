@@ -306,3 +306,16 @@ def test_maximum_iterations_attach_what_was_done(runner_code, chgnet_model, make
     assert inspected(process, child) is None
     assert process.ctx.queue and not process.should_run_process()
     assert process.ctx.final_exit == MliapBaseWorkChain.exit_codes.ERROR_MAXIMUM_ITERATIONS_EXCEEDED.status
+
+
+def test_work_chain_exit_codes_never_reuse_a_calculation_code():
+    """Issue 29: a status means one thing across the plugin (before: 402 was 'model hash mismatch' for the calculation
+    and 'unhandled failure' for the base work chain, so the lane reported 'ended with 402' for a run without CUDA)."""
+    from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain
+    from aiida_mliap.workchains.dft_check import MliapDftCheckWorkChain
+    from aiida_mliap.workchains.lane import MliapLaneWorkChain
+
+    meaning = {code.status: label for label, code in MliapCalculation.exit_codes.items()}
+    for process in (MliapBaseWorkChain, MliapLaneWorkChain, MliapBenchmarkWorkChain, MliapDftCheckWorkChain):
+        for label, code in process.exit_codes.items():
+            assert meaning.setdefault(code.status, label) == label, (process.__name__, label, code.status)
