@@ -62,17 +62,22 @@ def _interval(values: np.ndarray) -> list[float] | None:
     return [float(v) for v in np.percentile(finite, [2.5, 97.5])] if len(finite) else None
 
 
-def _span(values) -> float:
+def _span(values, central: bool = False) -> float:
+    """The range of ``values``; ``central``: of their middle 90 %, so that one outlier (a 300-DOF cell among cells of
+    at most 30) does not stretch what "across the data" means."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
-    return float(values.max() - values.min()) if len(values) else 0.0
+    if not len(values):
+        return 0.0
+    low, high = np.percentile(values, [5, 95]) if central else (values.min(), values.max())
+    return float(high - low)
 
 
 def uninformative(result: dict[str, Any], spans: dict[str, tuple[float, float]]) -> list[str]:
     """The keys whose 95 % interval says less than the data: an interval on a coefficient of x whose width times the
-    range of x exceeds the whole range of the response (for a mean, x spans 1) admits effects larger than anything
-    observed, e.g. a DOF coefficient of [-146, +0.04] meV/atom per DOF. The report flags them; verdicts drawn from
-    them say so."""
+    range of the middle 90 % of x exceeds the whole range of the response (for a mean, x spans 1) admits effects
+    across typical data larger than anything observed, e.g. a DOF coefficient of [-146, +0.04] meV/atom per DOF. The
+    report flags them; verdicts drawn from them say so."""
     found = []
     for key, (x_span, y_span) in spans.items():
         interval = result.get(f'{key}_ci95')
@@ -180,7 +185,7 @@ def softening(rows: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, seed: int = SE
         'slope_ci95': None if resampled is None else _interval(resampled[:, 1]),
         'n': len(rows),
     }
-    spans = {'slope': (_span(rows['e_above_hull_dft']), _span(rows['e_above_hull_model']))}
+    spans = {'slope': (_span(rows['e_above_hull_dft'], True), _span(rows['e_above_hull_model']))}
     return result | {'uninformative': uninformative(result, spans)}
 
 
@@ -218,12 +223,12 @@ def dof_effect(rows: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, seed: int = S
     point, resampled = _fit(rows, alone, target, weights)
     result['coef_dof_alone'] = float(point[1])
     result['coef_dof_alone_ci95'] = None if resampled is None else _interval(resampled[:, 1])
-    error_span, dof_span = _span(target), _span(rows['dof'])
+    error_span, dof_span = _span(target), _span(rows['dof'], True)
     spans = {
         'coef_dof': (dof_span, error_span),
         'coef_dof_alone': (dof_span, error_span),
-        'coef_dof_per_atom': (_span(rows['dof_per_atom']), error_span),
-        'coef_e_above_hull_dft': (_span(rows['e_above_hull_dft']), error_span),
+        'coef_dof_per_atom': (_span(rows['dof_per_atom'], True), error_span),
+        'coef_e_above_hull_dft': (_span(rows['e_above_hull_dft'], True), error_span),
     }
     result['uninformative'] = uninformative(result, spans)
     return result
@@ -248,7 +253,7 @@ def dof_effect_by_ehull_bin(rows: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, 
             'coef_dof_ci95': None if resampled is None else _interval(resampled[:, 1]),
             'mean_signed': float(group['ehull_error'].mean()),
         }
-        spans = {'coef_dof': (_span(group['dof']), _span(group['ehull_error']))}
+        spans = {'coef_dof': (_span(group['dof'], True), _span(group['ehull_error']))}
         found.append(row | {'uninformative': uninformative(row, spans)})
     return found
 
@@ -316,6 +321,10 @@ def dof_cause(dof: dict) -> str:
         return 'more DOF, more underprediction beyond stability, size, chemistry and crystal system: supports it'
     if controlled > 0:
         return 'more DOF, less underprediction once controlled: contradicts it'
+    if 'coef_dof' in dof.get('uninformative', []):  # "no effect once controlled" would read more than it holds
+        return (
+            'cannot tell: the controlled DOF interval is wider than the data (uninformative), not evidence of no effect'
+        )
     if alone < 0 and instability < 0:
         return (
             'explained by instability: the error follows the DFT Ehull, with which DOF is correlated; '
@@ -325,10 +334,6 @@ def dof_cause(dof: dict) -> str:
         return 'explained by the controls (size, chemistry, crystal system): no DOF effect once they are controlled'
     if alone > 0:
         return 'as measured, more DOF goes with less underprediction (against the claim); no DOF effect once controlled'
-    if 'coef_dof' in dof.get('uninformative', []):
-        return (
-            'cannot tell: the controlled DOF interval is wider than the data (uninformative), not evidence of no effect'
-        )
     return 'no DOF effect at 95 %'
 
 

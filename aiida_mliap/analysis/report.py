@@ -257,8 +257,9 @@ def protocol_sections(document: dict[str, Any]) -> list[str]:
 
 UNINFORMATIVE = '‡'
 UNINFORMATIVE_NOTE = (
-    f'{UNINFORMATIVE}: the interval is wider than the data (its width times the range of the variable exceeds the '
-    'whole range of the errors): it admits effects larger than anything observed, so it says nothing either way.'
+    f'{UNINFORMATIVE}: the interval is wider than the data (its width times the range of the middle 90 % of the '
+    'variable exceeds the whole range of the errors): it admits effects larger than anything observed, so it says '
+    'nothing either way.'
 )
 
 
