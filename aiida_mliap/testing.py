@@ -8,10 +8,10 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from .calculations.dataset import imported_nodes
-from .calculations.outputs import attach_outputs, outputs_of
 from .calculations.tables import tabulate
 from .data.model import MliapModelData
 from .data.result import MliapResultData
+from .provenance.links import attach_outputs, outputs_of
 from .tiny_models import build_mace, build_tiny_m3gnet, build_tiny_mace
 
 __all__ = ('build_mace', 'build_tiny_m3gnet', 'build_tiny_mace', 'dft_as_model', 'oracle_model', 'oracle_tables')

@@ -38,10 +38,10 @@ def fill(first: int, models: int, directory: Path, dataset) -> None:
 
 
 def timed(group_label: str, n_bootstrap: int) -> dict[str, float]:
-    from aiida_mliap.analysis.breakdowns import BREAKDOWNS, breakdown
-    from aiida_mliap.analysis.claims import science
-    from aiida_mliap.analysis.metrics import summary_metrics
     from aiida_mliap.analysis.results import load_results
+    from aiida_mliap.science.breakdowns import BREAKDOWNS, breakdown
+    from aiida_mliap.science.claims import science
+    from aiida_mliap.science.metrics import summary_metrics
 
     start = time.perf_counter()
     table = load_results(group_label)

@@ -44,7 +44,6 @@ def fresh_profile(directory: Path, name: str) -> None:
 
 def one_repeat(path: Path) -> dict[str, float]:
     from aiida_mliap.calculations.dataset import import_reference_file, imported_nodes
-    from aiida_mliap.calculations.hull import hull_quantities
     from aiida_mliap.calculations.tables import union_of_tables
     from aiida_mliap.calculations.thermo import (
         compute_thermodynamics,
@@ -53,6 +52,7 @@ def one_repeat(path: Path) -> dict[str, float]:
         thermodynamics_inputs,
     )
     from aiida_mliap.data.reference import to_entry
+    from aiida_mliap.science.hull import hull_quantities
     from aiida_mliap.testing import oracle_model, oracle_tables
 
     times = {}

@@ -41,7 +41,7 @@ def run_plain(builder, executable: str) -> float:
     import shutil
 
     from aiida_mliap.calculations.mliap import structures_to_extxyz
-    from aiida_mliap.engine import files
+    from aiida_mliap.contract import files
 
     model = builder.model
     with tempfile.TemporaryDirectory() as directory:

@@ -96,7 +96,7 @@ def run_engine(name, engine, count, total, device, parameters, threads, budget):
     """One engine over the first ``count`` of the ``total`` structures, in this (child) process."""
     import torch
 
-    from aiida_mliap.engine.parameters import with_defaults
+    from aiida_mliap.contract.parameters import with_defaults
     from aiida_mliap.engine.runner import Runner, set_threads
 
     set_threads(threads)
@@ -126,9 +126,9 @@ def run_overhead(engine: str, batch: int, steps: int, threads: int):
     """The engine's own cost per structure-step: the zero-cost model, ``batch`` structures, ``steps`` FIRE steps."""
     from functools import partial
 
+    from aiida_mliap.contract.parameters import with_defaults
     from aiida_mliap.engine.batched import relax_batched
     from aiida_mliap.engine.harmonic import HarmonicModel
-    from aiida_mliap.engine.parameters import with_defaults
     from aiida_mliap.engine.runner import failure_record, is_out_of_memory, set_threads
     from aiida_mliap.engine.tasks import run_task
     from aiida_mliap.engine.vectorized import relax_vectorized
@@ -150,7 +150,7 @@ def run_overhead(engine: str, batch: int, steps: int, threads: int):
     seconds = time.perf_counter() - started
     evaluations = sum(r.get('n_steps', 0) + 1 for r in records)  # a collapsing cell leaves early
     # the model alone, on the whole batch, as many times as the vectorized engine calls it
-    from aiida_mliap.engine.system import System
+    from aiida_mliap.contract.system import System
 
     system = System.from_atoms(frames)
     tick = time.perf_counter()

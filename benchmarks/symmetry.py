@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument('--histograms', action='store_true', help='print space group and DOF histograms')
     args = parser.parse_args()
 
-    from aiida_mliap.calculations.symmetry import SYMPRECS, analyse
+    from aiida_mliap.science.symmetry import SYMPRECS, analyse
 
     cells = load_cells(args.folder)
     print(f'{len(cells)} structures from {args.folder}, symprec {SYMPRECS}')

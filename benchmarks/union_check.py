@@ -28,7 +28,7 @@ def main() -> None:
     from pymatgen.entries.computed_entries import ComputedStructureEntry
 
     from aiida_mliap.analysis import load_results
-    from aiida_mliap.analysis.metrics import as_percent, headline_table
+    from aiida_mliap.science.metrics import as_percent, headline_table
 
     node = orm.load_node(arguments.benchmark)
     table = load_results(node)

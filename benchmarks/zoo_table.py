@@ -33,7 +33,7 @@ def main() -> None:
     import pandas as pd
 
     from aiida_mliap.analysis import load_results
-    from aiida_mliap.analysis.metrics import summary_metrics
+    from aiida_mliap.science.metrics import summary_metrics
 
     rows = []
     for pk in arguments.benchmarks:

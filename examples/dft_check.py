@@ -46,12 +46,12 @@ def main() -> None:
     from aiida.engine import run_get_node
 
     load_profile(args.profile, allow_switch=True)
-    from aiida_mliap.analysis.dft_check import dft_check_table
+    from aiida_mliap.analysis.dft_check import dft_check_builder
     from aiida_mliap.analysis.results import load_results
     from aiida_mliap.calculations.dataset import import_reference_files
     from aiida_mliap.cli.utils import resolve_model
+    from aiida_mliap.science.dft_check import dft_check_table
     from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain
-    from aiida_mliap.workchains.dft_check import MliapDftCheckWorkChain
 
     start = time.perf_counter()
     if args.benchmark:
@@ -66,7 +66,7 @@ def main() -> None:
         _, benchmark = run_get_node(builder)
         print(f'{benchmark.process_label}<{benchmark.pk}> exit {benchmark.exit_status} in '
               f'{time.perf_counter() - start:.0f} s')  # fmt: skip
-    builder = MliapDftCheckWorkChain.get_builder_from_benchmark(
+    builder = dft_check_builder(
         benchmark, orm.load_code(args.pw), args.family, rules=('symmetry_lowered', 'largest_ehull_error'),
         max_structures=args.max_structures, max_atoms=args.max_atoms, protocol=args.protocol,
     )  # fmt: skip

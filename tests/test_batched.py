@@ -10,8 +10,8 @@ import pytest
 import torch
 from ase import Atoms
 
+from aiida_mliap.contract.parameters import with_defaults
 from aiida_mliap.engine.batched import relax_batched
-from aiida_mliap.engine.parameters import with_defaults
 from aiida_mliap.engine.runner import failure_record, is_out_of_memory
 from aiida_mliap.engine.tasks import run_task
 from aiida_mliap.frameworks import get_framework

@@ -57,7 +57,8 @@ def test_benchmark_survives_daemon_restarts(started_daemon_client, runner_code, 
     from aiida import orm
     from aiida.engine import submit
 
-    from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, batch_calls
+    from aiida_mliap.provenance.calls import batch_calls
+    from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain
 
     group, count = li_o_group(max_atoms=3, prefix='restarts')
     builder = MliapBenchmarkWorkChain.get_builder_from_protocol(

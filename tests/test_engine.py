@@ -13,12 +13,12 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from aiida_mliap.engine import files
+from aiida_mliap.contract import files
+from aiida_mliap.contract.hashing import sha256_of_file, sha256_of_model
+from aiida_mliap.contract.parameters import DEFAULTS, validate_parameters
+from aiida_mliap.contract.status import Status
 from aiida_mliap.engine.checks import check_structure
-from aiida_mliap.engine.hashing import sha256_of_file, sha256_of_model
-from aiida_mliap.engine.parameters import DEFAULTS, validate_parameters
 from aiida_mliap.engine.runner import main
-from aiida_mliap.engine.status import Status
 
 
 def test_single_file_hash_is_the_file_sha256(tmp_path):
@@ -63,7 +63,7 @@ def test_defaults_are_valid():
 
 
 def test_applicable_parameters_are_those_of_the_task():
-    from aiida_mliap.engine.parameters import applicable
+    from aiida_mliap.contract.parameters import applicable
 
     static = applicable({'task': 'static', 'fmax': 0.01})
     assert 'fmax' not in static and 'optimizer' not in static and static['engine'] == 'vectorized'

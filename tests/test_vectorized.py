@@ -14,14 +14,14 @@ import torch
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
+from aiida_mliap.contract.parameters import with_defaults
+from aiida_mliap.contract.system import System, via_atoms
 from aiida_mliap.engine.harmonic import HarmonicModel
-from aiida_mliap.engine.neighbours import neighbour_pairs
-from aiida_mliap.engine.parameters import with_defaults
 from aiida_mliap.engine.runner import engine_used, failure_record, is_out_of_memory
-from aiida_mliap.engine.system import System, via_atoms
 from aiida_mliap.engine.tasks import run_task
 from aiida_mliap.engine.vectorized import relax_vectorized
 from aiida_mliap.frameworks import get_framework
+from aiida_mliap.frameworks.neighbours import neighbour_pairs
 
 RELAX = with_defaults({'task': 'relax', 'fmax': 0.05, 'max_steps': 150, 'device': 'cpu'})
 

@@ -10,8 +10,8 @@ from typing import Any
 from aiida import orm
 from aiida.common import timezone
 
-from ..engine import files
-from ..engine.status import WITH_RESULT
+from ..contract import files
+from ..contract.status import WITH_RESULT
 
 
 def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
@@ -23,9 +23,9 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     up to the last result, minus the time since that result: it falls while a slow structure runs, instead of rising
     as a rate diluted by the wait would; when it reaches zero the row says how long no result has come."""
     from ..calculations.dataset import group_datasets, union_of_datasets
-    from ..calculations.plan import batch_atoms, skipped_labels
+    from ..calculations.plan import batch_atoms, evaluated_structures, skipped_labels
     from ..parsers.results import read_partial_results
-    from ..workchains.benchmark import batch_calls, evaluated_structures
+    from ..provenance.calls import batch_calls
 
     planned = benchmark.base.links.get_outgoing(link_label_filter='plan').all()
     atoms_per_batch = None
@@ -154,7 +154,7 @@ def _streamed(base: orm.WorkflowNode, read) -> tuple[dict[str, dict[str, Any]], 
     when the latest record came (the file's modification time, or a finished calculation's), or None."""
     import datetime
 
-    from ..calculations.outputs import outputs_of
+    from ..provenance.links import outputs_of
 
     calculations = sorted((c for c in base.called if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)
     finished = outputs_of([c.pk for c in calculations if c.is_terminated], 'results', project='attributes')
@@ -192,7 +192,7 @@ def _duration(seconds: float) -> str:
 
 def error_summary(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     """MAE, mean signed error and RMSE (model - DFT, meV/atom) per model, task and quantity, from provenance."""
-    from .metrics import headline_table
+    from ..science.metrics import headline_table
     from .results import load_results
 
     table = headline_table(load_results(benchmark))

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .breakdowns import DOF_BIN_LABELS, with_bins
-from .claims import controlled_error, regression_rows, science
+from ..science.breakdowns import DOF_BIN_LABELS, with_bins
+from ..science.claims import controlled_error, regression_rows, science
 
 MEV = 1000.0
 PARITY = (  # (model column, DFT column, axis name)

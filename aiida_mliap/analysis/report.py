@@ -10,11 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from .breakdowns import BREAKDOWNS, breakdown
-from .claims import CLAIM_NAMES, HIGH_DOF, science
-from .dft_check import DFT_CHECK_NOTE, dft_check_split
-from .metrics import json_safe, summary_metrics
-from .pathologies import SUSPECT_BELOW_DFT, worst_structures
+from ..science.breakdowns import BREAKDOWNS, breakdown
+from ..science.claims import CLAIM_NAMES, HIGH_DOF, science
+from ..science.dft_check import DFT_CHECK_NOTE, dft_check_split
+from ..science.metrics import json_safe, summary_metrics
+from ..science.pathologies import SUSPECT_BELOW_DFT, worst_structures
 from .plots import make_plots
 
 CAPTIONS = {
@@ -236,7 +236,7 @@ BREAKDOWN_NAMES = {
 
 def protocol_sections(document: dict[str, Any]) -> list[str]:
     """What actually ran: the runner parameters that apply to each task and the environments the runner recorded."""
-    from ..engine.parameters import applicable
+    from ..contract.parameters import applicable
 
     sections = ['<h2>Protocol, as run</h2>']
     for task, sets in document['parameters'].items():

@@ -16,17 +16,17 @@ import pandas as pd
 from aiida import orm
 from aiida.common.links import LinkType
 
-from ..calculations.outputs import linked_query
 from ..calculations.tables import latest_rows
+from ..contract.status import WITH_RESULT
 from ..data.dataset import MliapDatasetData
 from ..data.dft_check import MliapDftCheckData
 from ..data.model import MliapModelData
 from ..data.table import MliapBatchTable
 from ..data.thermo import MliapThermoData
-from ..engine.status import WITH_RESULT
-from .frames import query_frame
-from .metrics import add_errors
-from .pathologies import add_relaxation_checks
+from ..provenance.frames import query_frame
+from ..provenance.links import linked_query
+from ..science.metrics import add_errors
+from ..science.pathologies import add_relaxation_checks
 
 THERMO_LABEL, SYMMETRY_LABEL = 'compute_thermodynamics', 'analyse_symmetry'
 # The contract of ../shared/DESIGN.md ("The results table"), then extra columns.

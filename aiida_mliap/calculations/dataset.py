@@ -11,11 +11,12 @@ from typing import Any
 from aiida import orm
 from aiida.engine import calcfunction
 
+from ..contract.hashing import sha256_of_file
 from ..data.dataset import MP_CREDIT, MliapDatasetData
 from ..data.reference import MliapReferenceData
 from ..data.structure import structure_data
-from ..engine.hashing import sha256_of_file
-from ..parsers.entries import (
+from ..provenance.links import attach_outputs, outputs_of
+from ..science.entries import (
     ReferenceRecord,
     entry_disagreements,
     parse_chemsys,
@@ -23,7 +24,6 @@ from ..parsers.entries import (
     select_chemical_system,
     structure_disagreement,
 )
-from .outputs import attach_outputs, outputs_of
 
 
 @functools.lru_cache(maxsize=4)

@@ -11,11 +11,11 @@ from aiida.common.datastructures import CalcInfo, CodeInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJobProcessSpec
 
+from ..contract import files
+from ..contract.labels import link_label
+from ..contract.parameters import validate_parameters
 from ..data.model import MliapModelData
 from ..data.result import MliapResultData
-from ..engine import files
-from ..engine.parameters import validate_parameters
-from ..labels import link_label
 from .base import MliapBaseCalculation
 
 

@@ -15,8 +15,8 @@ from aiida.engine import calcfunction
 
 from ..data.dataset import MliapDatasetData
 from ..data.reference import to_entry
+from ..science.hull import elemental_ground_states
 from .dataset import union_of_datasets
-from .hull import elemental_ground_states
 
 
 def balanced_batches(sizes: dict[str, int], batch_size: int) -> list[list[str]]:

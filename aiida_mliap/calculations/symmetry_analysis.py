@@ -13,12 +13,12 @@ from typing import Any
 from aiida import orm
 from aiida.engine import calcfunction
 
+from ..contract.parameters import with_defaults
 from ..data.dataset import MliapDatasetData
 from ..data.symmetry import MliapSymmetryData
 from ..data.table import MliapBatchTable
-from ..engine.parameters import with_defaults
-from .outputs import attach_outputs
-from .symmetry import SYMPRECS, SymmetryError, analyse_atoms, symmetry_change, symprec_key
+from ..provenance.links import attach_outputs
+from ..science.symmetry import SYMPRECS, SymmetryError, analyse_atoms, symmetry_change, symprec_key
 
 INITIAL, FINAL = 'initial', 'final'
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from aiida import orm
 from aiida.engine import Process, calcfunction
 
+from ..contract.parameters import task_name
 from ..data.table import MliapBatchTable
-from ..engine.parameters import task_name
-from .outputs import attach_inputs, inputs_of
+from ..provenance.links import attach_inputs, inputs_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -92,7 +92,7 @@ def union_of_tables(tables: Iterable[MliapBatchTable]) -> tuple[str, dict[str, d
 
     A label in several tables keeps its latest result (tables in creation order); two tables that disagree on a
     label's reference entry (another MP release) or tables of different tasks are refused."""
-    from ..parsers.entries import entry_disagreements
+    from ..science.entries import entry_disagreements
 
     tasks, references, results = set(), {}, {}
     for table in tables:

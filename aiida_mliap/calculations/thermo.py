@@ -17,14 +17,20 @@ from aiida import orm
 from aiida.engine import calcfunction
 from pymatgen.entries.computed_entries import ComputedEntry
 
+from ..contract.status import WITH_RESULT, Status
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
 from ..data.reference import to_entry
 from ..data.table import MliapBatchTable
 from ..data.thermo import MliapThermoData
-from ..engine.status import WITH_RESULT, Status
-from .hull import correct_model_entries, elemental_ground_states, hull_candidates, hull_quantities, hull_vertices
-from .outputs import attach_outputs, outputs_of
+from ..provenance.links import attach_outputs, outputs_of
+from ..science.hull import (
+    correct_model_entries,
+    elemental_ground_states,
+    hull_candidates,
+    hull_quantities,
+    hull_vertices,
+)
 from .tables import union_of_tables
 
 TABLES, DATASETS = 'tables', 'datasets'
@@ -141,7 +147,7 @@ def hull_of_chunks(**candidates):
 def merge_thermodynamics(**summaries):
     """One model and task's ``summary`` from its chunks' (``summaries__<i>``): counts and reasons added up, metrics
     recombined exactly from theirs (``merge_group_metrics``), the hulls and ground states the chunks share."""
-    from ..analysis.metrics import merge_group_metrics
+    from ..science.metrics import merge_group_metrics
 
     parts = [summaries[key].get_dict() for key in sorted(summaries, key=_index)]
     first = parts[0]
@@ -197,7 +203,7 @@ def thermodynamics(
     Both hulls stand on the same elemental phases: the DFT ground state of each element, evaluated by DFT for the
     DFT hull and by the model for the model hull. Where the model has no energy for a ground state, the entries
     with that element get ``no_model_elemental_reference``, never a silently different reference."""
-    from ..analysis.metrics import record_metrics
+    from ..science.metrics import record_metrics
 
     attributes = references
     mp_ids = {label: a['mp_id'] for label, a in attributes.items()}
@@ -307,7 +313,7 @@ def read_elemental_references(dataset: MliapDatasetData) -> dict[str, float]:
 
     from pymatgen.entries.computed_entries import ComputedEntry
 
-    from ..parsers.entries import decompress
+    from ..science.entries import decompress
 
     with dataset.open(mode='rb') as handle:
         content = json.loads(decompress(handle.read()))
@@ -321,8 +327,8 @@ def elemental_reference_conflicts(references: MliapDatasetData, entries: dict[st
 
     from pymatgen.entries.computed_entries import ComputedEntry
 
-    from ..labels import link_label
-    from ..parsers.entries import decompress, entry_disagreements
+    from ..contract.labels import link_label
+    from ..science.entries import decompress, entry_disagreements
 
     with references.open(mode='rb') as handle:
         content = json.loads(decompress(handle.read()))

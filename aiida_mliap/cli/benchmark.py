@@ -67,7 +67,7 @@ def benchmark_launch(group_label, model_ids, tasks, protocol, references, code_v
     """Run every structure of GROUP through each model and task, then Ef, Ehull (both hulls) and symmetry."""
     from aiida import orm
 
-    from ..labels import link_label
+    from ..contract.labels import link_label
     from ..workchains.benchmark import MliapBenchmarkWorkChain
 
     try:
@@ -126,14 +126,15 @@ def benchmark_dft_check(process, model_id, rules, labels, max_structures, max_at
     ΔE_geom per structure (`load_results` columns dft_check_*; a section of the report)."""
     from aiida import orm
 
-    from ..analysis.dft_check import RULES
+    from ..analysis.dft_check import dft_check_builder
+    from ..science.dft_check import RULES
 
     try:
-        from ..workchains.dft_check import MliapDftCheckWorkChain
+        from ..workchains.dft_check import MliapDftCheckWorkChain  # noqa: F401  (the `dft` extra)
     except ImportError as exception:
         raise dft_extra_missing(exception) from exception
     try:
-        builder = MliapDftCheckWorkChain.get_builder_from_benchmark(
+        builder = dft_check_builder(
             process, orm.load_code(pw_label), family, model_id, tuple(rules or RULES), tuple(labels), max_structures,
             max_atoms, protocol,
         )  # fmt: skip

@@ -6,7 +6,7 @@ import click
 from aiida.cmdline.params import arguments, options, types
 from aiida.cmdline.utils import decorators, echo
 
-from ..engine.parameters import DEFAULTS, OPTIMIZERS, RUNNER_TASKS
+from ..contract.parameters import DEFAULTS, OPTIMIZERS, RUNNER_TASKS
 from . import cmd_root
 from .utils import CODES, DAEMON, POSITIVE, exit_for, launch_process, resolve_codes, resolve_model
 

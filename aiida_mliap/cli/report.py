@@ -20,9 +20,9 @@ def cmd_report(source, directory):
     """Report on SOURCE: a dataset group, a results group (label or pk) or a benchmark work chain (pk)."""
     from aiida import orm
 
-    from ..analysis.metrics import headline_table
     from ..analysis.report import write_report
     from ..analysis.results import load_results, resolve_source
+    from ..science.metrics import headline_table
 
     try:
         resolved = resolve_source(source)

@@ -10,7 +10,8 @@ import click
 from aiida.cmdline.params import options
 from aiida.cmdline.utils import decorators, echo
 
-from ..data.model import ENERGY_SCALES, FRAMEWORKS, MliapModelData
+from ..contract.schema import ENERGY_SCALES
+from ..data.model import FRAMEWORKS, MliapModelData
 from . import cmd_root
 from .utils import DEFAULT_CODE_LABEL, dft_extra_missing, non_blank
 

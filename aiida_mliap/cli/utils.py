@@ -36,7 +36,7 @@ def non_blank(context: click.Context, parameter: click.Parameter, value: str | N
 
 def chemical_system(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
     """``Li-Fe-P``: element symbols joined by dashes, checked before anything is read or stored."""
-    from ..parsers.entries import parse_chemsys
+    from ..science.entries import parse_chemsys
 
     if value is not None:
         try:
@@ -261,7 +261,7 @@ def headline_text(headline) -> str:
     """The headline error table (``analysis.metrics.headline_table``) for the terminal."""
     from tabulate import tabulate
 
-    from ..analysis.metrics import as_percent
+    from ..science.metrics import as_percent
 
     return tabulate(as_percent(headline), headers='keys', showindex=False, floatfmt='.1f')
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiida.orm import SinglefileData
 
-from ..engine.hashing import sha256_of_file
+from ..contract.hashing import sha256_of_file
 from .lookup import FindBySha256
 
 MP_CREDIT = (

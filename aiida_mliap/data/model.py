@@ -7,14 +7,14 @@ from typing import Any
 
 from aiida.orm import Data
 
-from ..engine.hashing import model_layout, sha256_of_model
+from ..contract.hashing import model_layout, sha256_of_model
+from ..contract.schema import ENERGY_SCALES
 from .lookup import FindBySha256
 
 # The entry points of `mliap.frameworks` (a test checks they agree).
 FRAMEWORKS = ('ase', 'chgnet', 'mace', 'matgl', 'sevenn')
 # Whether the model's energies already contain the MP2020 compatibility corrections (``mp2020_corrected``)
 # or are raw DFT-like energies that need them before any comparison with MP (``raw_dft``).
-ENERGY_SCALES = ('mp2020_corrected', 'raw_dft')
 
 
 class MliapModelData(FindBySha256, Data):

@@ -20,7 +20,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from ..frameworks.base import Outputs
+from ..contract.schema import Outputs
 from .checks import check_outputs
 from .tasks import ExplodedError, make_optimizer, outputs_record, relaxed_record, trajectory_of
 

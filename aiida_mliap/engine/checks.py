@@ -6,7 +6,7 @@ import numpy as np
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
-from .status import Status
+from ..contract.status import Status
 
 MIN_DISTANCE = 0.5  # Å: closer than this, two atoms overlap for every potential in use.
 

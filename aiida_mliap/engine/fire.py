@@ -14,7 +14,7 @@ from functools import cached_property
 
 import torch
 
-from .system import atom_index, batch_of, ptr_of
+from ..contract.system import atom_index, batch_of, ptr_of
 
 # ase.optimize.FIRE's defaults
 DT, MAXSTEP, DTMAX, NMIN, FINC, FDEC, ASTART, FA = 0.1, 0.2, 1.0, 5, 1.1, 0.5, 0.1, 0.99

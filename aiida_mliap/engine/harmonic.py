@@ -15,7 +15,7 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
-from .system import System, TensorOutputs, batch_via_system
+from ..contract.system import System, TensorOutputs, batch_via_system
 
 
 class HarmonicModel:

@@ -24,13 +24,14 @@ import ase
 import ase.io
 from ase import Atoms
 
-from . import files
+from ..contract import files
+from ..contract.hashing import sha256_of_model
+from ..contract.parameters import validate_parameters, with_defaults
+from ..contract.schema import empty_result
+from ..contract.status import WITH_RESULT, Status
+from ..contract.system import batch_via_system, via_atoms
 from .batched import default_budget, graph_size, relax_batched
 from .checks import check_structure
-from .hashing import sha256_of_model
-from .parameters import validate_parameters, with_defaults
-from .status import WITH_RESULT, Status
-from .system import batch_via_system, via_atoms
 from .tasks import ExplodedError, outputs_record, run_task, static_record
 from .vectorized import relax_vectorized
 
@@ -332,7 +333,7 @@ class Runner:
                 'task': parameters['task'],
                 'model_sha256': parameters['model']['sha256'],
                 'wall_time_s': seconds,
-                **_schema_defaults(),
+                **empty_result(),
                 **record,
             }
             if parameters['task'] == 'relax' and Status(record['status']) in WITH_RESULT:
@@ -360,20 +361,6 @@ class Runner:
         temporary = target.with_suffix('.tmp')
         temporary.write_text(json.dumps(content, indent=1))
         temporary.replace(target)
-
-
-def _schema_defaults() -> dict[str, Any]:
-    """The keys of the shared result schema, present (as null) even for structures that failed."""
-    return {
-        'energy': None,
-        'energy_per_atom': None,
-        'forces_max': None,
-        'stress': None,
-        'converged': False,
-        'n_steps': 0,
-        'status': Status.ERROR.value,
-        'message': '',
-    }
 
 
 def set_threads(threads: int) -> None:

@@ -11,8 +11,8 @@ from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE, LBFGS
 from ase.optimize.optimize import Optimizer
 
+from ..contract.status import Status
 from .checks import check_outputs
-from .status import Status
 
 OPTIMIZER_CLASSES = {'FIRE': FIRE, 'BFGS': BFGS, 'LBFGS': LBFGS}
 

@@ -19,11 +19,11 @@ import torch
 from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from ..contract.status import Status
+from ..contract.system import System, TensorOutputs, atom_index, ptr_of
 from .batched import Finished, graph_size
 from .checks import check_outputs
 from .fire import FireState, filter_forces, fire_step, largest_row
-from .status import Status
-from .system import System, TensorOutputs, atom_index, ptr_of
 from .tasks import outputs_record, relaxed_record
 
 Evaluate = Callable[[System], TensorOutputs]

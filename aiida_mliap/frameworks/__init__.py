@@ -78,7 +78,7 @@ def describe(source: str, framework: str | None = None, options: dict[str, Any] 
 def load_on_cpu(adapter: MliapFramework, path: Path, options: dict[str, Any]) -> None:
     """Load the checkpoint as the runner will (same files, same options; on the CPU), so that a file the framework
     cannot load is refused at registration with the framework's own error, not at run time (``ValueError``)."""
-    from ..engine.hashing import model_layout
+    from ..contract.hashing import model_layout
 
     root, names = model_layout(path)
     try:

@@ -10,17 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from ..engine.status import Status
+from ..contract.schema import Outputs
+from ..contract.status import Status
 
 if TYPE_CHECKING:  # torch is imported where a model runs, not by the aiida side that reads this module
-    from ..engine.system import System, TensorOutputs
-
-# Energy (eV), forces (eV/Å) and Voigt stress (eV/Å^3) of one structure.
-Outputs = tuple[float, np.ndarray, np.ndarray]
+    from ..contract.system import System, TensorOutputs
 
 
 @dataclass

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from ..engine.status import Status
-from .base import Bundled, LoadedModel, MliapFramework, Outputs
+from ..contract.schema import Outputs
+from ..contract.status import Status
+from .base import Bundled, LoadedModel, MliapFramework
 
 # CHGNet's graph covers these elements (its embedding is indexed by atomic number).
 CHGNET_NUMBERS = frozenset(range(1, 95))

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from ase import Atoms
 
-from .base import LoadedModel, MliapFramework, Outputs
+from ..contract.schema import Outputs
+from .base import LoadedModel, MliapFramework
 
 if TYPE_CHECKING:  # torch is imported where a model runs, not by the aiida side that lists frameworks
-    from ..engine.system import System, TensorOutputs
+    from ..contract.system import System, TensorOutputs
 
 
 class MaceFramework(MliapFramework):
@@ -64,11 +65,11 @@ def _evaluate_batch(calculator, frames: list[Atoms]) -> list[Outputs]:
 
 
 def _evaluate_system(calculator, system: System) -> TensorOutputs:
-    """One MACE call on a batch whose graph is built on the device (``engine.neighbours``): the inputs MACE's own
+    """One MACE call on a batch whose graph is built on the device (``frameworks.neighbours``): the inputs MACE's own
     data pipeline makes, without a host round trip or a per-structure neighbour list."""
     import torch
 
-    from ..engine.neighbours import neighbour_pairs
+    from .neighbours import neighbour_pairs
 
     dtype, device = getattr(torch, calculator.default_dtype), system.positions.device
     sender, receiver, unit_shifts = neighbour_pairs(system, float(calculator.r_max))

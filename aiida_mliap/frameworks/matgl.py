@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from .base import LoadedModel, MliapFramework, Outputs
+from ..contract.schema import Outputs
+from .base import LoadedModel, MliapFramework
 from .matgl_legacy import DESTINATION, establish_convention, restore_destination_aggregation
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..engine.hashing import sha256_of_file
+from ..contract.hashing import sha256_of_file
 
 SOURCE = 'source'  # matgl >= 3.0
 DESTINATION = 'destination'  # matgl <= 2.x

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from ase import Atoms
 
-from ..engine.hashing import sha256_of_model
-from ..engine.status import Status
-from .base import Bundled, LoadedModel, MliapFramework, Outputs
+from ..contract.hashing import sha256_of_model
+from ..contract.schema import Outputs
+from ..contract.status import Status
+from .base import Bundled, LoadedModel, MliapFramework
 
 if TYPE_CHECKING:  # torch is imported where a model runs, not by the aiida side that lists frameworks
-    from ..engine.system import System, TensorOutputs
+    from ..contract.system import System, TensorOutputs
 
 _MEASURED = (
     "trained on MPtrj's uncorrected energies; single points on 150 shared Li-Fe-P-O MP entries (sevenn 0.13.0, "
@@ -133,14 +134,14 @@ def _evaluate_batch(calculator, frames: list[Atoms]) -> list[Outputs]:
 
 
 def _evaluate_system(calculator, system: System) -> TensorOutputs:
-    """SevenNet on a batch whose graph is built on the device (``engine.neighbours``): the inputs its data pipeline
+    """SevenNet on a batch whose graph is built on the device (``frameworks.neighbours``): the inputs its data pipeline
     makes (edge vectors from float64 positions, as ``unlabeled_atoms_to_graph``), without a host round trip."""
     import sevenn._keys as key
     import torch
     from sevenn.atom_graph_data import AtomGraphData
 
-    from ..engine.neighbours import neighbour_pairs
-    from ..engine.system import VOIGT_TO_FULL
+    from ..contract.system import VOIGT_TO_FULL
+    from .neighbours import neighbour_pairs
 
     model = calculator.model
     dtype = next(model.parameters()).dtype

@@ -6,10 +6,11 @@ from aiida import orm
 from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
-from ..data.result import RESULT_KEYS, MliapResultData
-from ..engine import files
-from ..engine.parameters import with_defaults
-from ..engine.status import WITH_RESULT, Status
+from ..contract import files
+from ..contract.parameters import with_defaults
+from ..contract.schema import RESULT_KEYS
+from ..contract.status import WITH_RESULT, Status
+from ..data.result import MliapResultData
 from .results import FATAL_EXIT_CODES, outcome, read_final_structures, read_partial_results, read_results, summarize
 
 

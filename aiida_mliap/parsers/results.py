@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from ..engine.status import PERMANENT_FAILURES, WITH_RESULT, Status
+from ..contract.status import PERMANENT_FAILURES, WITH_RESULT, Status
 
 
 def read_results(text: str) -> dict[str, Any]:

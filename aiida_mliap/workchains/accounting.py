@@ -14,7 +14,7 @@ from typing import Any
 
 from aiida import orm
 
-from ..engine.status import PERMANENT_FAILURES, WITH_RESULT, Status
+from ..contract.status import PERMANENT_FAILURES, WITH_RESULT, Status
 
 EVALUATED = 'evaluated'
 SHOWN_LABELS = 20  # labels named per reason; the counts are complete
@@ -62,7 +62,7 @@ def _job_failure(batch: orm.WorkflowNode) -> str:
 def count(outcomes: dict[str, tuple[str, str]], ground_states: dict[str, str] | None = None) -> dict[str, Any]:
     """Counts of one model and task from ``batch_outcomes`` of all its batches; ``ground_states`` (element -> label)
     names the elemental ground states without a model energy (every formation energy with that element is lost)."""
-    from ..labels import link_label
+    from ..contract.labels import link_label
 
     failed = Counter(status for kind, status in outcomes.values() if kind == 'failed')
     reasons: dict[str, list[str]] = {}

@@ -14,11 +14,11 @@ from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, calcfunction, process_handler, while_
 
 from ..calculations.mliap import MliapCalculation
-from ..calculations.outputs import outputs_of
 from ..calculations.tables import latest_by_label
+from ..contract.parameters import TASKS, with_defaults
+from ..contract.status import PERMANENT_FAILURES, WITH_RESULT, Status
 from ..data.result import MliapResultData
-from ..engine.parameters import TASKS, with_defaults
-from ..engine.status import PERMANENT_FAILURES, WITH_RESULT, Status
+from ..provenance.links import outputs_of
 
 SCHEDULER_OUT_OF_MEMORY = 110
 RENUMBERED = (

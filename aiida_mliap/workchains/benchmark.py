@@ -21,19 +21,19 @@ from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain, calcfunction
 
 from ..calculations.dataset import group_datasets, union_of_datasets
-from ..calculations.outputs import outputs_of
-from ..calculations.plan import balanced_batches, batch_labels, evaluated_structures, plan_batches, skipped_labels
+from ..calculations.plan import batch_labels, plan_batches, skipped_labels
 from ..calculations.symmetry_analysis import analyse_symmetry, symmetry_inputs
 from ..calculations.tables import make_table
 from ..calculations.thermo import elemental_reference_conflicts, run_thermodynamics
+from ..contract.parameters import TASKS
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
-from ..engine.parameters import TASKS
+from ..provenance.calls import batch_calls, batch_link_label, call, indexed_calls, lane_calls, table_link_label
+from ..provenance.links import outputs_of
 from .accounting import batch_outcomes, count, headline
-from .calls import call, indexed_calls, lane_calls
-from .lane import MliapLaneWorkChain, batch_link_label, cores_per_job, table_link_label, tabulate_unit
+from .lane import MliapLaneWorkChain, tabulate_unit
 
-__all__ = ('MliapBenchmarkWorkChain', 'balanced_batches', 'batch_calls', 'cores_per_job', 'evaluated_structures')
+__all__ = ('MliapBenchmarkWorkChain',)
 
 
 def results_group_label(dataset_group: str, model: MliapModelData) -> str:
@@ -46,7 +46,7 @@ def summarize_benchmark(accounting=None, **summaries):
     model results and thermo statuses, error and classification metrics (a list of entries, one per model and task:
     model names hold dots, which attribute keys cannot), the account of every planned structure (``accounting``,
     same keys: ``workchains.accounting.count``), and the headline error table with those counts."""
-    from ..analysis.metrics import headline_table
+    from ..science.metrics import headline_table
 
     entries = []
     accounts = accounting.get_dict() if accounting is not None else {}
@@ -387,11 +387,6 @@ def output_nodes(process_ids: list[int], *namespaces: str) -> list[orm.Data]:
     """Every output node of the given processes in the given namespaces (``results``, ``thermo``, ...)."""
     return [node for namespace in namespaces for by_label in outputs_of(process_ids, namespace).values()
             for node in by_label.values()]  # fmt: skip
-
-
-def batch_calls(benchmark: orm.ProcessNode, name: str, task: str, finished: bool = True) -> dict[int, orm.WorkflowNode]:
-    """The base work chains of one model and task that count (``calls.best_of``), by batch index."""
-    return lane_calls(benchmark, LinkType.CALL_WORK, batch_link_label(name, task, ''), finished)
 
 
 def elemental_references_node(value: MliapDatasetData | str | int) -> MliapDatasetData:

@@ -16,15 +16,10 @@ from aiida.engine import ToContext, WorkChain, while_
 from aiida_quantumespresso.calculations.functions.create_kpoints_from_distance import create_kpoints_from_distance
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
-from ..analysis.dft_check import RULES, select_structures
-from ..analysis.metrics import json_safe
-from ..calculations.dataset import union_of_datasets
 from ..calculations.dft_check import GEOMETRIES, compare_geometries
-from ..calculations.outputs import outputs_of
 from ..data.dft_check import MliapDftCheckData
 from ..data.model import MliapModelData
 from ..dft.mp_settings import mp_hubbard_and_moments, qe_spin_and_hubbard
-from .benchmark import batch_calls
 
 # One pw.x process per SCF on this kind of machine; on a cluster, pass the scheduler's options.
 DEFAULT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'withmpi': False,
@@ -34,7 +29,7 @@ DEFAULT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 
 def validate_inputs(inputs: dict, _) -> str | None:
     model, reference = inputs.get('model_structures', {}), inputs.get('reference_structures', {})
     if not model:
-        return 'give at least one structure (`MliapDftCheckWorkChain.get_builder_from_benchmark`)'
+        return 'give at least one structure (`aiida_mliap.analysis.dft_check.dft_check_builder` picks them)'
     if set(model) != set(reference):
         return f'model and reference structures name different labels: {sorted(set(model) ^ set(reference))[:5]}'
     for label in sorted(model):
@@ -123,53 +118,6 @@ class MliapDftCheckWorkChain(WorkChain):
         if selection is not None:
             builder.selection = orm.Dict(selection)
         return builder
-
-    @classmethod
-    def get_builder_from_benchmark(
-        cls,
-        benchmark: orm.WorkflowNode,
-        code: orm.AbstractCode,
-        pseudo_family: str,
-        model: str | None = None,
-        rules: tuple[str, ...] = RULES,
-        labels: tuple[str, ...] = (),
-        max_structures: int = 10,
-        max_atoms: int | None = None,
-        protocol: str = 'fast',
-        options: dict | None = None,
-    ):
-        """The structures of a finished relaxation benchmark chosen by ``select_structures`` (``model``: a name or
-        sha256, needed if it ran several), each with the geometry the model relaxed it to and its reference one."""
-        from ..analysis.results import load_results
-
-        chosen = select_structures(load_results(benchmark), model, rules, labels, max_structures, max_atoms)
-        if chosen.empty:
-            raise ValueError(f'no structure matches the rules {list(rules)} and labels {list(labels)}')
-        sha256 = chosen['model_sha256'].iloc[0]
-        keys = [key for key, node in benchmark.inputs.models.items() if node.sha256 == sha256]
-        node = benchmark.inputs.models[keys[0]]
-        wanted = chosen['label'].tolist()
-        children = [child.pk for child in batch_calls(benchmark, keys[0], 'relax').values()]
-        relaxed = {}
-        for structures in outputs_of(children, 'relaxed_structures', labels=wanted).values():  # a label: one batch
-            relaxed.update(structures)
-        datasets = [benchmark.inputs.datasets[key] for key in sorted(benchmark.inputs.datasets)]
-        references = union_of_datasets(datasets, 'structures', labels=wanted)
-        missing = sorted(set(wanted) - set(relaxed))
-        if missing:
-            raise ValueError(f'no relaxed structure for {missing} in benchmark {benchmark.pk}')
-        selection = {
-            'benchmark_uuid': benchmark.uuid,
-            'rules': list(rules),
-            'reasons': {row.label: list(row.reasons) for row in chosen.itertuples()},
-            'abs_error_e_above_hull_dftref': {
-                row.label: row.abs_error_e_above_hull_dftref for row in chosen.itertuples()
-            },
-        }
-        return cls.get_builder_from_protocol(
-            code, node, {label: relaxed[label] for label in wanted}, {label: references[label] for label in wanted},
-            pseudo_family, protocol, options, json_safe(selection),
-        )  # fmt: skip
 
     def setup(self):
         self.ctx.labels = sorted(self.inputs.model_structures)

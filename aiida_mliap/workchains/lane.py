@@ -17,15 +17,15 @@ from aiida.common.links import LinkType
 from aiida.engine import ToContext, WorkChain, while_
 
 from ..calculations.dataset import union_of_datasets
-from ..calculations.outputs import outputs_of
 from ..calculations.plan import batch_labels, unit_coordinates
 from ..calculations.tables import make_table
+from ..contract.parameters import TASKS
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
 from ..data.table import MliapBatchTable
-from ..engine.parameters import TASKS
+from ..provenance.calls import batch_link_label, call, table_link_label
+from ..provenance.links import outputs_of
 from .base import MliapBaseWorkChain
-from .calls import call
 
 # What a benchmark exposes of the base work chain; structures, model and parameters are its own business.
 EXCLUDED = ('mliap.structures', 'mliap.model', 'mliap.parameters', 'mliap.remote_checkpoint')
@@ -41,14 +41,6 @@ def validate_datasets(value: dict, _) -> str | None:
         return 'give at least one dataset (`aiida-mliap dataset import FILE --group LABEL`)'
     wrong = sorted(key for key, dataset in value.items() if dataset.kind != 'entries')
     return f'datasets {wrong} hold elemental references, not entries' if wrong else None
-
-
-def batch_link_label(name: str, task: str, index: int) -> str:
-    return f'batch_{name}_{task}_{index}'
-
-
-def table_link_label(name: str, task: str, index: int) -> str:
-    return f'table_{name}_{task}_{index}'
 
 
 def tabulate_unit(

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aiida_mliap.analysis.breakdowns import breakdown
-from aiida_mliap.analysis.metrics import add_errors
+from aiida_mliap.science.breakdowns import breakdown
+from aiida_mliap.science.metrics import add_errors
 
 
 def synthetic(error_of, n=300, seed=1) -> pd.DataFrame:

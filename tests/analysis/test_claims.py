@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from aiida_mliap.analysis.claims import science
+from aiida_mliap.science.claims import science
 
 SYSTEMS = ['cubic', 'hexagonal', 'monoclinic', 'orthorhombic', 'tetragonal', 'triclinic', 'trigonal']
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from aiida import orm
 
-from aiida_mliap.analysis.frames import query_frame
+from aiida_mliap.provenance.frames import query_frame
 
 pytestmark = pytest.mark.storage
 

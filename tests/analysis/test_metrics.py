@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aiida_mliap.analysis.metrics import classification_metrics, error_metrics, headline_table, summary_metrics
+from aiida_mliap.science.metrics import classification_metrics, error_metrics, headline_table, summary_metrics
 
 
 def test_error_metrics_by_hand():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from aiida_mliap.analysis.metrics import add_errors
-from aiida_mliap.analysis.pathologies import SUSPECT_BELOW_DFT, add_relaxation_checks, worst_structures
+from aiida_mliap.science.metrics import add_errors
+from aiida_mliap.science.pathologies import SUSPECT_BELOW_DFT, add_relaxation_checks, worst_structures
 
 
 def table() -> pd.DataFrame:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from aiida_mliap.analysis import plots
-from aiida_mliap.analysis.claims import science
 from aiida_mliap.analysis.report import UNINFORMATIVE, science_sections, symmetry_words
+from aiida_mliap.science.claims import science
 
 from .test_claims import dof_independent, synthetic
 

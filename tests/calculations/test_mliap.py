@@ -14,7 +14,7 @@ from aiida.manage import get_manager
 from ase.build import bulk
 
 from aiida_mliap.calculations.mliap import MliapCalculation, get_builder_for, structure_link_label
-from aiida_mliap.engine import files
+from aiida_mliap.contract import files
 
 
 def prepare(builder):

@@ -8,8 +8,8 @@ import os
 import pytest
 from aiida import orm
 
+from aiida_mliap.contract.hashing import sha256_of_file
 from aiida_mliap.data import MliapModelData
-from aiida_mliap.engine.hashing import sha256_of_file
 
 pytestmark = pytest.mark.storage
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from aiida_mliap.analysis.dft_check import dft_check_split, select_structures
+from aiida_mliap.science.dft_check import dft_check_split, select_structures
 
 
 def rows() -> pd.DataFrame:

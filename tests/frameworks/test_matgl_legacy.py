@@ -18,8 +18,8 @@ from aiida_mliap.calculations.mliap import get_builder_for
 from aiida_mliap.calculations.tables import tabulate
 from aiida_mliap.calculations.thermo import compute_thermodynamics, thermo_records, thermodynamics_inputs
 from aiida_mliap.cli import cmd_root
+from aiida_mliap.contract.hashing import sha256_of_model
 from aiida_mliap.data.model import MliapModelData
-from aiida_mliap.engine.hashing import sha256_of_model
 from aiida_mliap.frameworks import get_framework
 from aiida_mliap.frameworks.matgl import MatglFramework
 from aiida_mliap.frameworks.matgl_legacy import UnestablishedConventionError

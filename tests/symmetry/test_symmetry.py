@@ -8,7 +8,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.spacegroup import crystal
 
-from aiida_mliap.calculations.symmetry import SymmetryError, analyse, analyse_atoms, symmetry_change
+from aiida_mliap.science.symmetry import SymmetryError, analyse, analyse_atoms, symmetry_change
 
 
 def record(atoms, symprec=0.01):

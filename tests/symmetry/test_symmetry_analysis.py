@@ -8,11 +8,11 @@ from aiida.engine import run_get_node
 
 from aiida_mliap.calculations.dataset import import_reference_file
 from aiida_mliap.calculations.mliap import get_builder_for, structure_link_label
-from aiida_mliap.calculations.outputs import outputs_of
-from aiida_mliap.calculations.symmetry import analyse_atoms
 from aiida_mliap.calculations.symmetry_analysis import analyse_symmetry, symmetry_inputs
 from aiida_mliap.calculations.tables import tabulate
 from aiida_mliap.data.symmetry import MliapSymmetryData
+from aiida_mliap.provenance.links import outputs_of
+from aiida_mliap.science.symmetry import analyse_atoms
 
 RELAX = {'task': 'relax', 'fmax': 0.1, 'max_steps': 60, 'optimizer': 'FIRE', 'device': 'cpu'}
 

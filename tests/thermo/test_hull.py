@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from aiida_mliap.calculations.hull import correct_model_entries, formation_energy, hull_quantities
+from aiida_mliap.science.hull import correct_model_entries, formation_energy, hull_quantities
 
 
 def test_unary_system_by_hand():
@@ -106,7 +106,7 @@ def test_patched_hull_of_several_chemical_spaces_equals_one_plain_diagram(shared
     scales to all of MP, against one plain PhaseDiagram, for every entry."""
     from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram, PhaseDiagram
 
-    from aiida_mliap.calculations.hull import phase_diagram
+    from aiida_mliap.science.hull import phase_diagram
 
     entries = list(union_entries(shared_data).values())
     patched, plain = phase_diagram(entries), PhaseDiagram(entries)
@@ -125,7 +125,7 @@ def test_hull_of_chunks_equals_the_hull_of_all(shared_data):
     """The union of the three shared files dealt into 4 chunks: the union of each chunk's ``hull_candidates`` holds
     every vertex of the hull of all entries, ``hull_vertices`` finds exactly them, and every entry placed against
     those vertices alone gets the Ehull and formation energy of the hull of all (both to 1e-9 eV/atom)."""
-    from aiida_mliap.calculations.hull import (
+    from aiida_mliap.science.hull import (
         elemental_ground_states,
         hull_candidates,
         hull_quantities,

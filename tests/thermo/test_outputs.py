@@ -9,9 +9,9 @@ from aiida.engine import calcfunction
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from aiida_mliap.calculations.dataset import import_entries, imported_nodes
-from aiida_mliap.calculations.outputs import VERIFIED_AIIDA, attach_inputs, attach_outputs, inputs_of, outputs_of
 from aiida_mliap.calculations.tables import make_table
 from aiida_mliap.data.structure import structure_data
+from aiida_mliap.provenance.links import VERIFIED_AIIDA, attach_inputs, attach_outputs, inputs_of, outputs_of
 
 # Bulk inserts go through the storage backend: repeated on PostgreSQL.
 pytestmark = pytest.mark.storage

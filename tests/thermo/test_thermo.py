@@ -17,7 +17,7 @@ from aiida_mliap.calculations.dataset import (
 )
 from aiida_mliap.calculations.thermo import compute_thermodynamics, thermo_records, thermodynamics_inputs
 from aiida_mliap.data import MliapDatasetData, MliapReferenceData
-from aiida_mliap.parsers.entries import DatasetError
+from aiida_mliap.science.entries import DatasetError
 from aiida_mliap.testing import oracle_tables
 
 STARRED = ['Li-Fe-P-O', 'Li-Co-Ni-O', 'Na-Fe-P-O']
@@ -252,9 +252,9 @@ def test_extxyz_import(li_extxyz):
 
 def test_fixed_elemental_references(shared_data, oracle_model):
     """MP's elemental reference file instead of the dataset's own elemental entries: Ef moves, Ehull does not."""
-    from aiida_mliap.calculations.hull import formation_energy
     from aiida_mliap.calculations.thermo import read_elemental_references
     from aiida_mliap.data.reference import to_entry
+    from aiida_mliap.science.hull import formation_energy
 
     _, dataset, _ = import_file(shared_data, 'Na-Fe-P-O', 'twice')
     path = shared_data / 'elemental_refs' / 'mp_elemental_refs_2023-02-07.json.gz'

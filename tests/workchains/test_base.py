@@ -168,7 +168,8 @@ import sys
 import ase.io
 import torch
 
-from aiida_mliap.engine import files, runner
+from aiida_mliap.contract import files
+from aiida_mliap.engine import runner
 
 batch = len(ase.io.read(files.STRUCTURES, index=':', format='extxyz'))
 run_task = runner.run_task

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 
 from aiida_mliap.analysis.benchmark import error_summary, progress
 from aiida_mliap.analysis.results import load_results
-from aiida_mliap.calculations.plan import batch_atoms, unit_coordinates
+from aiida_mliap.calculations.plan import balanced_batches, batch_atoms, unit_coordinates
 from aiida_mliap.cli import cmd_root
 from aiida_mliap.engine.runner import available_cores
-from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, balanced_batches, results_group_label
+from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, results_group_label
 
 TASKS = ['static', 'relax', 'relax_fixsym']
 
@@ -304,8 +304,8 @@ def test_max_atoms_evaluates_small_structures_and_the_elemental_ground_states(ru
     """A relaxation subset (max_atoms) keeps every entry in the DFT hull; the elemental ground states are evaluated
     whatever their size, so the model hull has its corners; the others have no model result, and say so."""
     from aiida_mliap.calculations.dataset import group_datasets, union_of_datasets
-    from aiida_mliap.calculations.hull import elemental_ground_states
     from aiida_mliap.data.reference import to_entry
+    from aiida_mliap.science.hull import elemental_ground_states
 
     group, count = li_o_group(max_atoms=8)
     attributes = union_of_datasets(group_datasets(group), 'references', project='attributes')

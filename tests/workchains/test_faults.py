@@ -14,8 +14,8 @@ from aiida.common.links import LinkType
 from aiida.engine import ProcessState, ToContext, run_get_node
 
 from aiida_mliap.analysis.benchmark import error_summary, progress
-from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, batch_calls, results_group_label
-from aiida_mliap.workchains.calls import call, indexed_calls
+from aiida_mliap.provenance.calls import batch_calls, call, indexed_calls
+from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain, results_group_label
 
 STATIC = {'parameters': {'max_steps': 30, 'device': 'cpu'}, 'batch_size': 4, 'max_concurrent': 2}
 
@@ -122,8 +122,8 @@ def test_a_batch_whose_runner_is_always_killed_is_accounted_for(runner_code, chg
     `not_run` rows, newer, replaced them), and a rerun that evaluated nothing adds nothing to the results group."""
     from aiida_mliap.analysis.results import load_results
     from aiida_mliap.calculations.dataset import group_datasets, union_of_datasets
-    from aiida_mliap.calculations.hull import elemental_ground_states
     from aiida_mliap.data.reference import to_entry
+    from aiida_mliap.science.hull import elemental_ground_states
 
     group, count = li_o_group(max_atoms=3, prefix='killed')
     _, clean = run_get_node(builder(runner_code, chgnet_model, group))

@@ -17,7 +17,7 @@ from typing import Any
 from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram, PhaseDiagram
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from ..data.model import ENERGY_SCALES
+from ..contract.schema import ENERGY_SCALES
 
 
 def correct_model_entries(

@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..labels import link_label
+from ..contract.labels import link_label
 
 RUN_TYPES = ('GGA', 'GGA+U')
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .system import System, batch_of, ptr_of
+from ..contract.system import System, batch_of, ptr_of
 
 # Candidates per chunk: bounds the transient memory (about 100 bytes per candidate) on large batches.
 CHUNK = 4_000_000

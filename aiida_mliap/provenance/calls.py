@@ -16,6 +16,20 @@ from aiida import orm
 from aiida.common.links import LinkType
 
 
+def batch_link_label(name: str, task: str, index: int | str) -> str:
+    """The call link label of a model's batch (``index=''``: the prefix of them all)."""
+    return f'batch_{name}_{task}_{index}'
+
+
+def table_link_label(name: str, task: str, index: int | str) -> str:
+    return f'table_{name}_{task}_{index}'
+
+
+def batch_calls(benchmark: orm.ProcessNode, name: str, task: str, finished: bool = True) -> dict[int, orm.ProcessNode]:
+    """The base work chains of one model and task that count (``best_of``), by batch index."""
+    return lane_calls(benchmark, LinkType.CALL_WORK, batch_link_label(name, task, ''), finished)
+
+
 def rank(node: orm.ProcessNode) -> tuple:
     """Sort key of copies of one label, best last: finished ok, then finished, then anything; then the latest."""
     return (node.is_finished_ok, node.is_finished, node.ctime)

@@ -1,0 +1,146 @@
+"""Which structures of a relaxation benchmark to check with DFT, and what the checks say.
+
+Selection rules over ``load_results`` rows of one model and task ``relax``: ``symmetry_lowered`` (the relaxation
+lowered the space group), ``largest_ehull_error`` (|Ehull error| on the DFT-reference hull, largest first),
+``stability_flip`` (stable by the model and not by DFT, or the reverse), ``labels`` (given). Every chosen row keeps
+its reasons. At most ``max_structures``: the given labels, then rows of the narrower rules (symmetry lowered,
+stability flips), then the others, each by |Ehull error|, largest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .metrics import STABILITY_THRESHOLD
+
+RULES = ('symmetry_lowered', 'largest_ehull_error', 'stability_flip')
+ERROR = 'abs_error_e_above_hull_dftref'
+
+
+def rule_masks(rows: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per rule, the rows it picks (``largest_ehull_error`` picks every row with an error: it ranks, not filters)."""
+    stable_dft = rows['e_above_hull_dft'] <= STABILITY_THRESHOLD
+    stable_model = rows['e_above_hull_model_dftref'] <= STABILITY_THRESHOLD
+    both = rows['e_above_hull_dft'].notna() & rows['e_above_hull_model_dftref'].notna()
+    return {
+        'symmetry_lowered': rows['symmetry_change'].eq('lowered'),
+        'largest_ehull_error': rows[ERROR].notna(),
+        'stability_flip': both & (stable_dft != stable_model),
+    }
+
+
+def select_structures(
+    table: pd.DataFrame,
+    model: str | None = None,
+    rules: Iterable[str] = RULES,
+    labels: Iterable[str] = (),
+    max_structures: int = 10,
+    max_atoms: int | None = None,
+) -> pd.DataFrame:
+    """The rows of ``table`` (``load_results``) to DFT-check, with a ``reasons`` column; ``model``: its name or
+    sha256 (needed when the table holds several models)."""
+    rules, labels = list(rules), list(labels)
+    unknown = sorted(set(rules) - set(RULES))
+    if unknown:
+        raise ValueError(f'unknown selection rules {unknown}: choose from {list(RULES)}')
+    rows = table[table['task'].eq('relax') & table['status'].isin(['ok', 'unconverged'])]
+    if model is not None:
+        rows = rows[rows['model'].eq(model) | rows['model_sha256'].eq(model)]
+    models = sorted(rows['model'].dropna().unique())
+    if len(models) != 1:
+        raise ValueError(f'relaxations of {len(models)} models {models}: name one (model=...)' if models else
+                         'no finished relaxation in this table (task `relax`)')  # fmt: skip
+    if max_atoms is not None:
+        rows = rows[rows['n_atoms'] <= max_atoms]
+    masks = rule_masks(rows)
+    reasons = pd.Series([[] for _ in range(len(rows))], index=rows.index, dtype=object)
+    for rule in rules:
+        for index in rows.index[masks[rule]]:
+            reasons[index].append(rule)
+    missing = sorted(set(labels) - set(rows['label']) - set(rows['mp_id']))
+    if missing:
+        bound = f' of <= {max_atoms} atoms' if max_atoms else ''
+        raise ValueError(f'not among the finished relaxations{bound}: {missing[:10]}')
+    for index in rows.index[rows['label'].isin(labels) | rows['mp_id'].isin(labels)]:
+        reasons[index].append('labels')
+    chosen = rows.assign(reasons=reasons)[reasons.map(bool)]
+    order = chosen.assign(
+        _given=chosen['reasons'].map(lambda r: 'labels' in r),
+        _narrow=chosen['reasons'].map(lambda r: any(rule in r for rule in ('symmetry_lowered', 'stability_flip'))),
+        _error=chosen[ERROR].fillna(-np.inf),
+    ).sort_values(['_given', '_narrow', '_error'], ascending=False, kind='stable')
+    return order.drop(columns=['_given', '_narrow', '_error']).head(max_structures)
+
+
+# |ΔE_geom| below this (eV/atom) says neither: the two SCFs agree within what a fast protocol resolves.
+DFT_TOLERANCE = 0.001
+DFT_CHECK_NOTE = (
+    "The model's total-energy error at its own geometry, E_model(model geometry) - E_DFT(MP geometry), is the sum of "
+    'ΔE_geom = E_DFT(model geometry) - E_DFT(MP geometry), the part DFT confirms when negative (a lower structure '
+    "exists) and contradicts when positive (DFT puts the model's geometry higher: the model's landscape is wrong "
+    'there), and of the rest, E_model(model geometry) - E_DFT(model geometry). ΔE_geom is computed with Quantum '
+    "ESPRESSO (PBE, one pseudopotential family, MP's U and initial moments) and stands in for the same difference "
+    "in MP's VASP setup: an approximation, stated here with every number it gives."
+)
+
+
+def dft_verdict(delta_e_geom: float | None) -> str | None:
+    """``confirmed`` (DFT also finds the model's geometry lower), ``contradicted`` (DFT finds it higher) or ``same``
+    (within ``DFT_TOLERANCE``); None without a check."""
+    if delta_e_geom is None or delta_e_geom != delta_e_geom:
+        return None
+    if delta_e_geom < -DFT_TOLERANCE:
+        return 'confirmed'
+    return 'contradicted' if delta_e_geom > DFT_TOLERANCE else 'same'
+
+
+def with_dft_split(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows with a finished DFT check, with ``dft_verdict`` and ``error_rest`` = total-energy error - ΔE_geom
+    (the model's error against DFT at the model's own geometry, eV/atom)."""
+    checked = table[table['dft_check_status'].eq('ok')]
+    return checked.assign(
+        dft_verdict=checked['dft_check_delta_e_geom'].map(dft_verdict),
+        error_rest=checked['error_energy'] - checked['dft_check_delta_e_geom'],
+    )
+
+
+def dft_check_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One line per DFT-checked structure (meV/atom): DFT Ehull of the MP geometry, the model's total-energy error,
+    ΔE_geom, the rest, and the verdict; failed checks with their status."""
+    checked = table[table['dft_check_status'].notna()]
+    split = with_dft_split(table)
+    columns = ['model', 'mp_id', 'formula', 'n_atoms', 'symmetry_change', 'e_above_hull_dft', 'error_energy',
+               'dft_check_delta_e_geom', 'dft_check_status']  # fmt: skip
+    shown = checked[columns].join(split[['error_rest', 'dft_verdict']])
+    for column in ('e_above_hull_dft', 'error_energy', 'dft_check_delta_e_geom', 'error_rest'):
+        shown[column] = (1000 * pd.to_numeric(shown[column])).round(1)
+    return shown.rename(
+        columns={'e_above_hull_dft': 'DFT Ehull', 'error_energy': 'E error', 'dft_check_delta_e_geom': 'dE_geom',
+                 'error_rest': 'E error - dE_geom', 'dft_check_status': 'status', 'dft_verdict': 'DFT says'}
+    ).sort_values(['model', 'mp_id']).reset_index(drop=True)  # fmt: skip
+
+
+def dft_check_split(table: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per model, task and value of ``by`` (``dof_bin``, ``symmetry_change``): of the DFT-checked structures, how
+    many DFT confirms (ΔE_geom < -tolerance) or contradicts (> +tolerance), and the mean total-energy error, mean
+    ΔE_geom and mean rest (error - ΔE_geom), eV/atom."""
+    from .breakdowns import with_bins
+
+    checked = with_dft_split(table)
+    if checked.empty:
+        return pd.DataFrame()
+    checked = with_bins(checked).assign(
+        confirmed=lambda f: f['dft_verdict'].eq('confirmed'), contradicted=lambda f: f['dft_verdict'].eq('contradicted')
+    )
+    grouped = checked.groupby(['model', 'task', by], observed=True, sort=True)
+    return grouped.agg(
+        n=('label', 'size'),
+        confirmed=('confirmed', 'sum'),
+        contradicted=('contradicted', 'sum'),
+        mean_error=('error_energy', 'mean'),
+        mean_delta_e_geom=('dft_check_delta_e_geom', 'mean'),
+        mean_rest=('error_rest', 'mean'),
+    ).reset_index()
