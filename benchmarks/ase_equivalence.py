@@ -57,12 +57,12 @@ def main() -> None:
 
     load_profile(args.profile, allow_switch=True)
     from aiida_mliap.calculations.mliap import get_builder_for, structure_link_label
-    from aiida_mliap.cli.utils import resolve_model
+    from aiida_mliap.data import MliapModelData
 
     code = orm.load_code(args.code)
     structures = pick_structures(SHARED / 'Li-Fe-P-O.json.gz', args.count, args.max_atoms)
     relax = {'task': 'relax', 'fmax': args.fmax, 'max_steps': args.max_steps, 'optimizer': 'FIRE', 'device': 'cpu'}
-    results, node = run_get_node(get_builder_for(code, resolve_model('chgnet-0.3.0'), structures, relax))
+    results, node = run_get_node(get_builder_for(code, MliapModelData.resolve('chgnet-0.3.0'), structures, relax))
     calculator = CHGNetCalculator(model=CHGNet.load(model_name='0.3.0', verbose=False), use_device='cpu')
     rows, flags = [], []
     for structure in structures:

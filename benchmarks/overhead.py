@@ -79,12 +79,12 @@ def main() -> None:
 
     load_profile(args.profile, allow_switch=True)
     from aiida_mliap.calculations.mliap import get_builder_for
-    from aiida_mliap.cli.utils import resolve_model
+    from aiida_mliap.data import MliapModelData
 
     code = orm.load_code(args.code)
     structures = pick_structures(args.file, args.count, args.max_atoms)
     parameters = {'task': 'relax', 'fmax': args.fmax, 'max_steps': args.max_steps, 'device': 'cpu'}
-    builder = get_builder_for(code, resolve_model(args.model), structures, parameters)
+    builder = get_builder_for(code, MliapModelData.resolve(args.model), structures, parameters)
     atoms = sum(len(s.sites) for s in structures)
     print(f'{len(structures)} structures ({atoms} atoms) from {args.file.name}, {args.model}, fmax {args.fmax}')
 

@@ -49,7 +49,7 @@ def main() -> None:
     from aiida_mliap.analysis.dft_check import dft_check_builder
     from aiida_mliap.analysis.results import load_results
     from aiida_mliap.calculations.dataset import import_reference_files
-    from aiida_mliap.cli.utils import resolve_model
+    from aiida_mliap.data import MliapModelData
     from aiida_mliap.science.dft_check import dft_check_table
     from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain
 
@@ -60,7 +60,7 @@ def main() -> None:
         group_label = f'mp/{args.chemsys}'
         import_reference_files([args.file], group_label, chemsys=args.chemsys)
         builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
-            orm.load_code(args.code), {'chgnet': resolve_model(args.model)}, group_label, protocol='balanced',
+            orm.load_code(args.code), {'chgnet': MliapModelData.resolve(args.model)}, group_label, protocol='balanced',
             tasks=['relax'], overrides={'max_atoms': args.max_atoms},
         )  # fmt: skip
         _, benchmark = run_get_node(builder)

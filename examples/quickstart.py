@@ -66,11 +66,11 @@ def main() -> None:
 
     load_profile(args.profile, allow_switch=True)
     from aiida_mliap.calculations.mliap import get_builder_for, structure_link_label
-    from aiida_mliap.cli.utils import resolve_model
+    from aiida_mliap.data import MliapModelData
 
     entries = read_entries(args.file, args.mp_ids or DEFAULT_IDS)
     structures = structures_in_group(f'quickstart/{args.file.name.split(".")[0]}', entries)
-    model = resolve_model(args.model)
+    model = MliapModelData.resolve(args.model)
     parameters = {'task': 'relax', 'fmax': args.fmax, 'max_steps': args.max_steps, 'optimizer': 'FIRE'}
     print(f'relaxing {len(structures)} structures with {model.name} (sha256 {model.sha256[:12]}...)', flush=True)
     results, node = run_get_node(get_builder_for(orm.load_code(args.code), model, structures, parameters))

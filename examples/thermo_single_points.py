@@ -34,13 +34,13 @@ def main() -> None:
     from aiida_mliap.calculations.mliap import get_builder_for
     from aiida_mliap.calculations.tables import tabulate
     from aiida_mliap.calculations.thermo import compute_thermodynamics, thermo_records, thermodynamics_inputs
-    from aiida_mliap.cli.utils import resolve_model
+    from aiida_mliap.data import MliapModelData
 
     start = time.perf_counter()
     group, dataset, _ = import_reference_file(args.file, f'mp/{args.file.name.split(".")[0]}')
     structures = imported_nodes([dataset], 'structures')[dataset.sha256]
     print(f'{len(structures)} entries of {dataset.source} in group {group.label} ({time.perf_counter() - start:.1f} s)')
-    model, code = resolve_model(args.model), orm.load_code(args.code)
+    model, code = MliapModelData.resolve(args.model), orm.load_code(args.code)
     labels = sorted(structures)
     references = imported_nodes([dataset], 'references')[dataset.sha256]
     tables = []

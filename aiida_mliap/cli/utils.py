@@ -192,32 +192,17 @@ def exit_for(node: orm.ProcessNode) -> None:
 
 
 def resolve_model(identifier: str) -> MliapModelData:
-    """A model by name, sha256, pk or uuid; a bundled name is registered on first use."""
-    from aiida.orm import QueryBuilder
-
+    """``MliapModelData.resolve`` for the command line: its errors as click's, a registration reported."""
     from ..frameworks import bundled_models
 
-    for key in ('name', 'sha256'):
-        found = QueryBuilder().append(MliapModelData, filters={f'attributes.{key}': identifier}).all(flat=True)
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            choices = ', '.join(f'{m.pk} ({m.sha256[:12]})' for m in found)
-            raise click.BadParameter(f'several models are called `{identifier}`: {choices}; give a pk or sha256')
-    if identifier in bundled_models():
-        try:
-            node, _ = MliapModelData.from_bundled(identifier)
-        except ValueError as exception:
-            raise click.BadParameter(str(exception)) from None
-        echo.echo_report(f'registered bundled model {identifier} as {node.pk}')
-        return node
+    registered = bool(orm.QueryBuilder().append(MliapModelData, filters={'attributes.name': identifier}).count())
     try:
-        node = orm.load_node(identifier)
-    except Exception:
-        node = None
-    if isinstance(node, MliapModelData):
-        return node
-    raise click.BadParameter(f'no model `{identifier}`: register it with `aiida-mliap setup model`')
+        node = MliapModelData.resolve(identifier)
+    except ValueError as exception:
+        raise click.BadParameter(str(exception)) from None
+    if identifier in bundled_models() and not registered:
+        echo.echo_report(f'registered bundled model {identifier} as {node.pk}')
+    return node
 
 
 def resolve_codes(values: tuple[str, ...], models: dict[str, MliapModelData]) -> dict[str, orm.AbstractCode]:

@@ -134,6 +134,31 @@ class MliapModelData(FindBySha256, Data):
         """Register a checkpoint shipped with a framework's wheel (works offline), e.g. ``chgnet-0.3.0``."""
         return cls.get_or_create(name)
 
+    @classmethod
+    def resolve(cls, identifier: str) -> MliapModelData:
+        """A model by name, sha256, pk or uuid; a bundled name (``chgnet-0.3.0``) is registered on first use.
+        ValueError, naming the choices, when none or several match."""
+        from aiida.orm import QueryBuilder, load_node
+
+        from ..frameworks import bundled_models
+
+        for key in ('name', 'sha256'):
+            found = QueryBuilder().append(cls, filters={f'attributes.{key}': identifier}).all(flat=True)
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                choices = ', '.join(f'{m.pk} ({m.sha256[:12]})' for m in found)
+                raise ValueError(f'several models are called `{identifier}`: {choices}; give a pk or sha256')
+        if identifier in bundled_models():
+            return cls.from_bundled(identifier)[0]
+        try:
+            node = load_node(identifier)
+        except Exception:
+            node = None
+        if isinstance(node, cls):
+            return node
+        raise ValueError(f'no model `{identifier}`: register it with `aiida-mliap setup model`')
+
     @property
     def framework(self) -> str:
         return self.base.attributes.get('framework')

@@ -9,10 +9,9 @@ namespaced inputs) go in through the storage backend's ``bulk_insert``, the path
 provenance graph is the one the slow path writes; what is skipped is only the per-link checks, done here once for the
 whole set.
 
-One of the two modules that reach below aiida-core's public API (``backend.bulk_insert``, ``backend_entity``,
-``_validate_storability``; the other, ``analysis/frames.py``, only reads); ``VERIFIED_AIIDA`` names the releases
-it was checked against, and a test pins them, so an upgrade of aiida-core fails loudly until this module is checked
-again.
+One of the two modules that reach below aiida-core's public API (the other, ``provenance/frames.py``, only reads):
+what they touch is listed in ``provenance/internals.py``, whose test pins the aiida-core release, so an upgrade fails
+loudly until they are checked again.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from aiida.engine import Process
 from aiida.orm.entities import EntityTypes
 
 NAMESPACE_SEPARATOR = '__'
-VERIFIED_AIIDA = ('2.9',)  # major.minor releases whose storage internals this module was checked against
 
 
 def _running_calculation(caller: str) -> orm.CalculationNode:
