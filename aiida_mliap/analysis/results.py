@@ -29,7 +29,7 @@ from ..science.metrics import add_errors
 from ..science.pathologies import add_relaxation_checks
 
 THERMO_LABEL, SYMMETRY_LABEL = 'compute_thermodynamics', 'analyse_symmetry'
-# The contract of ../shared/DESIGN.md ("The results table"), then extra columns.
+# The contract of docs/reference/results-table.md, then extra columns.
 COLUMNS = [
     'mp_id', 'formula', 'chemsys', 'n_atoms', 'model', 'model_sha256', 'task', 'status', 'converged', 'n_steps',
     'energy_per_atom_dft', 'energy_per_atom_model', 'e_form_dft', 'e_form_model', 'e_above_hull_dft',

@@ -76,6 +76,13 @@ def with_defaults(parameters: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **parameters}
 
 
+def task_parameters(parameters: dict[str, Any], task: str) -> dict[str, Any]:
+    """``parameters`` for the benchmark's ``task`` (a key of ``TASKS``): the one encoding, ``task_name`` its inverse."""
+    if task not in TASKS:
+        raise ValueError(f'unknown task `{task}`: choose one of {sorted(TASKS)}')
+    return {**parameters, **TASKS[task]}
+
+
 def task_name(parameters: dict[str, Any]) -> str:
     """The benchmark's task (a key of ``TASKS``) of a calculation's runner parameters."""
     parameters = with_defaults(parameters)

@@ -15,9 +15,10 @@ from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, calcfunctio
 
 from ..calculations.mliap import MliapCalculation
 from ..calculations.tables import latest_by_label
-from ..contract.parameters import TASKS, with_defaults
+from ..contract.parameters import task_parameters, with_defaults
 from ..contract.status import PERMANENT_FAILURES, WITH_RESULT, Status
 from ..data.result import MliapResultData
+from ..protocols import ProtocolMixin, assign_inputs
 from ..provenance.links import outputs_of
 
 SCHEDULER_OUT_OF_MEMORY = 110
@@ -45,7 +46,7 @@ def merge_summaries(**summaries):
     return orm.Dict({'n_structures': len(statuses), 'counts': counts, 'labels': labels})
 
 
-class MliapBaseWorkChain(BaseRestartWorkChain):
+class MliapBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
     """Run ``MliapCalculation`` until every structure has a result or a reason why it has none.
 
     What each exit code of ``MliapCalculation`` leads to:
@@ -104,32 +105,34 @@ class MliapBaseWorkChain(BaseRestartWorkChain):
         )
 
     @classmethod
+    def protocol_section(cls, content: dict[str, Any]) -> dict[str, Any]:
+        return {'parameters': content['parameters'], **content.get('base', {})}
+
+    @classmethod
     def get_builder_from_protocol(
         cls,
         code: orm.AbstractCode,
-        model,
-        structures: list[orm.StructureData],
+        model=None,
+        structures: list[orm.StructureData] = (),
         protocol: str | None = None,
         overrides: dict[str, Any] | None = None,
         options: dict[str, Any] | None = None,
         task: str = 'relax',
     ):
         """A builder with the protocol's parameters for ``task`` (``static``, ``relax``, ``relax_fixsym``);
-        ``overrides={'parameters': {...}, 'max_iterations': n, 'clean_workdir': bool}``."""
+        ``overrides={'parameters': {...}, 'max_iterations': n, 'clean_workdir': bool}``. Without ``model`` and
+        ``structures``: the inputs a benchmark's ``base`` namespace takes (it sets those per batch)."""
         from ..calculations.mliap import get_builder_for
-        from ..protocols import load_protocol, protocol_parameters
 
-        overrides = dict(overrides or {})
-        if task not in TASKS:
-            raise ValueError(f'unknown task `{task}`: choose one of {sorted(TASKS)}')
-        parameters = {**protocol_parameters(protocol, overrides.pop('parameters', None)), **TASKS[task]}
-        calculation = get_builder_for(code, model, structures, parameters, options)
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        parameters = task_parameters(inputs.pop('parameters'), task)
         builder = cls.get_builder()
-        overrides = {**load_protocol(protocol).get('base', {}), **overrides}
-        builder.mliap = {key: calculation[key] for key in ('code', 'model', 'structures', 'parameters')}
-        if options:
-            builder.mliap['metadata'] = {'options': options}
-        for key, value in overrides.items():
+        builder.mliap.code = code
+        if model is not None:
+            calculation = get_builder_for(code, model, structures, parameters)
+            assign_inputs(builder.mliap, {key: calculation[key] for key in ('model', 'structures', 'parameters')})
+        assign_inputs(builder.mliap.metadata.options, options or {})
+        for key, value in inputs.items():
             builder[key] = orm.to_aiida_type(value) if not isinstance(value, orm.Data) else value
         return builder
 

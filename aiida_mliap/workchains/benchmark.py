@@ -25,12 +25,14 @@ from ..calculations.plan import batch_labels, plan_batches, skipped_labels
 from ..calculations.symmetry_analysis import analyse_symmetry, symmetry_inputs
 from ..calculations.tables import make_table
 from ..calculations.thermo import elemental_reference_conflicts, run_thermodynamics
-from ..contract.parameters import TASKS
+from ..contract.parameters import task_parameters
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
+from ..protocols import ProtocolMixin, assign_inputs
 from ..provenance.calls import batch_calls, batch_link_label, call, indexed_calls, lane_calls, table_link_label
 from ..provenance.links import outputs_of
 from .accounting import batch_outcomes, count, headline
+from .base import MliapBaseWorkChain
 from .lane import MliapLaneWorkChain, tabulate_unit
 
 __all__ = ('MliapBenchmarkWorkChain',)
@@ -72,7 +74,7 @@ def summarize_benchmark(accounting=None, **summaries):
     return {'summary': orm.Dict({'entries': entries}), 'headline': orm.Dict({'rows': rows, 'accounting': counts})}
 
 
-class MliapBenchmarkWorkChain(WorkChain):
+class MliapBenchmarkWorkChain(ProtocolMixin, WorkChain):
     """Benchmark models against the reference energies of a set of datasets; survives per-structure failures."""
 
     @classmethod
@@ -138,9 +140,7 @@ class MliapBenchmarkWorkChain(WorkChain):
 
         ``overrides={'parameters': {...}, 'batch_size': n, 'max_concurrent': n, 'base': {'max_iterations': n, ...},
         'codes': {model: code}, 'elemental_references': node}``."""
-        from ..protocols import load_protocol, protocol_parameters
-
-        overrides = dict(overrides or {})
+        inputs = cls.get_protocol_inputs(protocol, overrides)
         group = group if isinstance(group, orm.Group) else orm.load_group(group)
         datasets = group_datasets(group)
         if not datasets:
@@ -149,12 +149,12 @@ class MliapBenchmarkWorkChain(WorkChain):
         builder.group = orm.Str(group.label)
         builder.datasets = {f'dataset_{index}': dataset for index, dataset in enumerate(datasets)}
         builder.models = dict(models)
-        builder.base.mliap.code = code
-        if options:
-            builder.base.mliap.metadata.options = options
+        base = MliapBaseWorkChain.get_builder_from_protocol(code, protocol=protocol, overrides=inputs.pop('base', {}),
+                                                           options=options)  # fmt: skip
+        assign_inputs(builder.base, base)  # its runner parameters stay the benchmark's own, set per task
         builder.tasks = orm.List(list(tasks))
-        builder.parameters = orm.Dict(protocol_parameters(protocol, overrides.pop('parameters', None)))
-        references = overrides.pop('elemental_references', load_protocol(protocol).get('elemental_references'))
+        builder.parameters = orm.Dict(inputs.pop('parameters'))
+        references = inputs.pop('elemental_references', None)
         if references is not None:
             builder.elemental_references = elemental_references_node(references)
             problems = elemental_reference_conflicts(
@@ -165,9 +165,7 @@ class MliapBenchmarkWorkChain(WorkChain):
                     f'the elemental references {builder.elemental_references.source} disagree with the datasets of '
                     f'`{group.label}` on {len(problems)} entries (another MP release): {"; ".join(problems[:5])}'
                 )
-        for key, value in {**load_protocol(protocol).get('base', {}), **overrides.pop('base', {})}.items():
-            builder.base[key] = orm.to_aiida_type(value) if not isinstance(value, orm.Data) else value
-        for key, value in overrides.items():
+        for key, value in inputs.items():
             builder[key] = value if isinstance(value, (orm.Data, dict)) else orm.to_aiida_type(value)
         return builder
 
@@ -338,7 +336,7 @@ class MliapBenchmarkWorkChain(WorkChain):
         return None
 
     def _task_parameters(self, task: str) -> orm.Dict:
-        return orm.Dict({**self.inputs.parameters.get_dict(), **TASKS[task]})
+        return orm.Dict(task_parameters(self.inputs.parameters.get_dict(), task))
 
     def _outcomes(self, name: str, task: str) -> dict[str, tuple[str, str]]:
         """``batch_outcomes`` of every planned batch of one model and task (one that excepted or never ran too)."""

@@ -19,7 +19,7 @@ from aiida.engine import ToContext, WorkChain, while_
 from ..calculations.dataset import union_of_datasets
 from ..calculations.plan import batch_labels, unit_coordinates
 from ..calculations.tables import make_table
-from ..contract.parameters import TASKS
+from ..contract.parameters import TASKS, task_parameters
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
 from ..data.table import MliapBatchTable
@@ -109,7 +109,7 @@ class MliapLaneWorkChain(WorkChain):
         inputs.mliap.update(
             model=self.inputs.models[name],
             structures=structures,
-            parameters=orm.Dict({**self.inputs.parameters.get_dict(), **TASKS[task]}),
+            parameters=orm.Dict(task_parameters(self.inputs.parameters.get_dict(), task)),
         )
         if name in self.inputs.get('codes', {}):
             inputs.mliap.code = self.inputs.codes[name]

@@ -151,7 +151,7 @@ def test_benchmark_three_tasks_then_cached_rerun(runner_code, chgnet_model, li_o
         assert [after[key] for key in keys] == [before[key] for key in keys]
 
 
-# The contract of ../shared/DESIGN.md, "The results table".
+# The contract of docs/reference/results-table.md.
 DESIGN_COLUMNS = (
     'mp_id formula chemsys n_atoms model model_sha256 task status converged n_steps energy_per_atom_dft '
     'energy_per_atom_model e_form_dft e_form_model e_above_hull_dft e_above_hull_model e_above_hull_model_dftref '
