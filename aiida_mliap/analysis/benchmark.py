@@ -22,26 +22,16 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
     The time left weighs the remaining structures by their atoms (a batch of large cells is slow) at the rate observed
     up to the last result, minus the time since that result: it falls while a slow structure runs, instead of rising
     as a rate diluted by the wait would; when it reaches zero the row says how long no result has come."""
-    from ..calculations.dataset import group_datasets, union_of_datasets
-    from ..calculations.plan import batch_atoms, evaluated_structures, skipped_labels
+    from ..calculations.plan import batch_atoms, skipped_labels
     from ..parsers.results import read_partial_results
     from ..provenance.calls import batch_calls
 
     planned = benchmark.base.links.get_outgoing(link_label_filter='plan').all()
-    atoms_per_batch = None
-    if planned:  # the benchmark's own stored plan: no query over every structure at each status call
-        plan = planned[0].node.outputs.result
-        total, left_out = plan.base.attributes.get('n_evaluated'), skipped_labels(plan)
-        atoms_per_batch = batch_atoms(plan)
-    else:  # a benchmark from before plans
-        if 'datasets' in benchmark.inputs:
-            datasets = [benchmark.inputs.datasets[key] for key in sorted(benchmark.inputs.datasets)]
-        else:  # ... and before datasets were inputs: the group's datasets now
-            datasets = group_datasets(orm.load_group(benchmark.inputs.group.value))
-        max_atoms = benchmark.inputs.max_atoms.value if 'max_atoms' in benchmark.inputs else None
-        structures = union_of_datasets(datasets, 'structures', project='id')
-        evaluated, left_out = evaluated_structures(datasets, structures, max_atoms)
-        total = len(evaluated)
+    if not planned:  # still planning: nothing to count yet
+        return []
+    plan = planned[0].node.outputs.result  # the benchmark's own stored plan: no query over every structure
+    total, left_out = plan.base.attributes.get('n_evaluated'), skipped_labels(plan)
+    atoms_per_batch = batch_atoms(plan)
     with_result = {s.value for s in WITH_RESULT}
     ended = benchmark.is_terminated
     # A finished benchmark's own account (workchains.accounting): a job's `not_run` is not a model failure.
@@ -56,14 +46,14 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
             for index, child in children.items():
                 if child.is_terminated and 'summary' in child.outputs:
                     statuses = child.outputs.summary['counts']
-                    work.add(sum(statuses.values()), atoms_per_batch and atoms_per_batch[index], child.mtime)
+                    work.add(sum(statuses.values()), atoms_per_batch[index], child.mtime)
                 else:  # still running: what its calculations have finished, the latest result of a structure
                     records, latest = _streamed(child, read_partial_results)
                     statuses = {}
                     for record in records.values():
                         statuses[record['status']] = statuses.get(record['status'], 0) + 1
                     atoms = sum(record.get('n_atoms', 1) for record in records.values())
-                    work.add(len(records), atoms if atoms_per_batch else None, latest)
+                    work.add(len(records), atoms, latest)
                 done += sum(count for status, count in statuses.items() if status in with_result)
                 failed += sum(count for status, count in statuses.items() if status not in with_result)
             account = accounts.get((model.name, task))
@@ -72,7 +62,6 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
             missing = max(total - done - failed, 0)
             pending = 0 if ended else missing
             start = min((child.ctime for child in children.values()), default=None)
-            size = sum(atoms_per_batch) if atoms_per_batch else total
             rows.append(
                 {
                     'model': model.name,
@@ -84,28 +73,24 @@ def progress(benchmark: orm.WorkflowNode) -> list[dict[str, Any]]:
                     **({'left out (max_atoms)': len(left_out)} if left_out else {}),
                     'structures/min': round(60 * work.structures / _busy_seconds(children.values()), 2),
                     # The basis of the estimate: a time left that grows does so at a new result, with a lower rate.
-                    **({'atoms/min': work.atom_rate(start)} if atoms_per_batch else {}),
+                    'atoms/min': work.atom_rate(start),
                     'last result': '-' if ended or work.last is None else f'{_duration(work.since())} ago',
-                    'time left': '-' if ended or not pending else work.time_left(start, size),
+                    'time left': '-' if ended or not pending else work.time_left(start, sum(atoms_per_batch)),
                 }
             )
     return rows
 
 
 class Work:
-    """What a model and task got through, in structures and (when the plan knows sizes) atoms, and when the last of
-    it came: the basis of the time-left estimate."""
+    """What a model and task got through, in structures and atoms, and when the last of it came: the basis of the
+    time-left estimate."""
 
     def __init__(self):
         self.structures, self.atoms, self.last = 0, 0, None
-        self.sized = True
 
-    def add(self, structures: int, atoms: int | None, when) -> None:
+    def add(self, structures: int, atoms: int, when) -> None:
         self.structures += structures
-        if atoms is None:
-            self.sized = False
-        else:
-            self.atoms += atoms
+        self.atoms += atoms
         if structures and when is not None:
             self.last = when if self.last is None else max(self.last, when)
 
@@ -113,24 +98,22 @@ class Work:
         return max((timezone.now() - self.last).total_seconds(), 0.0)
 
     def _rate(self, start) -> float | None:
-        """Atoms (structures, unsized) per second from the first batch's start to the last result."""
-        processed = self.atoms if self.sized else self.structures
-        if not processed or start is None or self.last is None or self.last <= start:
+        """Atoms per second from the first batch's start to the last result."""
+        if not self.atoms or start is None or self.last is None or self.last <= start:
             return None  # no result yet: no basis for a rate
-        return processed / (self.last - start).total_seconds()
+        return self.atoms / (self.last - start).total_seconds()
 
     def atom_rate(self, start) -> float | str:
-        rate = self._rate(start) if self.sized else None
+        rate = self._rate(start)
         return '-' if rate is None else round(60 * rate, 1)
 
     def time_left(self, start, size: int) -> str:
-        """``size``: all atoms of the plan (or all structures, for a plan without sizes)."""
+        """``size``: all atoms of the plan."""
         rate = self._rate(start)
         if rate is None:
             return '-'
-        processed = self.atoms if self.sized else self.structures
         since = self.since()
-        left = max(size - processed, 0) / rate - since
+        left = max(size - self.atoms, 0) / rate - since
         if left > 0:
             return _duration(left)
         return f'overdue: no result for {_duration(since)}'

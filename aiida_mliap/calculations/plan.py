@@ -76,10 +76,8 @@ def batch_labels(plan: orm.ArrayData, index: int) -> list[str]:
     return plan.get_array('labels')[offsets[index] : offsets[index + 1]].tolist()
 
 
-def batch_atoms(plan: orm.ArrayData) -> list[int] | None:
-    """Atoms per batch, or None for a plan from before plans recorded sizes."""
-    if 'n_atoms' not in plan.get_arraynames():
-        return None
+def batch_atoms(plan: orm.ArrayData) -> list[int]:
+    """Atoms per batch."""
     offsets, sizes = plan.get_array('offsets'), plan.get_array('n_atoms')
     return [int(sizes[offsets[i] : offsets[i + 1]].sum()) for i in range(len(offsets) - 1)]
 

@@ -61,8 +61,8 @@ def indexed_calls(
 def lane_calls(
     benchmark: orm.ProcessNode, link_type: LinkType, prefix: str, finished: bool = True
 ) -> dict[int, orm.ProcessNode]:
-    """``indexed_calls`` over the processes the benchmark's lanes called and those it called itself (batches of a
-    benchmark from before lanes, tables of the structures not evaluated): one query whatever their number."""
+    """``indexed_calls`` over the processes the benchmark's lanes called and those it called itself (tables of a
+    batch a lane did not tabulate, of the structures not evaluated): one query whatever their number."""
     own = benchmark.base.links.get_outgoing(link_type=link_type).all()
     pairs = [(link.link_label, link.node) for link in own]
     query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': benchmark.pk}, tag='benchmark')

@@ -214,8 +214,8 @@ class MliapBenchmarkWorkChain(ProtocolMixin, WorkChain):
         return ToContext(**futures)
 
     def tabulate(self):
-        """The table of any batch its lane did not tabulate (a benchmark from before lanes tabulated, or a lane that
-        ended early), then tables of the structures not evaluated (``max_atoms``)."""
+        """The table of any batch its lane did not tabulate (a lane that ended early), then tables of the structures
+        not evaluated (``max_atoms``)."""
         datasets = self._datasets()
         for name in sorted(self.inputs.models):
             for task in self.inputs.tasks.get_list():

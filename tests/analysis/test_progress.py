@@ -37,9 +37,3 @@ def test_no_result_yet_no_estimate():
     work.add(structures=0, atoms=0, when=None)
     assert work.time_left(START, 300) == '-'
 
-
-def test_a_plan_without_sizes_counts_structures(monkeypatch):
-    work = Work()
-    work.add(structures=4, atoms=None, when=at(60))
-    monkeypatch.setattr(benchmark.timezone, 'now', lambda: at(60))
-    assert work.time_left(START, 12) == '2m00s'  # 8 structures at 4 per minute
