@@ -1,6 +1,6 @@
 """``load_results`` and every metric on 1,000 and 10,000 stored result rows, timed (target: 10,000 in < 10 s).
 
-    taskset -c 0 python benchmarks/analysis.py [--rows 1000 10000] [--repeat 3]
+    taskset -c 0 python benchmarks/analysis.py [--rows 1000 10000] [--repeat 3] [--keep AIIDA_PATH]
 
 A throw-away SQLite profile (its own AIIDA_PATH, removed afterwards) gets MP's Li-Fe-P-O file (973 entries), the
 symmetry analysis of its DFT structures, and then "models" until the row count is reached: each is the DFT-as-a-model
@@ -59,9 +59,10 @@ def main() -> None:
     parser.add_argument('--rows', type=int, nargs='+', default=[1000, 10000])
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--bootstrap', type=int, default=1000)
+    parser.add_argument('--keep', type=Path, help='make the profile in this AIIDA_PATH and keep it (for later runs)')
     arguments = parser.parse_args()
 
-    os.environ['AIIDA_PATH'] = tempfile.mkdtemp(prefix='analysis-benchmark-')
+    os.environ['AIIDA_PATH'] = str(arguments.keep or tempfile.mkdtemp(prefix='analysis-benchmark-'))
     try:
         root = Path(os.environ['AIIDA_PATH'])
         fresh_profile(root, 'analysis-benchmark')
@@ -86,7 +87,10 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        shutil.rmtree(os.environ['AIIDA_PATH'], ignore_errors=True)
+        if arguments.keep:
+            print(f'kept: AIIDA_PATH={arguments.keep}, profile analysis-benchmark, dataset group `analysis`')
+        else:
+            shutil.rmtree(os.environ['AIIDA_PATH'], ignore_errors=True)
 
 
 if __name__ == '__main__':

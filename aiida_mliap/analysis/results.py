@@ -17,6 +17,7 @@ from aiida import orm
 from aiida.common.links import LinkType
 
 from ..calculations.tables import latest_rows
+from ..contract.schema import ROW_RESULT_KEYS
 from ..contract.status import WITH_RESULT
 from ..data.dataset import MliapDatasetData
 from ..data.dft_check import MliapDftCheckData
@@ -41,7 +42,6 @@ COLUMNS = [
     'relax_drop_per_atom', 'suspected_unphysical_minimum', 'forces_max', 'wall_time_s', 'thermo_pk',
     'dft_check_status', 'dft_check_delta_e_geom', 'newer_failed_attempts',
 ]  # fmt: skip
-RESULT_COLUMNS = ('status', 'converged', 'n_steps', 'forces_max', 'wall_time_s')  # from the model's result
 SYMMETRY_INITIAL = ('spacegroup_initial', 'spacegroup_symbol_initial', 'crystal_system', 'lattice_system', 'dof')
 SYMMETRY_FINAL = ('spacegroup_final', 'spacegroup_symbol_final', 'dof_final', 'symmetry_change')
 INTEGERS = ('n_steps', 'spacegroup_initial', 'spacegroup_final', 'dof', 'dof_final')
@@ -51,7 +51,7 @@ THERMO_KEYS = (
     'label', 'mp_id', 'formula', 'chemsys', 'n_atoms', 'model_name', 'model_sha256', 'energy_scale', 'task',
     'energy_per_atom_dft', 'energy_per_atom_model_raw', 'energy_per_atom_model', 'model_correction_per_atom',
     'e_form_dft', 'e_form_model', 'e_above_hull_dft', 'e_above_hull_model', 'e_above_hull_model_dftref', 'status',
-    'reason',
+    'reason', 'result_status', *ROW_RESULT_KEYS[1:],
 )  # fmt: skip
 
 
@@ -67,7 +67,6 @@ def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFram
     if table.empty:
         return add_errors(pd.DataFrame(columns=COLUMNS))
     tables = _tables(thermo_calls)
-    table = _with_results(table, tables)
     table = _with_symmetry(table, tables, thermo_calls)
     # A structure evaluated by the same model and task in several benchmarks (a relaunch) counts once: the latest
     # that has a result (a failed rerun never hides a good row; ``newer_failed_attempts`` says where one exists).
@@ -251,14 +250,15 @@ def _thermo_frame(calls: list[int], members: set[int] | None) -> pd.DataFrame:
     frame = query_frame(query, columns, attributes=THERMO_KEYS, times=['thermo_ctime'])
     if members is not None:
         frame = frame[frame['thermo_pk'].isin(members)]
-    frame = frame.rename(columns={'status': 'thermo_status'})
+    frame = frame.rename(columns={'status': 'thermo_status', 'result_status': 'status'})
     frame['model'] = frame['model_name']
-    return frame.reset_index(drop=True)
+    return _inferred(frame.reset_index(drop=True), ROW_RESULT_KEYS)
 
 
 def _tables(calls: list[int]) -> pd.DataFrame:
-    """Per thermo call: its batch tables (task, runner parameters), in creation order. Not their ``rows`` (every
-    reference and result dict again, ~10 kB per structure): the results' own columns come from ``_table_results``."""
+    """Per thermo call: its batch tables (task, runner parameters), in creation order, for the symmetry of the same
+    batches and the parameters and environments of the report. Not their ``rows`` (every reference and result dict
+    again): what a row takes from its result, the thermo record carries."""
     query = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={'id': {'in': calls}}, project='id', tag='call')
     query.append(
         MliapBatchTable,
@@ -268,43 +268,6 @@ def _tables(calls: list[int]) -> pd.DataFrame:
     )
     frame = pd.DataFrame(query.all(), columns=['call', 'table', 'ctime', 'task', 'parameters'])
     return frame.sort_values(['call', 'ctime'], kind='stable')
-
-
-def _table_results(tables: pd.DataFrame) -> pd.DataFrame:
-    """Per thermo call and label, the ``RESULT_COLUMNS`` of the latest result node (tables in creation order) that
-    the ``tabulate_batch`` of its tables read: one query, scalars only."""
-    columns = ['table', *RESULT_COLUMNS, 'label']
-    if tables.empty:
-        return pd.DataFrame(columns=['call', *columns])
-    query = orm.QueryBuilder().append(
-        MliapBatchTable, filters={'id': {'in': sorted(set(tables['table']))}}, project='id', tag='table'
-    )
-    query.append(orm.CalcFunctionNode, with_outgoing='table', tag='tabulate')
-    query.append(
-        orm.Data,
-        with_outgoing='tabulate',
-        edge_filters={'label': {'like': 'results__%'}},
-        edge_project='label',
-        project=[f'attributes.{key}' for key in RESULT_COLUMNS],
-    )
-    found = query_frame(query, columns, attributes=RESULT_COLUMNS)
-    found['label'] = found['label'].str.removeprefix('results__')
-    found = tables[['call', 'table', 'ctime']].merge(found, on='table')
-    return latest_rows(found, ['call', 'label'], ['call', 'ctime'])
-
-
-def _with_results(table: pd.DataFrame, tables: pd.DataFrame) -> pd.DataFrame:
-    """Task and each structure's result from the tables its thermo call read (a relaunch: the latest wins); a
-    structure with no result is ``not_run``."""
-    tasks = tables.groupby('call', sort=False)['task'].last()
-    table['task'] = table['thermo_call'].map(tasks).fillna(table['task'])
-    results = _table_results(tables)[['call', 'label', *RESULT_COLUMNS]]
-    results = results.astype(dict.fromkeys(RESULT_COLUMNS, object))  # a merge must not turn ints into floats
-    merged = table.merge(
-        results.rename(columns={'call': 'thermo_call'}), on=['thermo_call', 'label'], how='left', indicator=True
-    )
-    merged.loc[merged.pop('_merge') == 'left_only', 'status'] = 'not_run'
-    return _inferred(merged, RESULT_COLUMNS)
 
 
 def _with_symmetry(table: pd.DataFrame, tables: pd.DataFrame, calls: list[int]) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 from pymatgen.entries.computed_entries import ComputedEntry
 
+from ..contract.schema import ROW_RESULT_KEYS
 from ..contract.status import WITH_RESULT, Status
 from ..data.dataset import MliapDatasetData
 from ..data.model import MliapModelData
@@ -291,7 +292,15 @@ def _record(label, reference, model, result, dft, modelled, mp_ids) -> dict[str,
         'e_above_hull_model_dftref': None,
         'decomposition_dft': named(dft['decomposition']) if dft else None,
         'decomposition_model': named(modelled['decomposition']) if modelled else None,
+        **_result_columns(result),
     }
+
+
+def _result_columns(result: dict[str, Any] | None) -> dict[str, Any]:
+    """The result's ``ROW_RESULT_KEYS`` as the thermo record carries them; a structure without one is ``not_run``."""
+    if result is None:
+        return {'result_status': Status.NOT_RUN.value, **dict.fromkeys(ROW_RESULT_KEYS[1:])}
+    return {'result_status': result['status'], **{key: result.get(key) for key in ROW_RESULT_KEYS[1:]}}
 
 
 def _status(label, dft_undefined, not_evaluated, refused, model_undefined) -> tuple[str, str]:

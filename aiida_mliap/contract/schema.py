@@ -26,6 +26,10 @@ RESULT_KEYS = (
     'model_sha256',
 )
 
+# What a row of the results table takes from a structure's result: ``compute_thermodynamics`` carries these
+# forward into its thermo records (``status`` as ``result_status``), so the table is read without walking back.
+ROW_RESULT_KEYS = ('status', 'converged', 'n_steps', 'forces_max', 'wall_time_s')
+
 # Energy (eV), forces (eV/Å) and Voigt stress (eV/Å^3) of one structure, as a framework returns them.
 Outputs = tuple[float, np.ndarray, np.ndarray]
 
