@@ -16,6 +16,7 @@ from aiida import orm
 from aiida.engine import Process, calcfunction
 
 from ..contract.parameters import task_name
+from ..contract.schema import TABLE_REFERENCE_KEYS, TABLE_RESULT_KEYS
 from ..data.table import MliapBatchTable
 from ..provenance.links import attach_inputs, inputs_of
 
@@ -33,9 +34,10 @@ def tabulate_batch(parameters, members):
     pk = Process.current().node.pk
     references, results = (inputs_of([pk], namespace, 'attributes')[pk] for namespace in (REFERENCES, RESULTS))
     rows = {
-        label: {'reference': references.get(label), 'result': results.get(label)}
+        label: {'reference': _subset(references.get(label), TABLE_REFERENCE_KEYS),
+                'result': _subset(results.get(label), TABLE_RESULT_KEYS)}
         for label in sorted(set(references) | set(results))
-    }
+    }  # fmt: skip
     hashes = {row['result'].get('model_sha256') for row in rows.values() if row['result']} - {None}
     if len(hashes) > 1:
         raise ValueError(f'results of several models in one batch: {sorted(hashes)}')
@@ -46,6 +48,10 @@ def tabulate_batch(parameters, members):
         'rows': rows,
     }
     return MliapBatchTable(table)
+
+
+def _subset(attributes: dict | None, keys: tuple[str, ...]) -> dict | None:
+    return None if attributes is None else {key: attributes.get(key) for key in keys}
 
 
 def make_table(

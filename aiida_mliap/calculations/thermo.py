@@ -244,7 +244,7 @@ def thermodynamics(
         'dft_hull': sorted(mp_ids[label] for label in dft_stable),
         'model_hull': sorted(mp_ids[label] for label in model_stable),
         'reasons': {label: record['reason'] for label, record in records.items() if record['reason']},
-        # Scored over the structures the model was given, as analysis.metrics.summary_metrics scores load_results.
+        # Scored over the structures the model was given, as science.metrics.summary_metrics scores load_results.
         **record_metrics([record for label, record in records.items() if label in results]),
     }
     return records, summary

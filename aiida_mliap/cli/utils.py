@@ -243,7 +243,7 @@ def resolve_codes(values: tuple[str, ...], models: dict[str, MliapModelData]) ->
 
 
 def headline_text(headline) -> str:
-    """The headline error table (``analysis.metrics.headline_table``) for the terminal."""
+    """The headline error table (``science.metrics.headline_table``) for the terminal."""
     from tabulate import tabulate
 
     from ..science.metrics import as_percent

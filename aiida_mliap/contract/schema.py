@@ -30,6 +30,14 @@ RESULT_KEYS = (
 # forward into its thermo records (``status`` as ``result_status``), so the table is read without walking back.
 ROW_RESULT_KEYS = ('status', 'converged', 'n_steps', 'forces_max', 'wall_time_s')
 
+# What a batch table copies of each row (``tabulate_batch``): what thermodynamics, the symmetry analysis and the
+# thermo records read, and no more (a table is one copy of every structure of its batch).
+TABLE_REFERENCE_KEYS = (
+    'label', 'mp_id', 'formula', 'chemsys', 'n_atoms', 'composition', 'energy', 'energy_per_atom', 'correction',
+    'run_type', 'is_hubbard', 'hubbards', 'potcar_spec', 'oxide_type', 'oxidation_states',
+)  # fmt: skip
+TABLE_RESULT_KEYS = ('task', 'model_sha256', 'message', 'energy', 'energy_per_atom', *ROW_RESULT_KEYS)
+
 # Energy (eV), forces (eV/Å) and Voigt stress (eV/Å^3) of one structure, as a framework returns them.
 Outputs = tuple[float, np.ndarray, np.ndarray]
 

@@ -36,4 +36,3 @@ def test_no_result_yet_no_estimate():
     assert work.time_left(START, 300) == '-'
     work.add(structures=0, atoms=0, when=None)
     assert work.time_left(START, 300) == '-'
-

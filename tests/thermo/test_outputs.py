@@ -10,6 +10,7 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from aiida_mliap.calculations.dataset import import_entries, imported_nodes
 from aiida_mliap.calculations.tables import make_table
+from aiida_mliap.contract.schema import TABLE_REFERENCE_KEYS, TABLE_RESULT_KEYS
 from aiida_mliap.data.structure import structure_data
 from aiida_mliap.provenance.links import attach_inputs, attach_outputs, inputs_of, outputs_of
 
@@ -85,9 +86,12 @@ def test_bulk_inputs_are_ordinary_input_links(lifepo_entries):
     assert call.inputs.results[labels[1]].pk == results[labels[1]].pk
     linked = inputs_of([call.pk], 'references', 'uuid')[call.pk]
     assert linked == {label: node.uuid for label, node in references.items()}
-    assert table.rows[labels[2]]['result'] == results[labels[2]].base.attributes.all
+    # Its rows copy what thermodynamics and symmetry read of each node, and no more.
+    result, reference = results[labels[2]].base.attributes.all, references[labels[0]].base.attributes.all
+    assert table.rows[labels[2]]['result'] == {key: result.get(key) for key in TABLE_RESULT_KEYS}
     assert table.rows[labels[3]]['result'] is None
-    assert table.rows[labels[0]]['reference'] == references[labels[0]].base.attributes.all
+    assert table.rows[labels[0]]['reference'] == {key: reference[key] for key in TABLE_REFERENCE_KEYS}
+    assert set(reference) - set(TABLE_REFERENCE_KEYS) >= {'last_updated', 'e_above_hull', 'dataset_sha256'}
     # Never a cache source: a cached copy would lack the bulk-linked inputs.
     assert not call.base.caching.is_valid_cache
     from aiida.manage.caching import enable_caching
