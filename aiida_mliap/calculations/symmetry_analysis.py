@@ -13,7 +13,7 @@ from typing import Any
 from aiida import orm
 from aiida.engine import calcfunction
 
-from ..contract.parameters import with_defaults
+from ..contract.parameters import task_name
 from ..data.dataset import MliapDatasetData
 from ..data.symmetry import MliapSymmetryData
 from ..data.table import MliapBatchTable
@@ -161,7 +161,7 @@ def batch_pairs(
     """Per structure label: its input and relaxed structure, with the model, task and energy of its result."""
     content = table.get_dict() if table is not None else {}
     rows = content.get('rows', {})
-    fix_symmetry = with_defaults(content.get('parameters', {}))['fix_symmetry']
+    fix_symmetry = task_name(content.get('parameters', {})) == 'relax_fixsym'
     pairs = {}
     for label, structure in initial.items():
         result = (rows.get(label) or {}).get('result') or {}

@@ -15,7 +15,7 @@ from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, calcfunctio
 
 from ..calculations.mliap import MliapCalculation
 from ..calculations.tables import latest_by_label
-from ..contract.parameters import task_parameters, with_defaults
+from ..contract.parameters import task_name, task_parameters, with_defaults
 from ..contract.status import PERMANENT_FAILURES, WITH_RESULT, Status
 from ..data.result import MliapResultData
 from ..protocols import ProtocolMixin, assign_inputs
@@ -235,7 +235,7 @@ class MliapBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
     def handle_unreadable_structures(self, node) -> ProcessHandlerReport | None:
         """Relaxations whose final geometry could not be read (a full disk cut the file): run once more from their
         input structure, so that no result stays without its relaxed structure; the job's OS error is reported."""
-        if with_defaults(self.ctx.batch['parameters'])['task'] != 'relax':
+        if task_name(self.ctx.batch['parameters']) == 'static':
             return None
         relaxed = set(node.outputs.relaxed_structures) if 'relaxed_structures' in node.outputs else set()
         queued = self._queued()
