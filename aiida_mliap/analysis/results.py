@@ -40,7 +40,8 @@ COLUMNS = [
     'lattice_system', 'spacegroup_symbol_initial', 'spacegroup_symbol_final', 'dof_final',
     'fixsym_energy_gap_per_atom', 'matches_dft', 'rmsd_to_dft', 'max_distance_to_dft', 'volume_change',
     'relax_drop_per_atom', 'suspected_unphysical_minimum', 'forces_max', 'wall_time_s', 'thermo_pk',
-    'dft_check_status', 'dft_check_delta_e_geom', 'newer_failed_attempts',
+    'dft_check_status', 'dft_check_delta_e_geom', 'dft_check_uncertainty', 'dft_check_mp_max_force',
+    'dft_check_mp_pressure', 'newer_failed_attempts',
 ]  # fmt: skip
 SYMMETRY_INITIAL = ('spacegroup_initial', 'spacegroup_symbol_initial', 'crystal_system', 'lattice_system', 'dof')
 SYMMETRY_FINAL = ('spacegroup_final', 'spacegroup_symbol_final', 'dof_final', 'symmetry_change')
@@ -86,11 +87,17 @@ def load_results(source: orm.Group | orm.ProcessNode | str | int) -> pd.DataFram
     return result
 
 
-DFT_CHECK_KEYS = ('label', 'model_sha256', 'task', 'status', 'delta_e_geom')
+DFT_CHECK_KEYS = ('label', 'model_sha256', 'task', 'status', 'delta_e_geom', 'delta_e_geom_uncertainty',
+                  'max_force_reference_geometry', 'pressure_reference_geometry')  # fmt: skip
+# The check's keys as the table's columns (eV/atom; QE's largest force at MP's geometry in eV/Å, pressure in kbar).
+DFT_CHECK_COLUMNS = {'status': 'dft_check_status', 'delta_e_geom': 'dft_check_delta_e_geom',
+                     'delta_e_geom_uncertainty': 'dft_check_uncertainty',
+                     'max_force_reference_geometry': 'dft_check_mp_max_force',
+                     'pressure_reference_geometry': 'dft_check_mp_pressure'}  # fmt: skip
 
 
 def _with_dft_checks(table: pd.DataFrame, jobs: set[int]) -> pd.DataFrame:
-    """``dft_check_status`` and ``dft_check_delta_e_geom`` (eV/atom) of the latest DFT check of each structure, model
+    """The ``DFT_CHECK_COLUMNS`` of the latest DFT check of each structure, model
     and task whose model geometry one of ``jobs`` (the relaxations behind these rows) made; None where there is none.
     A check of another benchmark's relaxation of the same structure is another geometry, and is not taken."""
     query = orm.QueryBuilder().append(
@@ -110,10 +117,11 @@ def _with_dft_checks(table: pd.DataFrame, jobs: set[int]) -> pd.DataFrame:
     )
     checks = found[own & found['job'].astype('int64').isin(jobs)]
     checks = latest_rows(checks, ['label', 'model_sha256', 'task'], ['check_ctime'])[list(DFT_CHECK_KEYS)]
-    checks = checks.rename(columns={'status': 'dft_check_status', 'delta_e_geom': 'dft_check_delta_e_geom'})
-    table = table.drop(columns=['dft_check_status', 'dft_check_delta_e_geom'], errors='ignore')
+    checks = checks.rename(columns=DFT_CHECK_COLUMNS)
+    table = table.drop(columns=list(DFT_CHECK_COLUMNS.values()), errors='ignore')
     merged = table.merge(checks, on=['label', 'model_sha256', 'task'], how='left')
-    merged['dft_check_delta_e_geom'] = pd.to_numeric(merged['dft_check_delta_e_geom'], errors='coerce')
+    for column in list(DFT_CHECK_COLUMNS.values())[1:]:
+        merged[column] = pd.to_numeric(merged[column], errors='coerce')
     return merged
 
 

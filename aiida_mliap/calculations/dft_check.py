@@ -1,24 +1,34 @@
-"""``compare_geometries``: one structure's DFT check from the output parameters of its two SCFs."""
+"""``compare_geometries``: one structure's DFT check from every SCF of its refinement series."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 from aiida.engine import calcfunction
 
 from ..data.dft_check import MliapDftCheckData
+from ..science.dft_check import GAP_MIN, band_gap
 
 GEOMETRIES = ('model', 'reference')
+GPA_TO_KBAR = 10.0
 
 
 @calcfunction
-def compare_geometries(model, check, model_scf=None, reference_scf=None):
+def compare_geometries(model, check, **nodes):
     """``model``: the MLIAP whose relaxation made the model geometry; ``check``: ``{'label', 'task', 'failures':
-    {geometry: reason}}``; ``<geometry>_scf``: the ``output_parameters`` of each SCF that finished.
+    {geometry: reason}, 'tolerance', 'max_refinements', 'smearing_tolerance'}``; ``nodes``: per level ``i`` and
+    geometry ``g`` the SCF's ``parameters__g_i`` (output parameters) and ``kpoints__g_i``, and for the last level
+    ``bands__g`` and ``trajectory__g``.
 
-    ΔE_geom = (E(model geometry) - E(reference geometry)) / n_atoms; a failed SCF leaves it undefined, with its reason.
+    ΔE_geom = (E(model geometry) - E(reference geometry)) / n_atoms at the last level; its uncertainty is the change
+    from the level before. ``ok`` when that change is below ``tolerance``; ``unconverged`` (values kept) when the
+    series ended without; ``smearing_artefact`` when a gapped geometry keeps a smearing energy beyond tolerance;
+    ``failed`` (with the reason) when an SCF failed.
     """
     info = check.get_dict()
-    scf = {'model': model_scf, 'reference': reference_scf}
-    record = {
+    levels = _levels(nodes)
+    record: dict[str, Any] = {
         'label': info['label'],
         'task': info['task'],
         'model_name': model.name,
@@ -27,22 +37,92 @@ def compare_geometries(model, check, model_scf=None, reference_scf=None):
         'reason': None,
         'n_atoms': None,
         'delta_e_geom': None,
+        'delta_e_geom_uncertainty': None,
+        'tolerance': info.get('tolerance'),
+        'levels': levels,
     }
-    failures = dict(info.get('failures', {}))
-    failures.update({geometry: 'no output parameters' for geometry in GEOMETRIES
-                     if scf[geometry] is None and geometry not in failures})  # fmt: skip
-    for geometry in GEOMETRIES:
-        if scf[geometry] is not None:
-            parameters = scf[geometry].get_dict()
-            record[f'energy_{geometry}_geometry'] = parameters['energy']
-            record[f'magnetization_{geometry}_geometry'] = parameters.get('total_magnetization')
-            record['n_atoms'] = parameters['number_of_atoms']
-    if failures:
-        record['status'] = 'failed'
-        record['reason'] = '; '.join(f'{geometry} geometry: {failures[geometry]}' for geometry in sorted(failures))
-    else:
-        counts = {scf[geometry]['number_of_atoms'] for geometry in GEOMETRIES}
-        if len(counts) != 1:
-            raise ValueError(f'the two geometries of {info["label"]} hold different numbers of atoms: {counts}')
-        record['delta_e_geom'] = (record['energy_model_geometry'] - record['energy_reference_geometry']) / counts.pop()
+    if levels:
+        last = levels[-1]
+        record['n_atoms'] = last['n_atoms']
+        record['delta_e_geom'] = last['delta_e_geom']
+        for geometry in GEOMETRIES:
+            record[f'energy_{geometry}_geometry'] = last[f'energy_{geometry}']
+            record[f'magnetization_{geometry}_geometry'] = last[f'magnetization_{geometry}']
+            record.update(_stationarity(nodes.get(f'trajectory__{geometry}'), geometry))
+            bands = nodes.get(f'bands__{geometry}')
+            record[f'gap_{geometry}_geometry'] = _gap(bands) if bands is not None else None
+        if len(levels) > 1:
+            record['delta_e_geom_uncertainty'] = abs(levels[-1]['delta_e_geom'] - levels[-2]['delta_e_geom'])
+    record['status'], record['reason'] = _status(info, record, levels)
     return MliapDftCheckData(record)
+
+
+def _levels(nodes: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per level with both SCFs: meshes, smearing, energies and ΔE_geom."""
+    levels = []
+    for level in range(len(nodes)):
+        keys = {geometry: f'parameters__{geometry}_{level}' for geometry in GEOMETRIES}
+        if not all(key in nodes for key in keys.values()):
+            break
+        parameters = {geometry: nodes[key].get_dict() for geometry, key in keys.items()}
+        counts = {p['number_of_atoms'] for p in parameters.values()}
+        if len(counts) != 1:
+            raise ValueError(f'the two geometries hold different numbers of atoms: {counts}')
+        n_atoms = counts.pop()
+        entry: dict[str, Any] = {'level': level, 'n_atoms': n_atoms}
+        for geometry, values in parameters.items():
+            mesh, _ = nodes[f'kpoints__{geometry}_{level}'].get_kpoints_mesh()
+            smearing = values.get('energy_smearing')
+            entry.update({
+                f'mesh_{geometry}': list(mesh), f'energy_{geometry}': values['energy'],
+                f'smearing_{geometry}': values.get('smearing_type'), f'degauss_{geometry}': values.get('degauss'),
+                f'smearing_energy_per_atom_{geometry}': None if smearing is None else abs(smearing) / n_atoms,
+                f'magnetization_{geometry}': values.get('total_magnetization'),
+            })  # fmt: skip
+        entry['delta_e_geom'] = (entry['energy_model'] - entry['energy_reference']) / n_atoms
+        levels.append(entry)
+    return levels
+
+
+def _gap(bands) -> float:
+    eigenvalues, occupations = bands.get_bands(also_occupations=True)
+    return band_gap(eigenvalues, occupations)
+
+
+def _stationarity(trajectory, geometry: str) -> dict[str, float | None]:
+    """Largest atomic force (eV/Å) and pressure (kbar) of the last SCF at a geometry: is it a stationary point in QE?"""
+    keys = (f'max_force_{geometry}_geometry', f'pressure_{geometry}_geometry')
+    if trajectory is None:
+        return dict.fromkeys(keys)
+    names = trajectory.get_arraynames()
+    force = float(np.linalg.norm(trajectory.get_array('forces')[-1], axis=1).max()) if 'forces' in names else None
+    stress = trajectory.get_array('stress')[-1] if 'stress' in names else None
+    pressure = None if stress is None else float(np.trace(stress) / 3 * GPA_TO_KBAR)
+    return dict(zip(keys, (force, pressure), strict=True))
+
+
+def _status(info: dict[str, Any], record: dict[str, Any], levels: list[dict[str, Any]]) -> tuple[str, str | None]:
+    failures = dict(info.get('failures', {}))
+    if failures or not levels:
+        failures = failures or {'both': 'no SCF finished'}
+        return 'failed', '; '.join(f'{geometry} geometry: {failures[geometry]}' for geometry in sorted(failures))
+    last, tolerance = levels[-1], info.get('smearing_tolerance')
+    for geometry in GEOMETRIES:
+        gap, smearing = record.get(f'gap_{geometry}_geometry'), last[f'smearing_energy_per_atom_{geometry}']
+        if (
+            tolerance is not None
+            and gap is not None
+            and gap >= GAP_MIN
+            and smearing is not None
+            and smearing > tolerance
+        ):
+            return 'smearing_artefact', (f'{geometry} geometry: |-TS| = {1000 * smearing:.2f} meV/atom with a '
+                                         f'{gap:.2f} eV gap after every repair')  # fmt: skip
+    uncertainty = record['delta_e_geom_uncertainty']
+    if uncertainty is None:
+        return 'unconverged', 'no refinement ran (max_refinements 0): the uncertainty of ΔE_geom is unknown'
+    if uncertainty >= info['tolerance']:
+        return 'unconverged', (f'ΔE_geom not converged to {1000 * info["tolerance"]:.1f} meV/atom within '
+                               f'{info["max_refinements"]} refinements: the last changed it by '
+                               f'{1000 * uncertainty:.2f} meV/atom')  # fmt: skip
+    return 'ok', None

@@ -7,6 +7,7 @@ from aiida.cmdline.params import arguments
 from aiida.cmdline.utils import decorators, echo
 
 from ..protocols import protocol_names
+from ..science.dft_check import DFT_DEFAULTS
 from . import cmd_root
 from .utils import (
     CODES,
@@ -116,14 +117,31 @@ def benchmark_launch(group_label, model_ids, tasks, protocol, references, code_v
 @click.option(
     '--kpoints-distance',
     type=click.FloatRange(min=0, min_open=True),
-    help="k-point spacing (1/Å) instead of the protocol's.",
+    default=DFT_DEFAULTS['kpoints_distance'],
+    show_default=True,
+    help='k-point spacing (1/Å) of the first level; each geometry gets its own mesh.',
+)
+@click.option(
+    '--tolerance',
+    type=click.FloatRange(min=0, min_open=True),
+    default=1000 * DFT_DEFAULTS['tolerance'],
+    show_default=True,
+    help='meV/atom: ΔE_geom is refined until a level changes it by less.',
+)
+@click.option(
+    '--max-refinements',
+    type=click.IntRange(min=0),
+    default=DFT_DEFAULTS['max_refinements'],
+    show_default=True,
+    help='Denser levels at most; a difference not converged then is `unconverged`.',
 )
 @DAEMON
 @decorators.with_dbenv()
 def benchmark_dft_check(process, model_id, rules, labels, max_structures, max_atoms, pw_label, family, protocol,
-                        kpoints_distance, daemon):  # fmt: skip
+                        kpoints_distance, tolerance, max_refinements, daemon):  # fmt: skip
     """pw.x at the model-relaxed and at the reference geometry of selected structures of a relaxation benchmark:
-    ΔE_geom per structure (`load_results` columns dft_check_*; a section of the report)."""
+    ΔE_geom per structure, refined until converged, with its uncertainty (`load_results` columns dft_check_*; a
+    section of the report)."""
     from aiida import orm
 
     from ..analysis.dft_check import dft_check_builder
@@ -140,8 +158,9 @@ def benchmark_dft_check(process, model_id, rules, labels, max_structures, max_at
         )  # fmt: skip
     except ValueError as exception:
         raise click.ClickException(str(exception)) from None
-    if kpoints_distance:
-        builder.scf.kpoints_distance = orm.Float(kpoints_distance)
+    builder.kpoints_distance = orm.Float(kpoints_distance)
+    builder.tolerance = orm.Float(tolerance / 1000)
+    builder.max_refinements = orm.Int(max_refinements)
     chosen = sorted(builder.model_structures)
     echo.echo_report(f'DFT check of {len(chosen)} structures: {", ".join(chosen)}')
     node = launch_process(builder, daemon)

@@ -1,0 +1,145 @@
+"""``MliapDftPairWorkChain``: one structure's ΔE_geom, refined until it stops changing.
+
+Level 0 runs an SCF at the model's and at the reference geometry, each on its own k-point mesh at
+``kpoints_distance`` (a mesh belongs to a cell: the MP cell's mesh on a cell relaxed to half its volume was off by
+300 meV/atom). Each further level multiplies the spacing by ``refinement`` and halves the smearing of a geometry
+that is metallic, until ΔE_geom changes by less than ``tolerance`` or ``max_refinements`` is reached. The last change
+is the difference's numerical uncertainty. Every SCF is a ``MliapPwBaseWorkChain`` (smearing artefacts in gapped
+systems repaired there) with forces and stress, and ``compare_geometries`` reads all of them.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, while_
+from aiida_quantumespresso.calculations.functions.create_kpoints_from_distance import create_kpoints_from_distance
+
+from ..calculations.dft_check import GEOMETRIES, compare_geometries
+from ..data.dft_check import MliapDftCheckData
+from ..data.model import MliapModelData
+from ..science.dft_check import DFT_DEFAULTS, GAP_MIN
+from .dft_scf import MliapPwBaseWorkChain, gap_of
+
+# The SCF's own k-points and structure come from this work chain, per geometry and level.
+SCF_EXCLUDED = ('pw.structure', 'kpoints', 'kpoints_distance', 'kpoints_force_parity')
+
+
+def failure_reason(node: orm.WorkflowNode) -> str:
+    """Why an SCF work chain failed: its exit message and that of its last calculation (what pw.x reported)."""
+    message = node.exit_message or node.process_state.value
+    reason = f'{node.process_label}<{node.pk}> exit status {node.exit_status}: {message}'
+    calculations = sorted(node.called, key=lambda call: call.ctime)
+    if calculations:
+        last = calculations[-1]
+        reason += f'; {last.process_label}<{last.pk}> exit status {last.exit_status}: {last.exit_message}'
+    return reason
+
+
+class MliapDftPairWorkChain(WorkChain):
+    """ΔE_geom of one structure with its numerical uncertainty."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(MliapPwBaseWorkChain, namespace='scf', exclude=SCF_EXCLUDED)
+        spec.input('model_structure', valid_type=orm.StructureData, help='The geometry the model relaxed to.')
+        spec.input('reference_structure', valid_type=orm.StructureData, help='The reference (MP) geometry.')
+        spec.input('model', valid_type=MliapModelData, help='The model whose relaxation made the model geometry.')
+        spec.input('label', valid_type=orm.Str)
+        spec.input('task', valid_type=orm.Str, default=lambda: orm.Str('relax'))
+        spec.input('kpoints_distance', valid_type=orm.Float,
+                   default=lambda: orm.Float(DFT_DEFAULTS['kpoints_distance']),
+                   help='k-point spacing (Å⁻¹) of the first level; each geometry gets its own mesh.')  # fmt: skip
+        spec.input('refinement', valid_type=orm.Float, default=lambda: orm.Float(DFT_DEFAULTS['refinement']),
+                   help='Factor on the spacing per level (a metal also halves its smearing).')  # fmt: skip
+        spec.input('max_refinements', valid_type=orm.Int, default=lambda: orm.Int(DFT_DEFAULTS['max_refinements']),
+                   help='Levels after the first; a difference not converged by then is `unconverged`.')  # fmt: skip
+        spec.input('tolerance', valid_type=orm.Float, default=lambda: orm.Float(DFT_DEFAULTS['tolerance']),
+                   help='eV/atom: converged when a refinement changes ΔE_geom by less.')  # fmt: skip
+        spec.outline(cls.setup, while_(cls.should_refine)(cls.run_level, cls.inspect_level), cls.results)
+        spec.output('check', valid_type=MliapDftCheckData)
+
+    def setup(self):
+        system = self.inputs.scf.pw.parameters.get_dict().get('SYSTEM', {})
+        occupations = {'smearing': system.get('smearing'), 'degauss': system.get('degauss')}
+        self.ctx.occupations = {geometry: dict(occupations) for geometry in GEOMETRIES}
+        self.ctx.level, self.ctx.spacing = 0, self.inputs.kpoints_distance.value
+        self.ctx.energies, self.ctx.failures, self.ctx.done = [], {}, False
+
+    def should_refine(self) -> bool:
+        return not self.ctx.done
+
+    def run_level(self):
+        futures = {}
+        for geometry in GEOMETRIES:
+            structure = self.inputs[f'{geometry}_structure']
+            kpoints = create_kpoints_from_distance(
+                structure, orm.Float(self.ctx.spacing), orm.Bool(False),
+                metadata={'call_link_label': f'kpoints_{geometry}_{self.ctx.level}'},
+            )  # fmt: skip
+            inputs = AttributeDict(self.exposed_inputs(MliapPwBaseWorkChain, 'scf'))
+            inputs.pw = AttributeDict(inputs.pw)
+            parameters = copy.deepcopy(inputs.pw.parameters.get_dict())
+            parameters.setdefault('CONTROL', {}).update(tprnfor=True, tstress=True)
+            system = parameters.setdefault('SYSTEM', {})
+            system.update({key: value for key, value in self.ctx.occupations[geometry].items() if value is not None})
+            inputs.pw.update(structure=structure, parameters=orm.Dict(parameters))
+            inputs.kpoints = kpoints
+            inputs.metadata = {'call_link_label': f'scf_{geometry}_{self.ctx.level}',
+                               'label': f'{self.inputs.label.value} ({geometry}, level {self.ctx.level})'}  # fmt: skip
+            futures[f'{geometry}_{self.ctx.level}'] = self.submit(MliapPwBaseWorkChain, **inputs)
+        return ToContext(**futures)
+
+    def inspect_level(self):
+        level = self.ctx.level
+        nodes = {geometry: self.ctx[f'{geometry}_{level}'] for geometry in GEOMETRIES}
+        failed = {geometry: failure_reason(node) for geometry, node in nodes.items() if not node.is_finished_ok}
+        if failed:
+            self.ctx.failures, self.ctx.done = failed, True
+            return
+        per_atom = {g: n.outputs.output_parameters['energy'] / n.outputs.output_parameters['number_of_atoms']
+                    for g, n in nodes.items()}  # fmt: skip
+        self.ctx.energies.append(per_atom['model'] - per_atom['reference'])
+        change = abs(self.ctx.energies[-1] - self.ctx.energies[-2]) if level else None
+        self.report(f'level {level} (spacing {self.ctx.spacing:.3f} 1/Å): ΔE_geom {1000 * self.ctx.energies[-1]:.2f} '
+                    f'meV/atom' + (f', changed by {1000 * change:.2f}' if change is not None else ''))  # fmt: skip
+        converged = change is not None and change < self.inputs.tolerance.value
+        if converged or level >= self.inputs.max_refinements.value:
+            self.ctx.done = True
+            return
+        for geometry, node in nodes.items():
+            last = sorted((c for c in node.called if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)[-1]
+            system = last.inputs.parameters.get_dict().get('SYSTEM', {})  # what the artefact handler settled on
+            occupations = {'smearing': system.get('smearing'), 'degauss': system.get('degauss')}
+            gap = gap_of(last)
+            if gap is not None and gap < GAP_MIN and occupations['degauss']:
+                occupations['degauss'] /= 2  # a metal: the smeared energy converges with the smearing
+            self.ctx.occupations[geometry] = occupations
+        self.ctx.level += 1
+        self.ctx.spacing *= self.inputs.refinement.value
+
+    def results(self):
+        nodes = {}
+        for level in range(self.ctx.level + 1):
+            for geometry in GEOMETRIES:
+                node = self.ctx.get(f'{geometry}_{level}')
+                if node is None or not node.is_finished_ok:
+                    continue
+                nodes[f'parameters__{geometry}_{level}'] = node.outputs.output_parameters
+                nodes[f'kpoints__{geometry}_{level}'] = node.inputs.kpoints
+                if level == self.ctx.level:
+                    for name, output in (('bands', 'output_band'), ('trajectory', 'output_trajectory')):
+                        if output in node.outputs:
+                            nodes[f'{name}__{geometry}'] = node.outputs[output]
+        check = orm.Dict({
+            'label': self.inputs.label.value, 'task': self.inputs.task.value, 'failures': self.ctx.failures,
+            'tolerance': self.inputs.tolerance.value, 'max_refinements': self.inputs.max_refinements.value,
+            'smearing_tolerance': self.inputs.scf.smearing_tolerance.value,
+        })  # fmt: skip
+        record = compare_geometries(self.inputs.model, check, **nodes, metadata={'call_link_label': 'compare'})
+        self.out('check', record)
+        if record['status'] != 'ok':
+            self.report(f'{self.inputs.label.value}: {record["status"]}: {record["reason"]}')
