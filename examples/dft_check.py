@@ -1,17 +1,17 @@
 """DFT check of a CHGNet relaxation benchmark: Quantum ESPRESSO at CHGNet's geometry and at MP's, per structure.
 
     aiida-mliap -p PROFILE setup dft          # once: pseudopotential family + pw.x code
-    python examples/dft_check.py --profile PROFILE [--chemsys Li-P] [--max-atoms 8] [--max-structures 4]
+    python examples/dft_check.py --profile PROFILE [--chemsys Li-P] [--max-atoms 8] [--max-structures 2]
         [--benchmark PK]                      # reuse a finished relaxation benchmark instead of running one
         [--kpoints-distance 0.5] [--tolerance 5] [--max-refinements 3]   # the CLI's defaults (DFT_DEFAULTS)
 
 Runs (unless --benchmark) a CHGNet relaxation benchmark of every structure of <= --max-atoms atoms of an MP chemical
-system (the shared Li-Fe-P-O file, its --chemsys subsystem: every phase, so the hull is complete), picks structures
-by the CLI's rules (symmetry lowered, largest Ehull error, stability flips) and runs ``MliapDftCheckWorkChain``: per
-structure SCFs at both geometries, each on its own mesh, refined until ΔE_geom = E_DFT(CHGNet geometry) -
-E_DFT(MP geometry) per atom converges. Prints it with its uncertainty beside the DFT Ehull and CHGNet's total-energy
-error, QE's largest force and pressure at MP's geometry, and what it says, only beyond the uncertainty. ΔE_geom is
-QE's (PBE, pslibrary, MP's U and moments), standing in for MP's VASP setup.
+system (the shared Li-Fe-P-O file, its --chemsys subsystem: every phase, so the hull is complete), picks the
+structures whose symmetry CHGNet lowered, then those with the largest Ehull error, and runs
+``MliapDftCheckWorkChain``: per structure SCFs at both geometries, each on its own mesh, refined until ΔE_geom =
+E_DFT(CHGNet geometry) - E_DFT(MP geometry) per atom converges. Prints it with its uncertainty beside the DFT Ehull
+and CHGNet's total-energy error, QE's largest force and pressure at MP's geometry, and what it says, only beyond the
+uncertainty. ΔE_geom is QE's (PBE, pslibrary, MP's U and moments), standing in for MP's VASP setup.
 Data: Materials Project (A. Jain et al., APL Materials 1, 011002 (2013)), CC BY 4.0.
 """
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument('--file', type=Path, default=SHARED / 'mp' / 'Li-Fe-P-O.json.gz')
     parser.add_argument('--chemsys', default='Li-P')
     parser.add_argument('--max-atoms', type=int, default=8)
-    parser.add_argument('--max-structures', type=int, default=4)
+    parser.add_argument('--max-structures', type=int, default=2)
     parser.add_argument('--benchmark', type=int, help='pk of a finished relaxation benchmark to check instead')
     parser.add_argument('--model', default='chgnet-0.3.0')
     parser.add_argument('--code', default='aiida-mliap-run@localhost')
@@ -68,8 +68,8 @@ def main() -> None:
         print(f'{benchmark.process_label}<{benchmark.pk}> exit {benchmark.exit_status} in '
               f'{time.perf_counter() - start:.0f} s')  # fmt: skip
     builder = dft_check_builder(
-        benchmark, orm.load_code(args.pw), args.family, max_structures=args.max_structures, max_atoms=args.max_atoms,
-        protocol=args.protocol,
+        benchmark, orm.load_code(args.pw), args.family, rules=('symmetry_lowered', 'largest_ehull_error'),
+        max_structures=args.max_structures, max_atoms=args.max_atoms, protocol=args.protocol,
     )  # fmt: skip
     if args.kpoints_distance is not None:
         builder.kpoints_distance = orm.Float(args.kpoints_distance)

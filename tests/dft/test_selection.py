@@ -56,7 +56,7 @@ def test_split_of_the_error():
         'model': 'm', 'task': 'relax', 'label': ['a', 'b', 'c', 'd'], 'dof': [0, 0, 5, 5],
         'e_above_hull_dft': 0.0, 'symmetry_change': ['kept', 'kept', 'lowered', 'lowered'],
         'error_energy': [-0.030, -0.010, -0.050, 0.0], 'dft_check_delta_e_geom': [-0.020, 0.0005, 0.010, None],
-        'dft_check_status': ['ok', 'ok', 'ok', 'failed'],
+        'dft_check_status': ['ok', 'ok', 'ok', 'failed'], 'dft_check_uncertainty': [0.001, 0.001, 0.001, None],
     })  # fmt: skip
     split = dft_check_split(frame, 'symmetry_change').set_index('symmetry_change')
     assert split.loc['kept', ['n', 'confirmed', 'contradicted']].tolist() == [2, 1, 0]
