@@ -28,6 +28,8 @@ def test_band_gap_from_occupations():
     occupations = np.array([[[1.0, 0.98, 0.02, 0.0]], [[1.0, 1.0, 0.0, 0.0]]])
     gap = band_gap(eigenvalues, occupations)
     assert gap == pytest.approx(2.0 - (-1.0)) and gap > GAP_MIN
-    metal = np.array([[[1.0, 0.6, 0.4, 0.0]]])  # the Fermi level inside a band: sampled levels 20 meV apart
-    assert band_gap(np.array([[[-2.0, -0.01, 0.01, 1.0]]]), metal) == pytest.approx(0.02)
-    assert band_gap(np.array([[[-2.0, 0.05, -0.05, 1.0]]]), metal) == 0.0  # overlapping across k-points
+    # A metal on a coarse mesh: a band crosses the Fermi level between two k-points, which hold 2 and 1 occupied
+    # bands; the sampled levels are 0.4 eV apart, yet it is no gap.
+    metal = np.array([[[-2.0, -0.2, 1.0], [-2.1, 0.2, 1.2]]]), np.array([[[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]]])
+    assert band_gap(*metal) == 0.0
+    assert band_gap(np.array([[-5.0, 1.0], [-4.0, 2.0]]), np.array([[2.0, 0.0], [2.0, 0.0]])) == pytest.approx(5.0)
