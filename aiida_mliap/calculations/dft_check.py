@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -17,17 +18,21 @@ GPA_TO_KBAR = 10.0
 @calcfunction
 def compare_geometries(model, check, **nodes):
     """``model``: the MLIAP whose relaxation made the model geometry; ``check``: ``{'label', 'task', 'failures':
-    {geometry: reason}, 'tolerance', 'max_refinements', 'smearing_tolerance'}``; ``nodes``: per level ``i`` and
-    geometry ``g`` the SCF's ``parameters__g_i`` (output parameters) and ``kpoints__g_i``, and for the last level
-    ``bands__g`` and ``trajectory__g``.
+    {geometry: reason}, 'tolerance', 'max_refinements', 'smearing_tolerance', 'steps'}`` (per level what it
+    changed: 'start', 'kpoints' or 'smearing'); ``nodes``: per level ``i`` and geometry ``g`` the SCF's
+    ``parameters__g_i`` (output parameters) and ``kpoints__g_i``, and for the last level ``bands__g`` and
+    ``trajectory__g``.
 
     ΔE_geom = (E(model geometry) - E(reference geometry)) / n_atoms at the last level; its uncertainty is the change
-    from the level before. ``ok`` when that change is below ``tolerance``; ``unconverged`` (values kept) when the
-    series ended without; ``smearing_artefact`` when a gapped geometry keeps a smearing energy beyond tolerance;
-    ``failed`` (with the reason) when an SCF failed.
+    from the level before (after a smearing step, the larger of that and the sampling step's change before it).
+    ``ok`` when that is below ``tolerance``; ``unconverged`` (values kept) when the series ended without;
+    ``smearing_artefact`` when a gapped geometry keeps a smearing energy beyond tolerance; ``failed`` (with the
+    reason) when an SCF failed.
     """
     info = check.get_dict()
     levels = _levels(nodes)
+    for entry, step in zip(levels, info.get('steps', []), strict=False):
+        entry['step'] = step
     record: dict[str, Any] = {
         'label': info['label'],
         'task': info['task'],
@@ -51,8 +56,7 @@ def compare_geometries(model, check, **nodes):
             record.update(_stationarity(nodes.get(f'trajectory__{geometry}'), geometry))
             bands = nodes.get(f'bands__{geometry}')
             record[f'gap_{geometry}_geometry'] = _gap(bands) if bands is not None else None
-        if len(levels) > 1:
-            record['delta_e_geom_uncertainty'] = abs(levels[-1]['delta_e_geom'] - levels[-2]['delta_e_geom'])
+        record['delta_e_geom_uncertainty'] = _uncertainty(levels)
     record['status'], record['reason'] = _status(info, record, levels)
     return MliapDftCheckData(record)
 
@@ -82,6 +86,17 @@ def _levels(nodes: dict[str, Any]) -> list[dict[str, Any]]:
         entry['delta_e_geom'] = (entry['energy_model'] - entry['energy_reference']) / n_atoms
         levels.append(entry)
     return levels
+
+
+def _uncertainty(levels: list[dict[str, Any]]) -> float | None:
+    """The last change of ΔE_geom; after a smearing step, the larger of it and the sampling step's before it (each
+    setting's own last change: neither is known to be smaller than the other's)."""
+    if len(levels) < 2:
+        return None
+    changes = [abs(b['delta_e_geom'] - a['delta_e_geom']) for a, b in itertools.pairwise(levels)]
+    if levels[-1].get('step') == 'smearing' and len(changes) > 1:
+        return max(changes[-2:])
+    return changes[-1]
 
 
 def _gap(bands) -> float:

@@ -118,14 +118,20 @@ def run_until_interrupted(process, loop) -> str | None:
     from plumpy.greenback_bridge import ensure_portal, run_until_complete
 
     interrupted = loop.create_future()
+    label, signals = f'{process.node.process_label}<{process.node.pk}>', []
+
+    def on_signal(name: str) -> None:
+        if not interrupted.done():
+            echo.echo_warning(f'{name}: ending {label} and everything it started (again to interrupt at once)')
+            interrupted.set_result(name)
 
     def handler(signum, _frame):
-        if interrupted.done():
+        # Only flag it: the handler runs between any two bytecodes of the main thread, and a database read here
+        # (an expired node's pk) or a print can land inside the main thread's own, breaking its connection.
+        if signals:  # the second: at once, wherever the loop is stuck
             raise KeyboardInterrupt
-        name = signal.Signals(signum).name
-        echo.echo_warning(f'{name}: ending {process.node.process_label}<{process.node.pk}> and everything it started '
-                          '(again to interrupt at once)')  # fmt: skip
-        loop.call_soon_threadsafe(lambda: interrupted.done() or interrupted.set_result(name))
+        signals.append(signum)
+        loop.call_soon_threadsafe(on_signal, signal.Signals(signum).name)
 
     async def stepping() -> None:
         await ensure_portal()  # the process's steps run the scheduler's and transport's coroutines synchronously
@@ -141,6 +147,8 @@ def run_until_interrupted(process, loop) -> str | None:
         return None
 
     previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:  # and a signal never cuts a system call (a database round trip) short
+        signal.siginterrupt(signum, False)
     try:
         return run_until_complete(loop, first())
     finally:

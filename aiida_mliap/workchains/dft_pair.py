@@ -2,10 +2,14 @@
 
 Level 0 runs an SCF at the model's and at the reference geometry, each on its own k-point mesh at
 ``kpoints_distance`` (a mesh belongs to a cell: the MP cell's mesh on a cell relaxed to half its volume was off by
-300 meV/atom). Each further level multiplies the spacing by ``refinement`` and halves the smearing of a geometry
-that is metallic, until ΔE_geom changes by less than ``tolerance`` or ``max_refinements`` is reached. The last change
-is the difference's numerical uncertainty. Every SCF is a ``MliapPwBaseWorkChain`` (smearing artefacts in gapped
-systems repaired there) with forces and stress, and ``compare_geometries`` reads all of them.
+300 meV/atom). Each further level changes one setting, as a convergence test does: the k-point spacing (times
+``refinement``) until ΔE_geom changes by less than ``tolerance``; then, where a geometry is metallic, its smearing
+(halved, same meshes); a smearing step that changes ΔE_geom beyond tolerance sends the series back to denser
+sampling at the new smearing. Halving the smearing together with each refinement was tried first: on a metallic
+CHGNet cell the series swung by 37 and 18 meV/atom, the sampling never catching up with the narrower smearing. The
+series ends converged or at ``max_refinements``; the last changes are the difference's numerical uncertainty.
+Every SCF is a ``MliapPwBaseWorkChain`` (smearing artefacts in gapped systems repaired there) with forces and
+stress, and ``compare_geometries`` reads all of them.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ class MliapDftPairWorkChain(WorkChain):
                    default=lambda: orm.Float(DFT_DEFAULTS['kpoints_distance']),
                    help='k-point spacing (Å⁻¹) of the first level; each geometry gets its own mesh.')  # fmt: skip
         spec.input('refinement', valid_type=orm.Float, default=lambda: orm.Float(DFT_DEFAULTS['refinement']),
-                   help='Factor on the spacing per level (a metal also halves its smearing).')  # fmt: skip
+                   help='Factor on the spacing per sampling level.')  # fmt: skip
         spec.input('max_refinements', valid_type=orm.Int, default=lambda: orm.Int(DFT_DEFAULTS['max_refinements']),
                    help='Levels after the first; a difference not converged by then is `unconverged`.')  # fmt: skip
         spec.input('tolerance', valid_type=orm.Float, default=lambda: orm.Float(DFT_DEFAULTS['tolerance']),
@@ -67,7 +71,7 @@ class MliapDftPairWorkChain(WorkChain):
         occupations = {'smearing': system.get('smearing'), 'degauss': system.get('degauss')}
         self.ctx.occupations = {geometry: dict(occupations) for geometry in GEOMETRIES}
         self.ctx.level, self.ctx.spacing = 0, self.inputs.kpoints_distance.value
-        self.ctx.energies, self.ctx.failures, self.ctx.done = [], {}, False
+        self.ctx.energies, self.ctx.failures, self.ctx.done, self.ctx.steps = [], {}, False, ['start']
 
     def should_refine(self) -> bool:
         return not self.ctx.done
@@ -104,22 +108,44 @@ class MliapDftPairWorkChain(WorkChain):
                     for g, n in nodes.items()}  # fmt: skip
         self.ctx.energies.append(per_atom['model'] - per_atom['reference'])
         change = abs(self.ctx.energies[-1] - self.ctx.energies[-2]) if level else None
-        self.report(f'level {level} (spacing {self.ctx.spacing:.3f} 1/Å): ΔE_geom {1000 * self.ctx.energies[-1]:.2f} '
-                    f'meV/atom' + (f', changed by {1000 * change:.2f}' if change is not None else ''))  # fmt: skip
+        degauss = {g: o['degauss'] for g, o in self.ctx.occupations.items()}
+        self.report(f'level {level} ({self.ctx.steps[-1]}; spacing {self.ctx.spacing:.3f} 1/Å, degauss {degauss} Ry): '
+                    f'ΔE_geom {1000 * self.ctx.energies[-1]:.2f} meV/atom'
+                    + (f', changed by {1000 * change:.2f}' if change is not None else ''))  # fmt: skip
+        metals = self._metals(nodes)
         converged = change is not None and change < self.inputs.tolerance.value
-        if converged or level >= self.inputs.max_refinements.value:
+        finished = converged and (self.ctx.steps[-1] == 'smearing' or not metals)  # a metal's smearing checked too
+        if finished or level >= self.inputs.max_refinements.value:
             self.ctx.done = True
             return
+        step = 'smearing' if converged else 'kpoints'
         for geometry, node in nodes.items():
-            last = sorted((c for c in node.called if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)[-1]
-            system = last.inputs.parameters.get_dict().get('SYSTEM', {})  # what the artefact handler settled on
-            occupations = {'smearing': system.get('smearing'), 'degauss': system.get('degauss')}
-            gap = gap_of(last)
-            if gap is not None and gap < GAP_MIN and occupations['degauss']:
-                occupations['degauss'] /= 2  # a metal: the smeared energy converges with the smearing
+            occupations = self._settled_occupations(node)
+            if step == 'smearing' and geometry in metals:
+                occupations['degauss'] /= 2
             self.ctx.occupations[geometry] = occupations
+        self.ctx.steps.append(step)
         self.ctx.level += 1
-        self.ctx.spacing *= self.inputs.refinement.value
+        if step == 'kpoints':
+            self.ctx.spacing *= self.inputs.refinement.value
+
+    @staticmethod
+    def _last_calculation(node: orm.WorkflowNode) -> orm.CalcJobNode:
+        return sorted((c for c in node.called if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)[-1]
+
+    def _settled_occupations(self, node: orm.WorkflowNode) -> dict:
+        """The smearing the SCF settled on (after any artefact repair), for the next level to start from."""
+        system = self._last_calculation(node).inputs.parameters.get_dict().get('SYSTEM', {})
+        return {'smearing': system.get('smearing'), 'degauss': system.get('degauss')}
+
+    def _metals(self, nodes: dict[str, orm.WorkflowNode]) -> set[str]:
+        """Geometries without a gap, whose smeared energy depends on the smearing."""
+        metals = set()
+        for geometry, node in nodes.items():
+            gap = gap_of(self._last_calculation(node))
+            if gap is not None and gap < GAP_MIN and self._settled_occupations(node)['degauss']:
+                metals.add(geometry)
+        return metals
 
     def results(self):
         nodes = {}
@@ -137,7 +163,7 @@ class MliapDftPairWorkChain(WorkChain):
         check = orm.Dict({
             'label': self.inputs.label.value, 'task': self.inputs.task.value, 'failures': self.ctx.failures,
             'tolerance': self.inputs.tolerance.value, 'max_refinements': self.inputs.max_refinements.value,
-            'smearing_tolerance': self.inputs.scf.smearing_tolerance.value,
+            'smearing_tolerance': self.inputs.scf.smearing_tolerance.value, 'steps': self.ctx.steps,
         })  # fmt: skip
         record = compare_geometries(self.inputs.model, check, **nodes, metadata={'call_link_label': 'compare'})
         self.out('check', record)

@@ -87,7 +87,7 @@ def test_ctrl_c_ends_the_runner_and_marks_the_tree_killed(
     finally:
         if launch.poll() is None:
             launch.kill()
-    assert launch.returncode == 1, output  # EXIT_FAILED: killed
+    assert launch.returncode == 1, f'exit {launch.returncode}\n{output}'  # EXIT_FAILED: killed
     assert 'Traceback' not in output and 'killed' in output, output
     # The runner is gone within seconds, not computing on unseen.
     job_helpers.wait_for(lambda: not job_helpers.processes_in(workdir), 30, f'the runner in {workdir} to end')
