@@ -5,9 +5,10 @@
         [--levels 5] [--json FILE]                                          # run every level, then print
 
 The second form runs ``MliapDftCheckWorkChain`` on a finished relaxation benchmark with a tolerance no refinement
-meets, so that all ``--levels`` run (spacing 0.5 x 0.75^i 1/Å, a metal's smearing halved per level): the default
-check stops at the first change below 5 meV/atom, this shows what further levels would have changed. Prints per
-structure and level: the spacing, both meshes, smearing, ΔE_geom and its change (meV/atom), and the wall time.
+meets, so that all ``--levels`` run, each a denser sampling (spacing 0.5 x 0.75^i 1/Å; the smearing step comes
+only after a converged sampling step, so never here): the default check stops where the sampling has converged
+(and a metal's smearing with it), this shows what further levels would have changed. Prints per structure and level:
+what it changed, both meshes, smearing, ΔE_geom and its change (meV/atom), and the wall time.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def series(check_node) -> list[dict]:
         for level in record['levels']:
             delta = 1000 * level['delta_e_geom']
             rows.append({
-                'label': label, 'level': level['level'], 'mesh model': 'x'.join(map(str, level['mesh_model'])),
+                'label': label, 'level': level['level'], 'step': level.get('step'),
+                'mesh model': 'x'.join(map(str, level['mesh_model'])),
                 'mesh MP': 'x'.join(map(str, level['mesh_reference'])),
                 'degauss model / MP (Ry)': f"{level['degauss_model']} / {level['degauss_reference']}",
                 'smearing model / MP': f"{level['smearing_model']} / {level['smearing_reference']}",

@@ -70,6 +70,7 @@ class MliapDftPairWorkChain(WorkChain):
         system = self.inputs.scf.pw.parameters.get_dict().get('SYSTEM', {})
         occupations = {'smearing': system.get('smearing'), 'degauss': system.get('degauss')}
         self.ctx.occupations = {geometry: dict(occupations) for geometry in GEOMETRIES}
+        self.ctx.first_occupations = occupations
         self.ctx.level, self.ctx.spacing = 0, self.inputs.kpoints_distance.value
         self.ctx.energies, self.ctx.failures, self.ctx.done, self.ctx.steps = [], {}, False, ['start']
 
@@ -121,7 +122,13 @@ class MliapDftPairWorkChain(WorkChain):
         step = 'smearing' if converged else 'kpoints'
         for geometry, node in nodes.items():
             occupations = self._settled_occupations(node)
-            if step == 'smearing' and geometry in metals:
+            if geometry in metals and occupations['smearing'] != self.ctx.first_occupations['smearing']:
+                # The gap a coarse mesh showed, for which the smearing was repaired, closes on this one: a metal
+                # again, with the protocol's smearing (a narrow Gaussian on a metal converged slowly, flipping spin).
+                self.report(f'{geometry} geometry: metallic on this mesh after a gapped coarser one: back to '
+                            f'{self.ctx.first_occupations}')  # fmt: skip
+                occupations = dict(self.ctx.first_occupations)
+            elif step == 'smearing' and geometry in metals:
                 occupations['degauss'] /= 2
             self.ctx.occupations[geometry] = occupations
         self.ctx.steps.append(step)

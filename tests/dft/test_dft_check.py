@@ -237,3 +237,27 @@ def test_smearing_artefact_in_a_gapped_cell_is_repaired(dft_setup, chgnet_model,
     assert check['status'] in ('ok', 'unconverged') and check['status'] != 'smearing_artefact'
     assert abs(check['delta_e_geom']) < 1e-6
     assert dft_verdict(check['delta_e_geom'], check['delta_e_geom_uncertainty']) == 'cannot tell'
+
+
+def test_a_metal_checks_its_smearing_once_the_sampling_has_converged(dft_setup, chgnet_model):
+    """Metallic Li at two lattice constants: a tolerance the first refinement meets sends the series to a smearing
+    step (same meshes, each metal's smearing halved); that one met too, the check is `ok`, and the uncertainty is
+    the larger of the two settings' last changes."""
+    code, family = dft_setup
+    model, reference = structure(bulk('Li', 'bcc', a=3.30), 'li'), structure(bulk('Li', 'bcc', a=3.44), 'li')
+    builder = pair_builder(
+        code, family, model, reference, 'li', chgnet_model=chgnet_model, max_refinements=orm.Int(3),
+        tolerance=orm.Float(0.1), mp_settings=orm.Bool(False),
+    )  # fmt: skip
+    outputs, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    check = outputs['checks']['li']
+    levels = check['levels']
+    assert [level['step'] for level in levels] == ['start', 'kpoints', 'smearing'], levels
+    for geometry in ('model', 'reference'):
+        assert levels[2][f'mesh_{geometry}'] == levels[1][f'mesh_{geometry}']  # one setting changed at a time
+        assert levels[1][f'mesh_{geometry}'] != levels[0][f'mesh_{geometry}']
+        assert levels[2][f'degauss_{geometry}'] == pytest.approx(levels[1][f'degauss_{geometry}'] / 2)
+        assert check[f'gap_{geometry}_geometry'] < 0.1
+    changes = [abs(b['delta_e_geom'] - a['delta_e_geom']) for a, b in zip(levels, levels[1:], strict=False)]
+    assert check['status'] == 'ok' and check['delta_e_geom_uncertainty'] == pytest.approx(max(changes))
