@@ -1,7 +1,7 @@
 """How fast ΔE_geom converges: the DFT check's series, level by level, for the example's structures.
 
     python benchmarks/dft_convergence.py --profile P --check PK          # print the levels of a finished check
-    python benchmarks/dft_convergence.py --profile P --benchmark PK --label mp-1120743 --label mp-1179990 \\
+    python benchmarks/dft_convergence.py --profile P --benchmark PK --label mp_1120743 --label mp_1179990 \\
         [--levels 5] [--json FILE]                                          # run every level, then print
 
 The second form runs ``MliapDftCheckWorkChain`` on a finished relaxation benchmark with a tolerance no refinement
@@ -17,6 +17,8 @@ import argparse
 import json
 import time
 
+from aiida_mliap.calculations.dft_check import GEOMETRIES
+
 
 def series(check_node) -> list[dict]:
     """Per structure and level, from the check's records (``MliapDftCheckData``)."""
@@ -29,7 +31,9 @@ def series(check_node) -> list[dict]:
                 'label': label, 'level': level['level'], 'step': level.get('step'),
                 'mesh model': 'x'.join(map(str, level['mesh_model'])),
                 'mesh MP': 'x'.join(map(str, level['mesh_reference'])),
-                'degauss model / MP (Ry)': f"{level['degauss_model']} / {level['degauss_reference']}",
+                'degauss model / MP (eV)': ' / '.join(
+                    'none' if level[f'degauss_{g}'] is None else f"{level[f'degauss_{g}']:.4f}" for g in GEOMETRIES
+                ),
                 'smearing model / MP': f"{level['smearing_model']} / {level['smearing_reference']}",
                 'dE_geom meV/atom': round(delta, 2),
                 'change': None if previous is None else round(delta - previous, 2),
