@@ -1,7 +1,8 @@
-"""The DFT check with real pw.x (Quantum ESPRESSO 6.7) on Si and LiF, after real CHGNet relaxations."""
+"""The DFT check with real pw.x (Quantum ESPRESSO 6.7): Si, LiF, Li and a P polymorph, and CHGNet relaxations."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 
 import pytest
@@ -259,5 +260,5 @@ def test_a_metal_checks_its_smearing_once_the_sampling_has_converged(dft_setup, 
         assert levels[1][f'mesh_{geometry}'] != levels[0][f'mesh_{geometry}']
         assert levels[2][f'degauss_{geometry}'] == pytest.approx(levels[1][f'degauss_{geometry}'] / 2)
         assert check[f'gap_{geometry}_geometry'] < 0.1
-    changes = [abs(b['delta_e_geom'] - a['delta_e_geom']) for a, b in zip(levels, levels[1:], strict=False)]
+    changes = [abs(b['delta_e_geom'] - a['delta_e_geom']) for a, b in itertools.pairwise(levels)]
     assert check['status'] == 'ok' and check['delta_e_geom_uncertainty'] == pytest.approx(max(changes))
