@@ -42,6 +42,17 @@ def failure_reason(node: orm.WorkflowNode) -> str:
     return reason
 
 
+def last_calculation(node: orm.WorkflowNode) -> orm.CalcJobNode:
+    """The last pw.x run of an SCF work chain: after any restart or artefact repair."""
+    return max((call for call in node.called if isinstance(call, orm.CalcJobNode)), key=lambda call: call.ctime)
+
+
+def occupations_of(parameters: orm.Dict) -> dict:
+    """Smearing type and width (Ry) of a pw.x parameter set."""
+    system = parameters.get_dict().get('SYSTEM', {})
+    return {'smearing': system.get('smearing'), 'degauss': system.get('degauss')}
+
+
 class MliapDftPairWorkChain(WorkChain):
     """ΔE_geom of one structure with its numerical uncertainty."""
 
@@ -67,8 +78,7 @@ class MliapDftPairWorkChain(WorkChain):
         spec.output('check', valid_type=MliapDftCheckData)
 
     def setup(self):
-        system = self.inputs.scf.pw.parameters.get_dict().get('SYSTEM', {})
-        occupations = {'smearing': system.get('smearing'), 'degauss': system.get('degauss')}
+        occupations = occupations_of(self.inputs.scf.pw.parameters)
         self.ctx.occupations = {geometry: dict(occupations) for geometry in GEOMETRIES}
         self.ctx.first_occupations = occupations
         self.ctx.level, self.ctx.spacing = 0, self.inputs.kpoints_distance.value
@@ -113,15 +123,19 @@ class MliapDftPairWorkChain(WorkChain):
         self.report(f'level {level} ({self.ctx.steps[-1]}; spacing {self.ctx.spacing:.3f} 1/Å, degauss {degauss} Ry): '
                     f'ΔE_geom {1000 * self.ctx.energies[-1]:.2f} meV/atom'
                     + (f', changed by {1000 * change:.2f}' if change is not None else ''))  # fmt: skip
-        metals = self._metals(nodes)
+        last = {geometry: last_calculation(node) for geometry, node in nodes.items()}  # what each SCF settled on
+        settled = {geometry: occupations_of(calc.inputs.parameters) for geometry, calc in last.items()}
+        metals = {  # no gap: the smeared energy depends on the smearing
+            geometry for geometry, calc in last.items()
+            if (gap := gap_of(calc)) is not None and gap < GAP_MIN and settled[geometry]['degauss']
+        }  # fmt: skip
         converged = change is not None and change < self.inputs.tolerance.value
         finished = converged and (self.ctx.steps[-1] == 'smearing' or not metals)  # a metal's smearing checked too
         if finished or level >= self.inputs.max_refinements.value:
             self.ctx.done = True
             return
         step = 'smearing' if converged else 'kpoints'
-        for geometry, node in nodes.items():
-            occupations = self._settled_occupations(node)
+        for geometry, occupations in settled.items():
             if geometry in metals and occupations['smearing'] != self.ctx.first_occupations['smearing']:
                 # The gap a coarse mesh showed, for which the smearing was repaired, closes on this one: a metal
                 # again, with the protocol's smearing (a narrow Gaussian on a metal converged slowly, flipping spin).
@@ -135,24 +149,6 @@ class MliapDftPairWorkChain(WorkChain):
         self.ctx.level += 1
         if step == 'kpoints':
             self.ctx.spacing *= self.inputs.refinement.value
-
-    @staticmethod
-    def _last_calculation(node: orm.WorkflowNode) -> orm.CalcJobNode:
-        return sorted((c for c in node.called if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)[-1]
-
-    def _settled_occupations(self, node: orm.WorkflowNode) -> dict:
-        """The smearing the SCF settled on (after any artefact repair), for the next level to start from."""
-        system = self._last_calculation(node).inputs.parameters.get_dict().get('SYSTEM', {})
-        return {'smearing': system.get('smearing'), 'degauss': system.get('degauss')}
-
-    def _metals(self, nodes: dict[str, orm.WorkflowNode]) -> set[str]:
-        """Geometries without a gap, whose smeared energy depends on the smearing."""
-        metals = set()
-        for geometry, node in nodes.items():
-            gap = gap_of(self._last_calculation(node))
-            if gap is not None and gap < GAP_MIN and self._settled_occupations(node)['degauss']:
-                metals.add(geometry)
-        return metals
 
     def results(self):
         nodes = {}
