@@ -8,7 +8,8 @@ The second form runs ``MliapDftCheckWorkChain`` on a finished relaxation benchma
 meets, so that all ``--levels`` run, each a denser sampling (spacing 0.5 x 0.75^i 1/Å; the smearing step comes
 only after a converged sampling step, so never here): the default check stops where the sampling has converged
 (and a metal's smearing with it), this shows what further levels would have changed. Prints per structure and level:
-what it changed, both meshes, smearing, ΔE_geom and its change (meV/atom), and the wall time.
+what it changed, both meshes, smearing, gaps, ΔE_geom and its change (meV/atom; `switch` where a geometry turned
+from metal to gapped or back, which the check does not count as convergence), and the wall time.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ import argparse
 import json
 import time
 
-from aiida_mliap.calculations.dft_check import GEOMETRIES
+from aiida_mliap.science.dft_check import GEOMETRIES, level_changes
 
 
 def series(check_node) -> list[dict]:
     """Per structure and level, from the check's records (``MliapDftCheckData``)."""
     rows = []
     for label, record in sorted(check_node.outputs.checks.items()):
+        comparable = [True, *(change is not None for change in level_changes(record['levels']))]
         previous = None
-        for level in record['levels']:
+        for level, same in zip(record['levels'], comparable, strict=True):
             delta = 1000 * level['delta_e_geom']
+            gaps = [level.get(f'gap_{g}') for g in GEOMETRIES]
             rows.append({
                 'label': label, 'level': level['level'], 'step': level.get('step'),
                 'mesh model': 'x'.join(map(str, level['mesh_model'])),
@@ -35,8 +38,9 @@ def series(check_node) -> list[dict]:
                     'none' if level[f'degauss_{g}'] is None else f"{level[f'degauss_{g}']:.4f}" for g in GEOMETRIES
                 ),
                 'smearing model / MP': f"{level['smearing_model']} / {level['smearing_reference']}",
+                'gap model / MP (eV)': ' / '.join('?' if gap is None else f'{gap:.2f}' for gap in gaps),
                 'dE_geom meV/atom': round(delta, 2),
-                'change': None if previous is None else round(delta - previous, 2),
+                'change': None if previous is None else round(delta - previous, 2) if same else 'switch',
             })  # fmt: skip
             previous = delta
         final, uncertainty = record['delta_e_geom'], record['delta_e_geom_uncertainty']

@@ -363,10 +363,20 @@ def kill_running_benchmark(code, model, group, aiida_profile, options: dict | No
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     wait_for(lambda: not processes_in(workdir), 60, f'the runner in {workdir} to end')
-    wait_for(lambda: orm.load_node(node.pk).is_terminated, 120, 'the benchmark to end')
-    tree = process_tree(orm.load_node(calc.pk))
-    unfinished = [(n.pk, n.process_label, n.process_state) for n in tree if not n.is_terminated]
-    assert not unfinished, unfinished
+
+    # The parent is marked killed once it has sent its children the kill; each child (the calculation after its
+    # scheduler job is cancelled) follows on its own, seconds later under load: wait for the whole tree, bounded.
+    def unfinished():
+        return [(n.pk, n.process_label, n.process_state) for n in process_tree(orm.load_node(node.pk))
+                if not n.is_terminated]  # fmt: skip
+
+    try:
+        wait_for(lambda: not unfinished(), 120, 'every process of the killed benchmark to end')
+    except AssertionError:
+        tree = process_tree(orm.load_node(node.pk))
+        logs = [f'{n.process_label}<{n.pk}> {log.levelname}: {log.message}' for n in tree
+                for log in orm.Log.collection.get_logs_for(n)]  # fmt: skip
+        raise AssertionError((unfinished(), logs)) from None
     assert orm.load_node(node.pk).is_killed and orm.load_node(calc.pk).is_killed
     return orm.load_node(calc.pk)
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
 from aiida.engine import calcfunction
 
 from ..data.dft_check import MliapDftCheckData
-from ..science.dft_check import GAP_MIN, band_gap
+from ..science.dft_check import GAP_MIN, GEOMETRIES, band_gap, series_uncertainty
 
-GEOMETRIES = ('model', 'reference')
 GPA_TO_KBAR = 10.0
 
 
@@ -20,19 +18,18 @@ def compare_geometries(model, check, **nodes):
     """``model``: the MLIAP whose relaxation made the model geometry; ``check``: ``{'label', 'task', 'failures':
     {geometry: reason}, 'tolerance', 'max_refinements', 'smearing_tolerance', 'steps'}`` (per level what it
     changed: 'start', 'kpoints' or 'smearing'); ``nodes``: per level ``i`` and geometry ``g`` the SCF's
-    ``parameters__g_i`` (output parameters) and ``kpoints__g_i``, and for the last level ``bands__g`` and
+    ``parameters__g_i`` (output parameters), ``kpoints__g_i`` and ``bands__g_i``, and for the last level
     ``trajectory__g``.
 
-    ΔE_geom = (E(model geometry) - E(reference geometry)) / n_atoms at the last level; its uncertainty is the change
-    from the level before (after a smearing step, the larger of that and the sampling step's change before it).
-    ``ok`` when that is below ``tolerance``; ``unconverged`` (values kept) when the series ended without;
+    ΔE_geom = (E(model geometry) - E(reference geometry)) / n_atoms at the last level; its uncertainty is
+    ``science.dft_check.series_uncertainty``: the change from the level before, where both levels treat each
+    geometry alike (metal or gapped, a metal's smearing). ``ok`` when that is below ``tolerance``; ``unconverged``
+    (values kept) when the series ended without;
     ``smearing_artefact`` when a gapped geometry keeps a smearing energy beyond tolerance; ``failed`` (with the
     reason) when an SCF failed.
     """
     info = check.get_dict()
-    levels = _levels(nodes)
-    for entry, step in zip(levels, info.get('steps', []), strict=False):
-        entry['step'] = step
+    levels = levels_of(nodes, info.get('steps', []))
     record: dict[str, Any] = {
         'label': info['label'],
         'task': info['task'],
@@ -54,15 +51,14 @@ def compare_geometries(model, check, **nodes):
             record[f'energy_{geometry}_geometry'] = last[f'energy_{geometry}']
             record[f'magnetization_{geometry}_geometry'] = last[f'magnetization_{geometry}']
             record.update(_stationarity(nodes.get(f'trajectory__{geometry}'), geometry))
-            bands = nodes.get(f'bands__{geometry}')
-            record[f'gap_{geometry}_geometry'] = _gap(bands) if bands is not None else None
-        record['delta_e_geom_uncertainty'] = _uncertainty(levels)
+            record[f'gap_{geometry}_geometry'] = last[f'gap_{geometry}']
+        record['delta_e_geom_uncertainty'] = series_uncertainty(levels)
     record['status'], record['reason'] = _status(info, record, levels)
     return MliapDftCheckData(record)
 
 
-def _levels(nodes: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per level with both SCFs: meshes, smearing, energies and ΔE_geom."""
+def levels_of(nodes: dict[str, Any], steps: list[str]) -> list[dict[str, Any]]:
+    """Per level with both SCFs: what it changed (``steps``), meshes, smearing, gaps, energies and ΔE_geom."""
     levels = []
     for level in range(len(nodes)):
         keys = {geometry: f'parameters__{geometry}_{level}' for geometry in GEOMETRIES}
@@ -73,7 +69,8 @@ def _levels(nodes: dict[str, Any]) -> list[dict[str, Any]]:
         if len(counts) != 1:
             raise ValueError(f'the two geometries hold different numbers of atoms: {counts}')
         n_atoms = counts.pop()
-        entry: dict[str, Any] = {'level': level, 'n_atoms': n_atoms}
+        entry: dict[str, Any] = {'level': level, 'step': steps[level] if level < len(steps) else None,
+                                 'n_atoms': n_atoms}  # fmt: skip
         for geometry, values in parameters.items():
             mesh, _ = nodes[f'kpoints__{geometry}_{level}'].get_kpoints_mesh()
             smearing = values.get('energy_smearing')
@@ -82,26 +79,18 @@ def _levels(nodes: dict[str, Any]) -> list[dict[str, Any]]:
                 f'smearing_{geometry}': values.get('smearing_type'), f'degauss_{geometry}': values.get('degauss'),
                 f'smearing_energy_per_atom_{geometry}': None if smearing is None else abs(smearing) / n_atoms,
                 f'magnetization_{geometry}': values.get('total_magnetization'),
+                f'gap_{geometry}': bands_gap(nodes[key]) if (key := f'bands__{geometry}_{level}') in nodes else None,
             })  # fmt: skip
         entry['delta_e_geom'] = (entry['energy_model'] - entry['energy_reference']) / n_atoms
         levels.append(entry)
     return levels
 
 
-def _uncertainty(levels: list[dict[str, Any]]) -> float | None:
-    """The last change of ΔE_geom; after a smearing step, the larger of it and the sampling step's before it (each
-    setting's own last change: neither is known to be smaller than the other's)."""
-    if len(levels) < 2:
-        return None
-    changes = [abs(b['delta_e_geom'] - a['delta_e_geom']) for a, b in itertools.pairwise(levels)]
-    if levels[-1].get('step') == 'smearing' and len(changes) > 1:
-        return max(changes[-2:])
-    return changes[-1]
-
-
-def _gap(bands) -> float:
+def bands_gap(bands) -> float:
+    """The band gap (eV) of pw.x's output bands, by their k-point weights (``science.dft_check.band_gap``)."""
     eigenvalues, occupations = bands.get_bands(also_occupations=True)
-    return band_gap(eigenvalues, occupations)
+    _, weights = bands.get_kpoints(also_weights=True)
+    return band_gap(eigenvalues, occupations, weights)
 
 
 def _stationarity(trajectory, geometry: str) -> dict[str, float | None]:
@@ -134,8 +123,11 @@ def _status(info: dict[str, Any], record: dict[str, Any], levels: list[dict[str,
             return 'smearing_artefact', (f'{geometry} geometry: |-TS| = {1000 * smearing:.2f} meV/atom with a '
                                          f'{gap:.2f} eV gap after every repair')  # fmt: skip
     uncertainty = record['delta_e_geom_uncertainty']
-    if uncertainty is None:
+    if uncertainty is None and len(levels) < 2:
         return 'unconverged', 'no refinement ran (max_refinements 0): the uncertainty of ΔE_geom is unknown'
+    if uncertainty is None:
+        return 'unconverged', ('the last level treats a geometry differently from the one before (metal or gapped, '
+                               "a metal's smearing): the uncertainty of ΔE_geom is unknown")  # fmt: skip
     if uncertainty >= info['tolerance']:
         return 'unconverged', (f'ΔE_geom not converged to {1000 * info["tolerance"]:.1f} meV/atom within '
                                f'{info["max_refinements"]} refinements: the last changed it by '

@@ -9,6 +9,7 @@ stability flips), then the others, each by |Ehull error|, largest first.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import numpy as np
@@ -86,6 +87,9 @@ DFT_DEFAULTS = {
 # Band gap (eV) above which a system counts as gapped (``band_gap`` already returns 0 for a metal): smearing there
 # must leave no -TS.
 GAP_MIN = 0.1
+# Filled bands per spin channel further than this from a whole number: a partly filled band, a metal.
+FILLING_TOLERANCE = 0.01
+GEOMETRIES = ('model', 'reference')
 # What the QE (pslibrary, U on atomic projections) vs VASP (MP's PAW, U on PAW projectors) difference may add to a
 # difference of two geometries, eV/atom: an allowance stated, not measured; no verdict inside it.
 CODE_ALLOWANCE = 0.005
@@ -99,37 +103,82 @@ DFT_CHECK_NOTE = (
 )
 
 
-def dft_verdict(delta_e_geom: float | None, uncertainty: float | None = 0.0) -> str | None:
+def dft_verdict(delta_e_geom: float | None, uncertainty: float | None) -> str | None:
     """``confirmed`` (DFT also finds the model's geometry lower) or ``contradicted`` (DFT finds it higher) only when
-    |ΔE_geom| exceeds its numerical uncertainty plus ``CODE_ALLOWANCE``; otherwise ``cannot tell``. None without a
-    check."""
+    |ΔE_geom| exceeds its numerical uncertainty plus ``CODE_ALLOWANCE``; otherwise, and when the uncertainty is
+    unknown, ``cannot tell``. None without a check."""
     if delta_e_geom is None or delta_e_geom != delta_e_geom:
         return None
-    uncertainty = 0.0 if uncertainty is None or uncertainty != uncertainty else abs(uncertainty)
-    margin = uncertainty + CODE_ALLOWANCE
+    if uncertainty is None or uncertainty != uncertainty:
+        return 'cannot tell'
+    margin = abs(uncertainty) + CODE_ALLOWANCE
     if delta_e_geom < -margin:
         return 'confirmed'
     return 'contradicted' if delta_e_geom > margin else 'cannot tell'
 
 
-def band_gap(eigenvalues: np.ndarray, occupations: np.ndarray) -> float:
-    """Gap (eV) between the highest occupied and the lowest empty state over all k-points and spins; 0 for a metal.
+def band_gap(eigenvalues: np.ndarray, occupations: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Gap (eV) between the highest occupied and the lowest empty band over all k-points and spins; 0 for a metal.
 
-    Occupied: above a tenth of the largest occupation (1 per spin channel, 2 without spin): cold smearing with the
-    Fermi level on the valence-band top leaves those states about 0.4 occupied. A metal is told by a band
-    crossing the Fermi level: the number of occupied bands of a spin channel differs between k-points. Not by the
-    size of the gap between sampled levels, which on a coarse mesh of a metal can be tenths of an eV (seen: 0.35 eV
-    on a 3x3x4 mesh of a metallic P cell)."""
+    Told by the eigenvalues against the electron count, not by which states the smearing occupies: cold smearing
+    0.37 eV wide occupies conduction states across a 0.7 eV gap on some meshes and not on others (mp-1179990's CHGNet
+    cell read as a metal on three meshes of five). Per spin channel the filled bands n = sum_k w_k sum_b f / f_full
+    (f_full 2 without spin, 1 with) must be a whole number, else a band is partly filled (a metal); the gap is the
+    lowest band n+1 minus the highest band n over k-points and spins, none where they overlap (a metal). A metal on a
+    coarse mesh can still show a gap between sampled levels; the DFT check's series sees it close on a denser one.
+    """
     eigenvalues, occupations = np.asarray(eigenvalues, float), np.asarray(occupations, float)
+    full = 2.0 if eigenvalues.ndim == 2 else 1.0
     if eigenvalues.ndim == 2:  # (k, bands) without spin
         eigenvalues, occupations = eigenvalues[None], occupations[None]
-    occupied = occupations > 0.1 * occupations.max()
-    if occupied.all() or not occupied.any():
+    weights = np.ones(eigenvalues.shape[1]) if weights is None else np.asarray(weights, float)
+    weights = weights / weights.sum()
+    highest, lowest = [], []
+    for energies, filling in zip(eigenvalues, occupations, strict=True):
+        count = float(weights @ filling.sum(axis=1)) / full
+        bands = round(count)
+        if abs(count - bands) > FILLING_TOLERANCE:
+            return 0.0
+        if bands:
+            highest.append(energies[:, bands - 1].max())
+        if bands < energies.shape[1]:
+            lowest.append(energies[:, bands].min())
+    if not highest or not lowest:  # no empty (or no filled) band computed: no gap to read
         return 0.0
-    counts = occupied.sum(axis=-1)  # (spin, k)
-    if any(len(set(channel.tolist())) > 1 for channel in counts):
-        return 0.0
-    return max(float(eigenvalues[~occupied].min() - eigenvalues[occupied].max()), 0.0)
+    return max(float(min(lowest) - max(highest)), 0.0)
+
+
+def occupation_state(level: dict, geometry: str) -> tuple:
+    """What a level's energy at one geometry depends on besides the mesh: nothing more for a gapped cell (its -TS is
+    checked apart); the smearing for a metal. No gap known counts as a metal."""
+    gap = level.get(f'gap_{geometry}')
+    if gap is not None and gap >= GAP_MIN:
+        return ('gapped',)
+    return ('metal', level.get(f'smearing_{geometry}'), level.get(f'degauss_{geometry}'))
+
+
+def level_changes(levels: list[dict]) -> list[float | None]:
+    """|change of ΔE_geom| from each level to the next; None where the two are not one setting apart: a geometry
+    turned from metal to gapped or back, or its smearing changed other than by a smearing step. A change across
+    such a switch measures the switch, not the convergence, so the series starts its comparison again."""
+    changes: list[float | None] = []
+    for before, after in itertools.pairwise(levels):
+        width = 2 if after.get('step') == 'smearing' else 3  # a smearing step may change a metal's width only
+        same = all(occupation_state(before, g)[:width] == occupation_state(after, g)[:width] for g in GEOMETRIES)
+        changes.append(abs(after['delta_e_geom'] - before['delta_e_geom']) if same else None)
+    return changes
+
+
+def series_uncertainty(levels: list[dict]) -> float | None:
+    """ΔE_geom's numerical uncertainty: the last change; after a smearing step the larger of it and the sampling
+    step's change before it (each setting's own last change: neither is known to be the smaller). None without a
+    comparable last pair of levels."""
+    changes = level_changes(levels)
+    if not changes or changes[-1] is None:
+        return None
+    if levels[-1].get('step') == 'smearing' and len(changes) > 1 and changes[-2] is not None:
+        return max(changes[-2:])
+    return changes[-1]
 
 
 def with_dft_split(table: pd.DataFrame) -> pd.DataFrame:

@@ -6,8 +6,11 @@ Level 0 runs an SCF at the model's and at the reference geometry, each on its ow
 ``refinement``) until ΔE_geom changes by less than ``tolerance``; then, where a geometry is metallic, its smearing
 (halved, same meshes); a smearing step that changes ΔE_geom beyond tolerance sends the series back to denser
 sampling at the new smearing. Halving the smearing together with each refinement was tried first: on a metallic
-CHGNet cell the series swung by 37 and 18 meV/atom, the sampling never catching up with the narrower smearing. The
-series ends converged or at ``max_refinements``; the last changes are the difference's numerical uncertainty.
+CHGNet cell the series swung by 37 and 18 meV/atom, the sampling never catching up with the narrower smearing.
+Each level tells metal from gapped by the bands against the electron count; a geometry whose answer changes between
+two levels (a coarse mesh can miss where a band crosses) makes their change no measure of convergence, and the
+comparison starts again (``science.dft_check.level_changes``). The series ends converged or at
+``max_refinements``; the last comparable change is the difference's numerical uncertainty.
 Every SCF is a ``MliapPwBaseWorkChain`` (smearing artefacts in gapped systems repaired there) with forces and
 stress, and ``compare_geometries`` reads all of them.
 """
@@ -21,11 +24,11 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
 from aiida_quantumespresso.calculations.functions.create_kpoints_from_distance import create_kpoints_from_distance
 
-from ..calculations.dft_check import GEOMETRIES, compare_geometries
+from ..calculations.dft_check import compare_geometries, levels_of
 from ..data.dft_check import MliapDftCheckData
 from ..data.model import MliapModelData
-from ..science.dft_check import DFT_DEFAULTS, GAP_MIN
-from .dft_scf import MliapPwBaseWorkChain, gap_of
+from ..science.dft_check import DFT_DEFAULTS, GEOMETRIES, level_changes, occupation_state
+from .dft_scf import MliapPwBaseWorkChain
 
 # The SCF's own k-points and structure come from this work chain, per geometry and level.
 SCF_EXCLUDED = ('pw.structure', 'kpoints', 'kpoints_distance', 'kpoints_force_parity')
@@ -82,7 +85,7 @@ class MliapDftPairWorkChain(WorkChain):
         self.ctx.occupations = {geometry: dict(occupations) for geometry in GEOMETRIES}
         self.ctx.first_occupations = occupations
         self.ctx.level, self.ctx.spacing = 0, self.inputs.kpoints_distance.value
-        self.ctx.energies, self.ctx.failures, self.ctx.done, self.ctx.steps = [], {}, False, ['start']
+        self.ctx.failures, self.ctx.done, self.ctx.steps = {}, False, ['start']
 
     def should_refine(self) -> bool:
         return not self.ctx.done
@@ -115,19 +118,25 @@ class MliapDftPairWorkChain(WorkChain):
         if failed:
             self.ctx.failures, self.ctx.done = failed, True
             return
-        per_atom = {g: n.outputs.output_parameters['energy'] / n.outputs.output_parameters['number_of_atoms']
-                    for g, n in nodes.items()}  # fmt: skip
-        self.ctx.energies.append(per_atom['model'] - per_atom['reference'])
-        change = abs(self.ctx.energies[-1] - self.ctx.energies[-2]) if level else None
+        levels = levels_of(self.series_nodes(), self.ctx.steps)
+        change = level_changes(levels)[-1] if level else None
         degauss = {g: o['degauss'] for g, o in self.ctx.occupations.items()}
+        comparison = (
+            ''
+            if not level
+            else (
+                f', changed by {1000 * change:.2f}'
+                if change is not None
+                else ', not comparable with the level before (metal/gapped or smearing changed)'
+            )
+        )
         self.report(f'level {level} ({self.ctx.steps[-1]}; spacing {self.ctx.spacing:.3f} 1/Å, degauss {degauss} Ry): '
-                    f'ΔE_geom {1000 * self.ctx.energies[-1]:.2f} meV/atom'
-                    + (f', changed by {1000 * change:.2f}' if change is not None else ''))  # fmt: skip
-        last = {geometry: last_calculation(node) for geometry, node in nodes.items()}  # what each SCF settled on
-        settled = {geometry: occupations_of(calc.inputs.parameters) for geometry, calc in last.items()}
+                    f'ΔE_geom {1000 * levels[-1]["delta_e_geom"]:.2f} meV/atom{comparison}')  # fmt: skip
+        settled = {geometry: occupations_of(last_calculation(node).inputs.parameters)  # what each SCF settled on
+                   for geometry, node in nodes.items()}  # fmt: skip
         metals = {  # no gap: the smeared energy depends on the smearing
-            geometry for geometry, calc in last.items()
-            if (gap := gap_of(calc)) is not None and gap < GAP_MIN and settled[geometry]['degauss']
+            geometry for geometry in GEOMETRIES
+            if occupation_state(levels[-1], geometry)[0] == 'metal' and settled[geometry]['degauss']
         }  # fmt: skip
         converged = change is not None and change < self.inputs.tolerance.value
         finished = converged and (self.ctx.steps[-1] == 'smearing' or not metals)  # a metal's smearing checked too
@@ -150,7 +159,9 @@ class MliapDftPairWorkChain(WorkChain):
         if step == 'kpoints':
             self.ctx.spacing *= self.inputs.refinement.value
 
-    def results(self):
+    def series_nodes(self) -> dict[str, orm.Data]:
+        """What ``compare_geometries`` reads, per finished SCF: output parameters, k-points and bands of every level,
+        and the trajectory (forces, stress) of the last."""
         nodes = {}
         for level in range(self.ctx.level + 1):
             for geometry in GEOMETRIES:
@@ -159,10 +170,14 @@ class MliapDftPairWorkChain(WorkChain):
                     continue
                 nodes[f'parameters__{geometry}_{level}'] = node.outputs.output_parameters
                 nodes[f'kpoints__{geometry}_{level}'] = node.inputs.kpoints
-                if level == self.ctx.level:
-                    for name, output in (('bands', 'output_band'), ('trajectory', 'output_trajectory')):
-                        if output in node.outputs:
-                            nodes[f'{name}__{geometry}'] = node.outputs[output]
+                if 'output_band' in node.outputs:
+                    nodes[f'bands__{geometry}_{level}'] = node.outputs.output_band
+                if level == self.ctx.level and 'output_trajectory' in node.outputs:
+                    nodes[f'trajectory__{geometry}'] = node.outputs.output_trajectory
+        return nodes
+
+    def results(self):
+        nodes = self.series_nodes()
         check = orm.Dict({
             'label': self.inputs.label.value, 'task': self.inputs.task.value, 'failures': self.ctx.failures,
             'tolerance': self.inputs.tolerance.value, 'max_refinements': self.inputs.max_refinements.value,

@@ -3,8 +3,8 @@
 Cold (Marzari-Vanderbilt) smearing is right for metals but, in a gapped system, can put the Fermi level on the
 valence-band top and leave a smearing energy -TS of tens of meV/atom in the total energy (measured on two P
 polymorphs with a 3 eV gap: 60 meV/atom at the protocol's 0.0275 Ry). After every SCF that finished, the handler
-checks |-TS| per atom against ``smearing_tolerance``: in a gapped system (gap from the occupations of the output
-bands) it reruns with Gaussian smearing no wider than an eighth of the gap (Si, 0.7 eV gap: Gaussian at the
+checks |-TS| per atom against ``smearing_tolerance``: in a gapped system (gap from the output bands against the
+electron count) it reruns with Gaussian smearing no wider than an eighth of the gap (Si, 0.7 eV gap: Gaussian at the
 protocol's width made -TS worse, 5.3 meV/atom), then with a quarter of that, and flags what is left; in a metal -TS
 belongs to the smeared energy and the DFT check's convergence loop reduces the smearing instead.
 """
@@ -15,7 +15,8 @@ from aiida import orm
 from aiida.engine import ProcessHandlerReport, process_handler
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
-from ..science.dft_check import DFT_DEFAULTS, GAP_MIN, band_gap
+from ..calculations.dft_check import bands_gap
+from ..science.dft_check import DFT_DEFAULTS, GAP_MIN
 
 SMALLEST_DEGAUSS = 0.0005  # Ry: below this a gapped system's -TS is not a smearing problem
 RY_TO_EV = 13.605693122994
@@ -30,11 +31,7 @@ def smearing_per_atom(node: orm.CalcJobNode) -> float | None:
 
 def gap_of(node: orm.CalcJobNode) -> float | None:
     """The band gap (eV) of a finished pw.x calculation's output bands, or None without them."""
-    if 'output_band' not in node.outputs:
-        return None
-    bands = node.outputs.output_band
-    eigenvalues, occupations = bands.get_bands(also_occupations=True)
-    return band_gap(eigenvalues, occupations)
+    return bands_gap(node.outputs.output_band) if 'output_band' in node.outputs else None
 
 
 class MliapPwBaseWorkChain(PwBaseWorkChain):
