@@ -41,10 +41,11 @@ MIN_CHEMSYS_ROWS = 5  # per-chemical-system softening slopes need this many entr
 N_BOOTSTRAP, SEED = 1000, 0
 
 
-def cluster_weights(chemsys: pd.Series, n_bootstrap: int = N_BOOTSTRAP, seed: int = SEED) -> np.ndarray | None:
-    """(n_bootstrap, n_clusters) multiplicities of each chemical system (codes in sorted order) in each resample;
-    None below ``MIN_CLUSTERS``. The draws depend only on the seed and the number of clusters."""
-    n_clusters = chemsys.nunique()
+def cluster_weights(clusters: pd.Series, n_bootstrap: int = N_BOOTSTRAP, seed: int = SEED) -> np.ndarray | None:
+    """(n_bootstrap, n_clusters) multiplicities of each cluster (a chemical system, a parent structure; codes in
+    sorted order) in each resample; None below ``MIN_CLUSTERS``. The draws depend only on the seed and the number of
+    clusters."""
+    n_clusters = clusters.nunique()
     if n_clusters < MIN_CLUSTERS:
         return None
     draws = np.random.default_rng(seed).integers(0, n_clusters, (n_bootstrap, n_clusters))
@@ -52,12 +53,12 @@ def cluster_weights(chemsys: pd.Series, n_bootstrap: int = N_BOOTSTRAP, seed: in
     return np.bincount((draws + offsets).ravel(), minlength=n_bootstrap * n_clusters).reshape(n_bootstrap, -1)
 
 
-def _codes(chemsys: pd.Series) -> tuple[np.ndarray, int]:
-    codes, uniques = pd.factorize(chemsys, sort=True)
+def cluster_codes(clusters: pd.Series) -> tuple[np.ndarray, int]:
+    codes, uniques = pd.factorize(clusters, sort=True)
     return codes, len(uniques)
 
 
-def _interval(values: np.ndarray) -> list[float] | None:
+def interval95(values: np.ndarray) -> list[float] | None:
     finite = values[np.isfinite(values)]
     return [float(v) for v in np.percentile(finite, [2.5, 97.5])] if len(finite) else None
 
@@ -110,10 +111,10 @@ def error_claims(
     }
     weights = cluster_weights(rows['chemsys'], n_bootstrap, seed)
     if weights is not None:
-        codes, n_clusters = _codes(rows['chemsys'])
+        codes, n_clusters = cluster_codes(rows['chemsys'])
         count = weights @ _cluster_sums(np.ones_like(errors), codes, n_clusters)
-        result['mae_ci95'] = _interval(weights @ _cluster_sums(np.abs(errors), codes, n_clusters) / count)
-        result['mean_signed_ci95'] = _interval(weights @ _cluster_sums(errors, codes, n_clusters) / count)
+        result['mae_ci95'] = interval95(weights @ _cluster_sums(np.abs(errors), codes, n_clusters) / count)
+        result['mean_signed_ci95'] = interval95(weights @ _cluster_sums(errors, codes, n_clusters) / count)
     result['uninformative'] = uninformative(result, dict.fromkeys(('mae', 'mean_signed'), (1.0, _span(errors))))
     return result
 
@@ -169,7 +170,7 @@ def _fit(rows: pd.DataFrame, design: np.ndarray, target: np.ndarray, weights: np
     point = ols(design, target)
     if weights is None:
         return point, None
-    codes, _ = _codes(rows['chemsys'])
+    codes, _ = cluster_codes(rows['chemsys'])
     return point, bootstrap_ols(design, target, codes, weights)
 
 
@@ -182,7 +183,7 @@ def softening(rows: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, seed: int = SE
     result = {
         'slope': float(point[1]),
         'intercept': float(point[0]),
-        'slope_ci95': None if resampled is None else _interval(resampled[:, 1]),
+        'slope_ci95': None if resampled is None else interval95(resampled[:, 1]),
         'n': len(rows),
     }
     spans = {'slope': (_span(rows['e_above_hull_dft'], True), _span(rows['e_above_hull_model']))}
@@ -214,15 +215,15 @@ def dof_effect(rows: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, seed: int = S
     result['covariates'] = names
     for key, index in (('coef_dof', 1), ('coef_e_above_hull_dft', 2)):
         result[key] = float(point[index])
-        result[f'{key}_ci95'] = None if resampled is None else _interval(resampled[:, index])
+        result[f'{key}_ci95'] = None if resampled is None else interval95(resampled[:, index])
     per_atom, _ = dof_design(rows, 'dof_per_atom')
     point, resampled = _fit(rows, per_atom, target, weights)
     result['coef_dof_per_atom'] = float(point[1])
-    result['coef_dof_per_atom_ci95'] = None if resampled is None else _interval(resampled[:, 1])
+    result['coef_dof_per_atom_ci95'] = None if resampled is None else interval95(resampled[:, 1])
     alone = np.column_stack([np.ones(len(rows)), rows['dof'].to_numpy(float)])
     point, resampled = _fit(rows, alone, target, weights)
     result['coef_dof_alone'] = float(point[1])
-    result['coef_dof_alone_ci95'] = None if resampled is None else _interval(resampled[:, 1])
+    result['coef_dof_alone_ci95'] = None if resampled is None else interval95(resampled[:, 1])
     error_span, dof_span = _span(target), _span(rows['dof'], True)
     spans = {
         'coef_dof': (dof_span, error_span),
@@ -250,7 +251,7 @@ def dof_effect_by_ehull_bin(rows: pd.DataFrame, n_bootstrap: int = N_BOOTSTRAP, 
             'ehull_bin': label,
             'n': len(group),
             'coef_dof': float(point[1]),
-            'coef_dof_ci95': None if resampled is None else _interval(resampled[:, 1]),
+            'coef_dof_ci95': None if resampled is None else interval95(resampled[:, 1]),
             'mean_signed': float(group['ehull_error'].mean()),
         }
         spans = {'coef_dof': (_span(group['dof'], True), _span(group['ehull_error']))}

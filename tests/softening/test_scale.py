@@ -1,0 +1,49 @@
+"""The softening scale: a slope through the origin with an interval over parent structures."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aiida_mliap.science.softening import softening_scale, softening_table
+
+
+def pairs(slope: float, n_parents: int = 12, per_parent: int = 30, noise: float = 0.02, seed: int = 1):
+    """Force components of ``n_parents`` parents' perturbations, a model ``slope`` times softer than DFT."""
+    rng = np.random.default_rng(seed)
+    dft = rng.normal(0.0, 0.5, (n_parents, per_parent))
+    mliap = slope * dft + rng.normal(0.0, noise, dft.shape)
+    return pd.DataFrame({
+        'model': 'soft', 'quantity': 'forces', 'parent': np.repeat([f'mp-{i}' for i in range(n_parents)], per_parent),
+        'chemsys': np.repeat([f'A-{i % 4}' for i in range(n_parents)], per_parent),
+        'dft': dft.ravel(), 'mliap': mliap.ravel(),
+    })  # fmt: skip
+
+
+def test_slope_through_the_origin_and_its_interval():
+    frame = pairs(0.8)
+    found = softening_scale(frame)
+    x, y = frame['dft'].to_numpy(), frame['mliap'].to_numpy()
+    assert found['slope'] == pytest.approx(x @ y / (x @ x), abs=1e-12)
+    low, high = found['slope_ci95']
+    assert low < found['slope'] < high and high - low < 0.05 and found['slope'] == pytest.approx(0.8, abs=0.01)
+    assert found['n'] == 360 and found['n_parents'] == 12
+    assert found['rmse'] == pytest.approx(np.sqrt(((y - x) ** 2).mean()))
+    # An offset the origin does not absorb: the slope through the origin is not the OLS slope with an intercept.
+    shifted = frame.assign(mliap=frame['mliap'] + 0.3)
+    assert softening_scale(shifted)['slope'] == pytest.approx(x @ (y + 0.3) / (x @ x))
+
+
+def test_too_few_parents_give_no_interval_and_no_data_no_slope():
+    few = softening_scale(pairs(0.9, n_parents=3))
+    assert few['slope'] == pytest.approx(0.9, abs=0.01) and few['slope_ci95'] is None
+    empty = softening_scale(pairs(0.9).iloc[:0])
+    assert empty['n'] == 0 and empty['slope'] is None
+
+
+def test_table_per_model_quantity_and_chemical_system():
+    frame = pd.concat([pairs(0.8), pairs(1.0, seed=2).assign(model='stiff')])
+    table = softening_table(frame).set_index('model')
+    assert table.loc['soft', 'slope'] == pytest.approx(0.8, abs=0.01)
+    assert table.loc['stiff', 'slope'] == pytest.approx(1.0, abs=0.01)
+    per_system = softening_table(frame, by_chemsys=True)
+    assert len(per_system) == 8 and set(per_system['n_parents']) == {3}  # 12 parents over 4 systems, per model
