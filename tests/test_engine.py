@@ -52,6 +52,7 @@ def test_folder_hash_covers_names_and_contents(tmp_path):
         ({'relax_cel': True}, 'unknown parameter `relax_cel`'),
         ({'dtype': 'float16'}, '`dtype` must be null'),
         ({'trajectory': True}, '`trajectory` must be null, "steps" or "frames"'),
+        ({'keep_forces': 'yes'}, '`keep_forces` must be true or false'),
     ],
 )
 def test_parameter_validation_names_the_problem(parameters, fragment):

@@ -69,7 +69,8 @@ class MliapCalculation(MliapBaseCalculation):
             valid_type=orm.Dict,
             required=False,
             validator=validate_parameters_port,
-            help='task, relax_cell, fmax, max_steps, optimizer, fix_symmetry, symprec, dtype, device.',
+            help='task, relax_cell, fmax, max_steps, optimizer, fix_symmetry, symprec, dtype, device, engine, '
+            'batch_budget, trajectory, keep_forces (contract.parameters).',
         )
         spec.inputs['metadata']['options']['parser_name'].default = 'mliap.calc'
         spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
@@ -85,6 +86,12 @@ class MliapCalculation(MliapBaseCalculation):
             dynamic=True,
             help='Relaxation steps per structure (energy per atom, largest force, volume; frames if asked): only with '
             'the `trajectory` parameter.',
+        )
+        spec.output_namespace(
+            'forces',
+            valid_type=orm.ArrayData,
+            dynamic=True,
+            help='Every atom\'s force (eV/Å) per structure, array `forces`: only with the `keep_forces` parameter.',
         )
         spec.output('summary', valid_type=orm.Dict, help='Counts and labels by status, environment, timing.')
         spec.default_output_node = 'summary'

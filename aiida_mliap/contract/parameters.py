@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     'engine': 'vectorized',
     'batch_budget': None,  # batched engines: atoms + neighbour pairs per model call; None: from the device
     'trajectory': None,  # relaxations: 'steps' (energy, largest force, volume per step) or 'frames' (also geometry)
+    'keep_forces': False,  # every atom's force (eV/Å) at the end, one array per structure: the softening measurement
 }
 TRAJECTORIES = (None, 'steps', 'frames')
 
@@ -51,7 +52,7 @@ def _check(key: str, value: Any) -> str | None:
         return None if value in TRAJECTORIES else f'`trajectory` must be null, "steps" or "frames", got {value!r}'
     if key == 'dtype':
         return None if value is None or value in DTYPES else f'`dtype` must be null or one of {list(DTYPES)}'
-    if key in ('relax_cell', 'fix_symmetry'):
+    if key in ('relax_cell', 'fix_symmetry', 'keep_forces'):
         return None if isinstance(value, bool) else f'`{key}` must be true or false, got {value!r}'
     if key in ('fmax', 'symprec'):
         if not _is_number(value) or not value > 0:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import ase
+import numpy as np
 import ase.io
 from ase import Atoms
 
@@ -336,6 +337,9 @@ class Runner:
                 **empty_result(),
                 **record,
             }
+            forces = record.pop('forces', None)
+            if parameters['keep_forces'] and forces is not None:
+                record['forces'] = np.asarray(forces, dtype=float).tolist()
             if parameters['task'] == 'relax' and Status(record['status']) in WITH_RESULT:
                 ase.io.write(final_path, clean_copy(atoms, label), format='extxyz', append=True)
             results.append(record)

@@ -37,6 +37,7 @@ def outputs_record(energy: float, forces: np.ndarray, stress: np.ndarray | None)
         'energy_per_atom': energy / len(forces),
         'forces_max': float(np.linalg.norm(forces, axis=1).max()),
         'stress': None if stress is None else [float(s) for s in stress],
+        'forces': forces,  # the runner keeps them only when asked (``keep_forces``)
     }
 
 

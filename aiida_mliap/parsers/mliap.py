@@ -67,6 +67,8 @@ class MliapParser(Parser):
                 self.out(f'relaxed_structures.{label}', structure)
             if record.get('trajectory'):
                 self.out(f'trajectories.{label}', trajectory_node(record['trajectory']))
+            if record.get('forces') is not None:
+                self.out(f'forces.{label}', forces_node(record['forces']))
             if record['status'] != Status.OK.value:
                 self.logger.warning(f'{label}: {record["status"]}: {record.get("message", "")}')
 
@@ -109,6 +111,15 @@ class MliapParser(Parser):
             return None
         full = any('Errno 28' in line or 'No space left on device' in line for line in found)
         return f'disk full ({found[-1]})' if full else found[-1]
+
+
+def forces_node(forces: list[list[float]]) -> orm.ArrayData:
+    """One structure's forces (eV/Å, atoms in the input's order) as the array ``forces``."""
+    import numpy as np
+
+    node = orm.ArrayData()
+    node.set_array('forces', np.asarray(forces, dtype=float))
+    return node
 
 
 def trajectory_node(steps: dict[str, list]) -> orm.ArrayData:
