@@ -91,7 +91,7 @@ class MliapCalculation(MliapBaseCalculation):
             'forces',
             valid_type=orm.ArrayData,
             dynamic=True,
-            help='Every atom\'s force (eV/Å) per structure, array `forces`: only with the `keep_forces` parameter.',
+            help="Every atom's force (eV/Å) per structure, array `forces`: only with the `keep_forces` parameter.",
         )
         spec.output('summary', valid_type=orm.Dict, help='Counts and labels by status, environment, timing.')
         spec.default_output_node = 'summary'

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import ase
-import numpy as np
 import ase.io
+import numpy as np
 from ase import Atoms
 
 from ..contract import files

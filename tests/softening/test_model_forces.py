@@ -18,9 +18,13 @@ def test_static_forces_kept_on_request(runner_code, chgnet_model, make_structure
         for label, result in outputs['results'].items():
             array = forces[engine][label]
             assert array.shape == (result['n_atoms'], 3)
-            assert np.linalg.norm(array, axis=1).max() == pytest.approx(result['forces_max'], rel=1e-6)  # float32 models
+            assert np.linalg.norm(array, axis=1).max() == pytest.approx(
+                result['forces_max'], rel=1e-6
+            )  # float32 models
             assert np.abs(array.sum(axis=0)).max() < 1e-3  # a gradient: no net force on the cell
     for label, array in forces['ase'].items():
         np.testing.assert_allclose(forces['vectorized'][label], array, atol=1e-4)
-    outputs, _ = run_get_node(get_builder_for(runner_code, chgnet_model, structures, {'task': 'static', 'device': 'cpu'}))
+    outputs, _ = run_get_node(
+        get_builder_for(runner_code, chgnet_model, structures, {'task': 'static', 'device': 'cpu'})
+    )
     assert 'forces' not in outputs or not dict(outputs['forces'].items())  # not asked: not kept
