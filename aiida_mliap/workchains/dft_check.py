@@ -9,23 +9,17 @@ structure whose SCF fails gets status ``failed`` and the reason; the others go o
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
-from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
 from ..calculations.dft_check import compare_geometries
 from ..data.dft_check import MliapDftCheckData
 from ..data.model import MliapModelData
-from ..dft.mp_settings import mp_hubbard_and_moments, qe_spin_and_hubbard
 from .dft_pair import MliapDftPairWorkChain, failure_reason
-
-# One pw.x process per SCF on this kind of machine; on a cluster, pass the scheduler's options.
-DEFAULT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'withmpi': False,
-                   'max_wallclock_seconds': 3600}  # fmt: skip
+from .dft_settings import scf_template, structure_settings
 
 
 def validate_inputs(inputs: dict, _) -> str | None:
@@ -38,12 +32,6 @@ def validate_inputs(inputs: dict, _) -> str | None:
         if model[label].get_formula() != reference[label].get_formula():
             return f'{label}: the model geometry {model[label].get_formula()} is not the reference composition'
     return None
-
-
-def enough_bands(electrons: float) -> int:
-    """Bands per spin channel for a smeared SCF, set from the start: pw.x's default (1.2 x electrons / 2, at least
-    electrons / 2 + 4) was too few for LiP3 and cost a restart per SCF; half as many again as occupied, plus four."""
-    return math.ceil(0.75 * electrons) + 4
 
 
 class MliapDftCheckWorkChain(WorkChain):
@@ -94,19 +82,7 @@ class MliapDftCheckWorkChain(WorkChain):
         smearing, mixing, restarts) with the structure-specific keys left to each structure; the k-point spacing
         and the refinement series keep the work chain's defaults (``DFT_DEFAULTS``), one set for every caller."""
         builder = cls.get_builder()
-        template = PwBaseWorkChain.get_builder_from_protocol(
-            code, next(iter(reference_structures.values())), protocol=protocol,
-            overrides={'pseudo_family': pseudo_family},
-        )  # fmt: skip
-        parameters = template.pw.parameters.get_dict()
-        for key in ('ecutwfc', 'ecutrho', 'starting_magnetization', 'nspin'):
-            parameters['SYSTEM'].pop(key, None)  # set per structure from the family and MP's settings
-        parameters['CONTROL'].pop('etot_conv_thr', None)  # a relaxation's threshold, scaled to one structure
-        parameters['ELECTRONS'].pop('conv_thr', None)  # from conv_thr_per_atom
-        builder.scf.pw.code = code
-        builder.scf.pw.parameters = orm.Dict(parameters)
-        builder.scf.pw.metadata.options = {**DEFAULT_OPTIONS, **(options or {})}
-        builder.scf.max_iterations = template.max_iterations
+        builder.scf = scf_template(code, next(iter(reference_structures.values())), pseudo_family, protocol, options)
         builder.model = model
         builder.model_structures = model_structures
         builder.reference_structures = reference_structures
@@ -163,21 +139,7 @@ class MliapDftCheckWorkChain(WorkChain):
 
     def _settings(self, structure: orm.StructureData) -> tuple[dict, orm.Dict]:
         """Pseudopotentials and the one parameters node both geometries of ``structure`` run with."""
-        from aiida_pseudo.groups.family import PseudoPotentialFamily
-
-        family = orm.QueryBuilder().append(PseudoPotentialFamily, filters={'label': self.inputs.pseudo_family.value})
-        family = family.one()[0]
-        pseudos = family.get_pseudos(structure=structure)
-        parameters = self.inputs.scf.pw.parameters.get_dict()
-        system, electrons = parameters.setdefault('SYSTEM', {}), parameters.setdefault('ELECTRONS', {})
-        if 'ecutwfc' not in system:
-            system['ecutwfc'], system['ecutrho'] = family.get_recommended_cutoffs(structure=structure, unit='Ry')
-        electrons['conv_thr'] = self.inputs.conv_thr_per_atom.value * len(structure.sites)
-        electrons_in_cell = sum(pseudos[site.kind_name].z_valence for site in structure.sites)
-        system['nbnd'] = enough_bands(electrons_in_cell)
-        if self.inputs.mp_settings.value:
-            hubbard, moments = mp_hubbard_and_moments(structure.get_pymatgen_structure())
-            kinds = {kind.name: kind.symbol for kind in structure.kinds}
-            z_valences = {kind: pseudos[kind].z_valence for kind in kinds}
-            system.update(qe_spin_and_hubbard(kinds, z_valences, hubbard, moments))
-        return pseudos, orm.Dict(parameters)
+        return structure_settings(
+            structure, self.inputs.pseudo_family.value, self.inputs.scf.pw.parameters.get_dict(),
+            self.inputs.conv_thr_per_atom.value, self.inputs.mp_settings.value,
+        )  # fmt: skip
