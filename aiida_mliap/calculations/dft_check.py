@@ -8,7 +8,7 @@ import numpy as np
 from aiida.engine import calcfunction
 
 from ..data.dft_check import MliapDftCheckData
-from ..science.dft_check import GAP_MIN, GEOMETRIES, band_gap, series_uncertainty
+from ..science.dft_check import GEOMETRIES, band_gap, is_metal, series_uncertainty
 
 GPA_TO_KBAR = 10.0
 
@@ -82,6 +82,9 @@ def levels_of(nodes: dict[str, Any], steps: list[str]) -> list[dict[str, Any]]:
                 f'gap_{geometry}': bands_gap(nodes[key]) if (key := f'bands__{geometry}_{level}') in nodes else None,
             })  # fmt: skip
         entry['delta_e_geom'] = (entry['energy_model'] - entry['energy_reference']) / n_atoms
+        for geometry in GEOMETRIES:  # a sampled gap bounds the true one from above: a metal once, a metal after
+            before = levels[-1][f'metal_{geometry}'] if levels else False
+            entry[f'metal_{geometry}'] = before or is_metal(entry[f'gap_{geometry}'])
         levels.append(entry)
     return levels
 
@@ -113,13 +116,7 @@ def _status(info: dict[str, Any], record: dict[str, Any], levels: list[dict[str,
     last, tolerance = levels[-1], info.get('smearing_tolerance')
     for geometry in GEOMETRIES:
         gap, smearing = record.get(f'gap_{geometry}_geometry'), last[f'smearing_energy_per_atom_{geometry}']
-        if (
-            tolerance is not None
-            and gap is not None
-            and gap >= GAP_MIN
-            and smearing is not None
-            and smearing > tolerance
-        ):
+        if tolerance is not None and not last[f'metal_{geometry}'] and smearing is not None and smearing > tolerance:
             return 'smearing_artefact', (f'{geometry} geometry: |-TS| = {1000 * smearing:.2f} meV/atom with a '
                                          f'{gap:.2f} eV gap after every repair')  # fmt: skip
     uncertainty = record['delta_e_geom_uncertainty']

@@ -8,6 +8,8 @@ from aiida.cmdline.utils import decorators, echo
 
 from ..protocols import protocol_names
 from ..science.dft_check import DFT_DEFAULTS
+from ..science.softening import KPOINTS_DISTANCE as SOFTENING_KPOINTS
+from ..science.softening import MAX_ATOMS, PERTURBATIONS
 from . import cmd_root
 from .utils import (
     CODES,
@@ -153,7 +155,7 @@ def benchmark_dft_check(process, model_id, rules, labels, max_structures, max_at
         raise dft_extra_missing(exception) from exception
     try:
         builder = dft_check_builder(
-            process, orm.load_code(pw_label), family, model_id, tuple(rules or RULES), tuple(labels), max_structures,
+            process, _local_code(pw_label), family, model_id, tuple(rules or RULES), tuple(labels), max_structures,
             max_atoms, protocol,
         )  # fmt: skip
     except ValueError as exception:
@@ -168,6 +170,90 @@ def benchmark_dft_check(process, model_id, rules, labels, max_structures, max_at
         echo.echo(f'{node.process_label}<{node.pk}> finished [{node.exit_status}]; results: '
                   f'`aiida-mliap report` or load_results({process.pk}) columns dft_check_*')  # fmt: skip
         exit_for(node)
+
+
+@cmd_benchmark.command('softening')
+@click.option('-G', '--group', 'group_label', required=True, help='Dataset group whose entries are the parents.')
+@click.option('--model', 'model_ids', multiple=True, required=True, help='Model name, sha256 or pk; repeatable.')
+@CODES
+@click.option('--label', 'labels', multiple=True, help='An MP id or structure label to use as a parent; repeatable.')
+@click.option('--max-parents', type=POSITIVE, default=10, show_default=True)
+@click.option('--max-atoms', type=POSITIVE, default=MAX_ATOMS, show_default=True, help='The DFT budget per cell.')
+@click.option('--max-e-above-hull', type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help='eV/atom: parents on (or this close to) the hull, relaxed in DFT.')  # fmt: skip
+@click.option('--rattle', multiple=True, type=click.FloatRange(min=0, min_open=True, max=0.5),
+              help=f'Å; repeatable (default {PERTURBATIONS["rattle"]}).')  # fmt: skip
+@click.option('--volume', multiple=True, type=click.FloatRange(min=-0.2, max=0.2),
+              help=f'Relative volume change; repeatable (default {PERTURBATIONS["volume"]}).')  # fmt: skip
+@click.option('--shear', multiple=True, type=click.FloatRange(min=-0.2, max=0.2),
+              help=f'xy shear strain; repeatable (default {PERTURBATIONS["shear"]}).')  # fmt: skip
+@click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='Seed of the rattles.')
+@click.option('--pw', 'pw_label', default='pw@localhost', show_default=True, help='pw.x code (`setup dft`).')
+@click.option('--family', default='pslibrary-1.0.0-PBE', show_default=True, help='Pseudopotential family.')
+@click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='fast', show_default=True,
+              help="aiida-quantumespresso's PwBaseWorkChain protocol.")  # fmt: skip
+@click.option('--kpoints-distance', type=click.FloatRange(min=0, min_open=True), default=SOFTENING_KPOINTS,
+              show_default=True, help="k-point spacing (1/Å) of each parent's mesh.")  # fmt: skip
+@click.option('--max-concurrent', type=POSITIVE, default=2, show_default=True, help='SCFs in flight at once.')
+@click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
+@DAEMON
+@decorators.with_dbenv()
+def benchmark_softening(group_label, model_ids, code_values, labels, max_parents, max_atoms, max_e_above_hull,
+                        rattle, volume, shear, seed, pw_label, family, protocol, kpoints_distance, max_concurrent,
+                        device, daemon):  # fmt: skip
+    """Softening measured: pw.x and each model on seeded perturbations (rattles, strains) of parents from GROUP;
+    per model the slope of its forces (and stresses, energy differences) on DFT's, with a bootstrap interval over
+    parents."""
+    from aiida import orm
+
+    from ..contract.labels import link_label
+
+    try:
+        from ..analysis.softening import softening_builder  # the `dft` extra
+    except ImportError as exception:
+        raise dft_extra_missing(exception) from exception
+    try:
+        group = orm.load_group(group_label)
+    except Exception as exception:
+        raise click.BadParameter(f'no group `{group_label}`: {exception}', param_hint='--group') from None
+    pw_code = _local_code(pw_label)
+    models = {link_label(model.name): model for model in map(resolve_model, model_ids)}
+    codes = resolve_codes(code_values, models)
+    try:
+        builder = softening_builder(group, models, codes, pw_code, family, tuple(labels), max_parents, max_atoms,
+                                    max_e_above_hull, protocol)  # fmt: skip
+    except ValueError as exception:
+        raise click.ClickException(str(exception)) from None
+    spec = {'rattle': list(rattle), 'volume': list(volume), 'shear': list(shear)}
+    builder.perturbations = orm.Dict({**(spec if any(spec.values()) else PERTURBATIONS), 'seed': seed})
+    builder.kpoints_distance = orm.Float(kpoints_distance)
+    builder.max_concurrent = orm.Int(max_concurrent)
+    builder.device = orm.Str(device)
+    echo.echo_report(f'softening of {", ".join(models)}: parents {", ".join(sorted(builder.parents))}')
+    node = launch_process(builder, daemon)
+    if not daemon:
+        echo.echo(f'{node.process_label}<{node.pk}> finished [{node.exit_status}]; '
+                  f'aiida_mliap.analysis.softening.load_force_pairs({node.pk})')  # fmt: skip
+        exit_for(node)
+
+
+def _local_code(label: str):
+    """A code by label; on this computer, its executable must exist (a missing pw.x is said now, not per SCF)."""
+    from pathlib import Path
+
+    from aiida import orm
+
+    try:
+        code = orm.load_code(label)
+    except Exception as exception:
+        raise click.BadParameter(
+            f'no code `{label}` (`aiida-mliap setup dft`): {exception}', param_hint='--pw'
+        ) from None
+    executable = getattr(code, 'filepath_executable', None)
+    if code.computer.transport_type == 'core.local' and executable and not Path(executable).exists():
+        raise click.BadParameter(f'`{label}` runs {executable}, which does not exist on this computer',
+                                 param_hint='--pw')  # fmt: skip
+    return code
 
 
 @cmd_benchmark.command('status')

@@ -148,11 +148,16 @@ def band_gap(eigenvalues: np.ndarray, occupations: np.ndarray, weights: np.ndarr
     return max(float(min(lowest) - max(highest)), 0.0)
 
 
+def is_metal(gap: float | None) -> bool:
+    """No gap, or none known."""
+    return gap is None or gap < GAP_MIN
+
+
 def occupation_state(level: dict, geometry: str) -> tuple:
     """What a level's energy at one geometry depends on besides the mesh: nothing more for a gapped cell (its -TS is
-    checked apart); the smearing for a metal. No gap known counts as a metal."""
-    gap = level.get(f'gap_{geometry}')
-    if gap is not None and gap >= GAP_MIN:
+    checked apart); the smearing for a metal (``metal_<geometry>``: found metallic at this level or an earlier one)."""
+    metal = level.get(f'metal_{geometry}')
+    if not (is_metal(level.get(f'gap_{geometry}')) if metal is None else metal):
         return ('gapped',)
     return ('metal', level.get(f'smearing_{geometry}'), level.get(f'degauss_{geometry}'))
 

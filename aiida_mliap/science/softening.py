@@ -18,6 +18,11 @@ from .claims import N_BOOTSTRAP, SEED, bootstrap_ols, cluster_codes, cluster_wei
 
 QUANTITIES = ('forces', 'stress', 'energy')  # force and stress components; E(perturbed) - E(parent)
 MIN_GROUP_PARENTS = 3  # a chemical system's own slope needs this many parent structures
+MAX_ATOMS = 8  # the worked example's DFT budget on two cores
+# A perturbed cell stays close to its parent: the parent's mesh at this spacing (Å⁻¹) serves all its configurations,
+# so a force difference between them is not a sampling difference. Denser than the DFT check's first level: forces
+# converge more slowly with sampling than a difference of two energies.
+KPOINTS_DISTANCE = 0.3
 
 
 def softening_scale(
@@ -65,6 +70,28 @@ def softening_table(pairs: pd.DataFrame, by_chemsys: bool = False, **bootstrap) 
 PERTURBATIONS = {'rattle': [0.03, 0.08], 'volume': [0.02, -0.02], 'shear': [0.02]}
 
 
+def perturbation_problem(spec: dict[str, Any]) -> str | None:
+    """Why ``spec`` cannot make configurations, or None: lists of numbers under ``rattle`` (Å, > 0), ``volume``
+    and ``shear`` (|x| < 0.5), a whole ``seed``, at least one perturbation."""
+    unknown = sorted(set(spec) - {*PERTURBATIONS, 'seed'})
+    if unknown:
+        return f'unknown perturbations {unknown}: use {sorted(PERTURBATIONS)} and seed'
+    if not isinstance(spec.get('seed'), int) or isinstance(spec.get('seed'), bool):
+        return f'the perturbations need a whole `seed`, got {spec.get("seed")!r}'
+    for kind in PERTURBATIONS:
+        values = spec.get(kind, [])
+        if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   for v in values):  # fmt: skip
+            return f'`{kind}` must be a list of numbers, got {values!r}'
+        if kind == 'rattle' and any(v <= 0 for v in values):
+            return f'`rattle` sigmas must be positive (Å), got {values}'
+        if kind != 'rattle' and any(abs(v) >= 0.5 for v in values):
+            return f'`{kind}` strains must lie within ±0.5, got {values}'
+    if not any(spec.get(kind) for kind in PERTURBATIONS):
+        return 'no perturbation asked for: give `rattle`, `volume` or `shear` values'
+    return None
+
+
 def perturbations(atoms, spec: dict[str, list[float]], seed: int) -> dict[str, Any]:
     """Named copies of ``atoms`` (an ASE Atoms), one per value of ``spec``: ``rattle_i``, every atom displaced by a
     normal deviate of sigma (Å) per Cartesian component; ``volume_i``, the cell scaled isotropically to (1 + v) times
@@ -86,3 +113,71 @@ def perturbations(atoms, spec: dict[str, list[float]], seed: int) -> dict[str, A
             strained.set_cell(atoms.cell[:] @ strain, scale_atoms=True)
             found[f'{kind}_{index}'] = strained
     return found
+
+
+VOIGT = ('xx', 'yy', 'zz', 'yz', 'xz', 'xy')
+VOIGT_INDICES = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+EV_PER_A3_TO_GPA = 160.21766208
+
+
+def pairs_frame(dft: dict[str, dict], mliap: dict[str, dict[str, dict]], layout: dict[str, dict]) -> pd.DataFrame:
+    """One row per compared value: ``model``, ``parent``, ``configuration``, ``chemsys``, ``quantity`` (``forces``:
+    eV/Å per atom and Cartesian component; ``stress``: GPa per Voigt component, ASE's sign, tension positive;
+    ``energy``: E(configuration) - E(parent), eV/atom), ``component``, ``dft`` and ``mliap``.
+
+    ``dft`` and ``mliap[model]``: per structure label ``forces`` (n, 3), ``stress`` (3, 3, GPa, ASE's sign) and
+    ``energy`` (eV); ``layout``: per label its ``parent`` label, ``configuration`` name (``parent`` for the parent
+    itself) and ``chemsys``. Values missing on either side are left out (the caller records why)."""
+    rows = []
+    for model, values in sorted(mliap.items()):
+        for label, place in sorted(layout.items()):
+            ours, theirs = dft.get(label), values.get(label)
+            if ours is None or theirs is None:
+                continue
+            base = {'model': model, 'parent': place['parent'], 'configuration': label, 'chemsys': place['chemsys']}
+            if place['configuration'] != 'parent':
+                model_forces = np.asarray(theirs['forces'], dtype=float)
+                for (atom, axis), value in np.ndenumerate(np.asarray(ours['forces'], dtype=float)):
+                    rows.append({**base, 'quantity': 'forces', 'component': f'{atom}{"xyz"[axis]}', 'dft': value,
+                                 'mliap': model_forces[atom, axis]})  # fmt: skip
+                parent_dft, parent_mliap = dft.get(place['parent']), values.get(place['parent'])
+                if parent_dft is not None and parent_mliap is not None:
+                    n_atoms = len(ours['forces'])
+                    rows.append({**base, 'quantity': 'energy', 'component': 'per_atom',
+                                 'dft': (ours['energy'] - parent_dft['energy']) / n_atoms,
+                                 'mliap': (theirs['energy'] - parent_mliap['energy']) / n_atoms})  # fmt: skip
+            for name, (i, j) in zip(VOIGT, VOIGT_INDICES, strict=True):
+                rows.append({**base, 'quantity': 'stress', 'component': name,
+                             'dft': ours['stress'][i][j], 'mliap': theirs['stress'][i][j]})  # fmt: skip
+    columns = ['model', 'parent', 'configuration', 'chemsys', 'quantity', 'component', 'dft', 'mliap']
+    return pd.DataFrame(rows, columns=columns)
+
+
+def voigt_to_tensor(voigt: list[float]) -> np.ndarray:
+    """ASE's Voigt stress (eV/Å^3: xx, yy, zz, yz, xz, xy) as a 3x3 tensor in GPa."""
+    tensor = np.zeros((3, 3))
+    for value, (i, j) in zip(voigt, VOIGT_INDICES, strict=True):
+        tensor[i, j] = tensor[j, i] = value * EV_PER_A3_TO_GPA
+    return tensor
+
+
+def select_parents(
+    rows: pd.DataFrame, labels: tuple[str, ...] = (), max_atoms: int = MAX_ATOMS, max_parents: int = 10,
+    max_e_above_hull: float = 0.0,
+) -> list[str]:  # fmt: skip
+    """Parent structures from reference rows (``label``, ``chemsys``, ``n_atoms``, ``e_above_hull``): the given
+    ``labels`` first, then structures on the hull (or within ``max_e_above_hull``, eV/atom) of 2 to ``max_atoms``
+    atoms, one chemical system after another, the smallest cell of each first, so that a few parents spread over many
+    systems. A 1-atom cell is left out: a rattle only translates it, and its forces stay zero. A given label that is
+    unknown or too large is a ValueError."""
+    known = rows.set_index('label')
+    unknown = sorted(set(labels) - set(known.index))
+    if unknown:
+        raise ValueError(f'not in the dataset: {unknown}')
+    too_large = {label: int(known.loc[label, 'n_atoms']) for label in labels if known.loc[label, 'n_atoms'] > max_atoms}
+    if too_large:
+        raise ValueError(f'larger than the DFT budget of {max_atoms} atoms: {too_large}')
+    pool = rows[rows['n_atoms'].between(2, max_atoms) & (rows['e_above_hull'] <= max_e_above_hull)
+                & ~rows['label'].isin(labels)].sort_values(['chemsys', 'n_atoms', 'label'])  # fmt: skip
+    pool = pool.assign(turn=pool.groupby('chemsys').cumcount()).sort_values(['turn', 'chemsys', 'n_atoms', 'label'])
+    return [*labels, *pool['label'].head(max(max_parents - len(labels), 0))]

@@ -95,6 +95,8 @@ class MliapBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         )
         spec.output_namespace('results', valid_type=MliapResultData, dynamic=True, help='Final result per structure.')
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True)
+        spec.output_namespace('forces', valid_type=orm.ArrayData, dynamic=True,
+                              help="Every atom's force per structure, with the `keep_forces` parameter.")  # fmt: skip
         spec.output('summary', valid_type=orm.Dict, help='Final status of every structure over all iterations.')
         # The base work chain's own band (6xx): BaseRestartWorkChain's 301, 302, 401 and 402 would read as the
         # calculation's codes of the same numbers (402 is also "model hash mismatch" there).
@@ -334,14 +336,17 @@ class MliapBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         return None
 
     def _attach_final_outputs(self) -> None:
-        """Each structure's result (and relaxed structure) from the latest calculation that holds it."""
+        """Each structure's result (with its relaxed structure and forces) from the latest calculation that holds it."""
         children = [child.pk for child in self.ctx.children if child.is_finished]
         results = outputs_of(children, 'results')
-        relaxed = outputs_of(children, 'relaxed_structures')
+        relaxed, forces = outputs_of(children, 'relaxed_structures'), outputs_of(children, 'forces')
         final = latest_by_label(
-            {label: (result, relaxed[pk].get(label)) for label, result in results[pk].items()} for pk in children
+            {label: (result, relaxed[pk].get(label), forces[pk].get(label)) for label, result in results[pk].items()}
+            for pk in children
         )
-        for label, (result, structure) in sorted(final.items()):
+        for label, (result, structure, array) in sorted(final.items()):
             self.out(f'results.{label}', result)
             if structure is not None:
                 self.out(f'relaxed_structures.{label}', structure)
+            if array is not None:
+                self.out(f'forces.{label}', array)

@@ -7,10 +7,11 @@ Level 0 runs an SCF at the model's and at the reference geometry, each on its ow
 (halved, same meshes); a smearing step that changes ΔE_geom beyond tolerance sends the series back to denser
 sampling at the new smearing. Halving the smearing together with each refinement was tried first: on a metallic
 CHGNet cell the series swung by 37 and 18 meV/atom, the sampling never catching up with the narrower smearing.
-Each level tells metal from gapped by the bands against the electron count; a geometry whose answer changes between
-two levels (a coarse mesh can miss where a band crosses) makes their change no measure of convergence, and the
-comparison starts again (``science.dft_check.level_changes``). The series ends converged or at
-``max_refinements``; the last comparable change is the difference's numerical uncertainty.
+Each level tells metal from gapped by the bands against the electron count. A gap read on a mesh bounds the true
+one from above (a coarse mesh can miss where bands overlap, never invent an overlap), so a geometry found metallic
+stays metallic for the rest of its series (protocol smearing, no repair); its switch from gapped makes that change
+no measure of convergence, and the comparison starts again (``science.dft_check.level_changes``). The series ends
+converged or at ``max_refinements``; the last comparable change is the difference's numerical uncertainty.
 Every SCF is a ``MliapPwBaseWorkChain`` (smearing artefacts in gapped systems repaired there) with forces and
 stress, and ``compare_geometries`` reads all of them.
 """
@@ -31,7 +32,7 @@ from ..science.dft_check import DFT_DEFAULTS, GEOMETRIES, level_changes, occupat
 from .dft_scf import MliapPwBaseWorkChain
 
 # The SCF's own k-points and structure come from this work chain, per geometry and level.
-SCF_EXCLUDED = ('pw.structure', 'kpoints', 'kpoints_distance', 'kpoints_force_parity')
+SCF_EXCLUDED = ('pw.structure', 'kpoints', 'kpoints_distance', 'kpoints_force_parity', 'metal')
 
 
 def failure_reason(node: orm.WorkflowNode) -> str:
@@ -85,7 +86,7 @@ class MliapDftPairWorkChain(WorkChain):
         self.ctx.occupations = {geometry: dict(occupations) for geometry in GEOMETRIES}
         self.ctx.first_occupations = occupations
         self.ctx.level, self.ctx.spacing = 0, self.inputs.kpoints_distance.value
-        self.ctx.failures, self.ctx.done, self.ctx.steps = {}, False, ['start']
+        self.ctx.failures, self.ctx.done, self.ctx.steps, self.ctx.metallic = {}, False, ['start'], []
 
     def should_refine(self) -> bool:
         return not self.ctx.done
@@ -106,6 +107,7 @@ class MliapDftPairWorkChain(WorkChain):
             system.update({key: value for key, value in self.ctx.occupations[geometry].items() if value is not None})
             inputs.pw.update(structure=structure, parameters=orm.Dict(parameters))
             inputs.kpoints = kpoints
+            inputs.metal = orm.Bool(geometry in self.ctx.metallic)
             inputs.metadata = {'call_link_label': f'scf_{geometry}_{self.ctx.level}',
                                'label': f'{self.inputs.label.value} ({geometry}, level {self.ctx.level})'}  # fmt: skip
             futures[f'{geometry}_{self.ctx.level}'] = self.submit(MliapPwBaseWorkChain, **inputs)
@@ -134,10 +136,11 @@ class MliapDftPairWorkChain(WorkChain):
                     f'ΔE_geom {1000 * levels[-1]["delta_e_geom"]:.2f} meV/atom{comparison}')  # fmt: skip
         settled = {geometry: occupations_of(last_calculation(node).inputs.parameters)  # what each SCF settled on
                    for geometry, node in nodes.items()}  # fmt: skip
-        metals = {  # no gap: the smeared energy depends on the smearing
+        metals = {  # no gap on this mesh or an earlier one: the smeared energy depends on the smearing
             geometry for geometry in GEOMETRIES
             if occupation_state(levels[-1], geometry)[0] == 'metal' and settled[geometry]['degauss']
         }  # fmt: skip
+        self.ctx.metallic = sorted(set(self.ctx.metallic) | metals)
         converged = change is not None and change < self.inputs.tolerance.value
         finished = converged and (self.ctx.steps[-1] == 'smearing' or not metals)  # a metal's smearing checked too
         if finished or level >= self.inputs.max_refinements.value:

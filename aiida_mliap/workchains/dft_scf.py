@@ -6,7 +6,9 @@ polymorphs with a 3 eV gap: 60 meV/atom at the protocol's 0.0275 Ry). After ever
 checks |-TS| per atom against ``smearing_tolerance``: in a gapped system (gap from the output bands against the
 electron count) it reruns with Gaussian smearing no wider than an eighth of the gap (Si, 0.7 eV gap: Gaussian at the
 protocol's width made -TS worse, 5.3 meV/atom), then with a quarter of that, and flags what is left; in a metal -TS
-belongs to the smeared energy and the DFT check's convergence loop reduces the smearing instead.
+belongs to the smeared energy and the DFT check's convergence loop reduces the smearing instead. A coarse mesh can
+hide where a metal's bands overlap and show a gap: the DFT check marks a cell metallic (``metal``) once any mesh
+showed the overlap, and this handler then leaves it alone.
 """
 
 from __future__ import annotations
@@ -43,13 +45,16 @@ class MliapPwBaseWorkChain(PwBaseWorkChain):
         spec.input('smearing_tolerance', valid_type=orm.Float,
                    default=lambda: orm.Float(DFT_DEFAULTS['smearing_tolerance']),
                    help='|-TS| per atom (eV) above which smearing in a gapped system is an artefact.')  # fmt: skip
+        spec.input('metal', valid_type=orm.Bool, default=lambda: orm.Bool(False),
+                   help='Known metallic (bands overlapped on a mesh of the same cell): its -TS belongs to the smeared '
+                        'energy, whatever gap this mesh shows; no repair.')  # fmt: skip
 
     @process_handler(priority=5)
     def handle_smearing_artefact(self, node) -> ProcessHandlerReport | None:
         """A finished SCF of a gapped system with -TS beyond tolerance: Gaussian smearing no wider than an eighth of
         the gap, then a quarter of that; once neither is left, the SCF stands and its record says so (the DFT check
         flags it)."""
-        if not node.is_finished_ok:
+        if not node.is_finished_ok or self.inputs.metal.value:
             return None
         smearing, gap = smearing_per_atom(node), gap_of(node)
         if smearing is None or gap is None or gap < GAP_MIN or smearing <= self.inputs.smearing_tolerance.value:

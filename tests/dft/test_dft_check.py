@@ -19,20 +19,6 @@ ECONV_PER_ATOM = 2e-10  # Ry: the SCF threshold per atom these tests run with
 RY = 13.605693122994  # eV
 
 
-@pytest.fixture(scope='module')
-def dft_setup(shared_data):
-    """``aiida-mliap setup dft`` as a user runs it, twice: the second run keeps what the first made."""
-    from aiida_mliap.cli import cmd_root
-
-    folder = shared_data / 'pseudos' / 'pslibrary-pbe'
-    first = CliRunner().invoke(cmd_root, ['setup', 'dft', '--pseudos', str(folder)], catch_exceptions=False)
-    assert first.exit_code == 0, first.output
-    assert 'installed family pslibrary-1.0.0-PBE: 15 pseudopotentials' in first.output
-    second = CliRunner().invoke(cmd_root, ['setup', 'dft', '--pseudos', str(folder)], catch_exceptions=False)
-    assert 'kept family' in second.output and 'kept code pw@localhost' in second.output
-    return orm.load_code('pw@localhost'), 'pslibrary-1.0.0-PBE'
-
-
 def test_mp_settings_come_from_pymatgen():
     feo = Structure(Lattice.cubic(4.3), ['Fe', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])
     hubbard, moments = mp_hubbard_and_moments(feo)

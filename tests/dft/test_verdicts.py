@@ -76,6 +76,10 @@ def test_changes_only_between_levels_that_treat_each_geometry_alike():
     assert series_uncertainty(metal) == pytest.approx(0.003)  # the larger of the sampling and smearing changes
     metal[2]['step'] = 'kpoints'
     assert level_changes(metal)[-1] is None
+    # Metallic once, metallic after: a gap a later mesh shows does not make the level 'gapped' again.
+    sticky = [level(-0.38, 'kpoints', 0.0), level(-0.39, 'kpoints', 0.73)]
+    sticky[0]['metal_model'], sticky[1]['metal_model'] = True, True
+    assert level_changes(sticky) == [pytest.approx(0.01)]
 
 
 def test_no_verdict_without_an_uncertainty():

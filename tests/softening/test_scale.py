@@ -47,3 +47,39 @@ def test_table_per_model_quantity_and_chemical_system():
     assert table.loc['stiff', 'slope'] == pytest.approx(1.0, abs=0.01)
     per_system = softening_table(frame, by_chemsys=True)
     assert len(per_system) == 8 and set(per_system['n_parents']) == {3}  # 12 parents over 4 systems, per model
+
+
+def test_parents_spread_over_chemical_systems():
+    from aiida_mliap.science.softening import select_parents
+
+    rows = pd.DataFrame({
+        'label': ['li', 'li2', 'p4', 'lip', 'li3p', 'big', 'unstable', 'o2'],
+        'chemsys': ['Li', 'Li', 'P', 'Li-P', 'Li-P', 'Li-P', 'Li-P', 'O'],
+        'n_atoms': [1, 2, 4, 16, 8, 20, 4, 2],
+        'e_above_hull': [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.0],
+    })  # fmt: skip
+    # One cell per system before a second of any; 1-atom, unstable and too large cells left out.
+    assert select_parents(rows, max_parents=10) == ['li2', 'li3p', 'o2', 'p4']
+    assert select_parents(rows, labels=('unstable',), max_parents=2) == ['unstable', 'li2']
+    with pytest.raises(ValueError, match=r"DFT budget of 8 atoms: \{'big': 20\}"):
+        select_parents(rows, labels=('big',))
+    with pytest.raises(ValueError, match='not in the dataset'):
+        select_parents(rows, labels=('mp-0',))
+
+
+@pytest.mark.parametrize(
+    'spec, fragment',
+    [
+        ({'rattle': [0.03]}, 'whole `seed`'),
+        ({'rattle': [-0.1], 'seed': 0}, 'must be positive'),
+        ({'volume': [0.7], 'seed': 0}, 'within ±0.5'),
+        ({'twist': [0.1], 'seed': 0}, 'unknown perturbations'),
+        ({'rattle': 0.03, 'seed': 0}, 'must be a list of numbers'),
+        ({'seed': 0}, 'no perturbation asked for'),
+    ],
+)
+def test_perturbations_refused_with_the_reason(spec, fragment):
+    from aiida_mliap.science.softening import PERTURBATIONS, perturbation_problem
+
+    assert fragment in perturbation_problem(spec)
+    assert perturbation_problem({**PERTURBATIONS, 'seed': 0}) is None

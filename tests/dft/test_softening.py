@@ -1,0 +1,139 @@
+"""The softening measurement with real pw.x and CHGNet on Si: DFT and model forces on perturbed cells, the slope."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from ase.build import bulk
+
+pytestmark = pytest.mark.skipif(shutil.which('pw.x') is None, reason='no pw.x: `make test` installs it as root')
+
+
+def silicon(label: str, coincident: bool = False) -> orm.StructureData:
+    atoms = bulk('Si', 'diamond', a=5.43)
+    if coincident:  # pw.x refuses it at once: "atoms # 1 and # 2 overlap"
+        atoms.positions[1] = atoms.positions[0]
+    node = orm.StructureData(ase=atoms)
+    node.label = label
+    return node.store()
+
+
+def builder_for(dft_setup, runner_code, chgnet_model, parents, perturbations):
+    from aiida_mliap.workchains.softening import MliapSofteningWorkChain
+
+    code, family = dft_setup
+    builder = MliapSofteningWorkChain.get_builder_from_protocol(
+        code, parents, {'chgnet': chgnet_model}, {'chgnet': runner_code}, family
+    )
+    builder.perturbations = orm.Dict(perturbations)
+    builder.kpoints_distance = orm.Float(0.5)  # a test's budget; the default is denser
+    builder.mp_settings = orm.Bool(False)  # no spin for Si: half the cost
+    builder.device = orm.Str('cpu')
+    return builder
+
+
+def test_softening_of_rattled_silicon(dft_setup, runner_code, chgnet_model):
+    from aiida_mliap.analysis.softening import load_force_pairs, softening_frame
+
+    parent = silicon('mp-149')
+    spec = {'rattle': [0.05, 0.1], 'volume': [-0.02], 'seed': 3}
+    _, node = run_get_node(builder_for(dft_setup, runner_code, chgnet_model, {'si': parent}, spec))
+    assert node.is_finished_ok, node.exit_message
+    record = node.outputs.softening
+    assert record['failures'] == {'dft': {}, 'models': {}} and record['n_configurations'] == 3
+
+    # The DFT forces of each configuration sum to ~0; the same configurations went to the model, on one k mesh.
+    scf = {call.label: call for call in node.called if call.process_label == 'MliapPwBaseWorkChain'}
+    assert sorted(scf) == ['mp_149', 'mp_149_rattle_0', 'mp_149_rattle_1', 'mp_149_volume_0']
+    assert len({call.inputs.kpoints.uuid for call in scf.values()}) == 1
+    dft_forces = {label: call.outputs.output_trajectory.get_array('forces')[-1] for label, call in scf.items()}
+    for label in ('mp_149_rattle_0', 'mp_149_rattle_1'):
+        assert np.abs(dft_forces[label]).max() > 0.05 and np.abs(dft_forces[label].sum(axis=0)).max() < 1e-3
+    model = next(call for call in node.called if call.process_label == 'MliapBaseWorkChain')
+    model_forces = {label: array.get_array('forces') for label, array in model.outputs.forces.items()}
+
+    # The stored slope against a numpy recomputation from the exported forces (DFT and model arrays as stored).
+    configurations = ('mp_149_rattle_0', 'mp_149_rattle_1', 'mp_149_volume_0')
+    x = np.concatenate([dft_forces[label].ravel() for label in configurations])
+    y = np.concatenate([model_forces[label].ravel() for label in configurations])
+    stored = softening_frame(node).set_index('quantity')
+    assert stored.loc['forces', 'slope'] == pytest.approx(x @ y / (x @ x), abs=1e-10)
+    assert stored.loc['forces', 'n'] == 18 and stored.loc['forces', 'slope_ci95'] is None  # one parent: no interval
+
+    pairs = load_force_pairs(node)
+    forces = pairs[pairs['quantity'] == 'forces']
+    assert len(forces) == 18 and set(forces['model']) == {chgnet_model.name}
+    assert forces['dft'].to_numpy() @ forces['mliap'].to_numpy() == pytest.approx(x @ y, rel=1e-12)
+    # Stress in one sign convention: the compressed cell is under compression for DFT and for the model alike.
+    squeezed = pairs[(pairs['configuration'] == 'mp_149_volume_0') & (pairs['quantity'] == 'stress')]
+    normal = squeezed[squeezed['component'].isin(['xx', 'yy', 'zz'])]
+    assert (normal['dft'] < -0.5).all() and (normal['mliap'] < -0.5).all()  # GPa, tension positive
+    energy = pairs[pairs['quantity'] == 'energy']
+    assert len(energy) == 3 and (energy['dft'] > 0).all()  # every perturbation costs DFT energy
+
+
+def test_a_failed_scf_leaves_the_other_configurations(dft_setup, runner_code, chgnet_model):
+    spec = {'volume': [-0.02], 'shear': [0.04], 'seed': 0}
+    parents = {'good': silicon('si-good'), 'broken': silicon('si-broken', coincident=True)}
+    _, node = run_get_node(builder_for(dft_setup, runner_code, chgnet_model, parents, spec))
+    assert node.is_finished_ok, node.exit_message
+    failures = node.outputs.softening['failures']['dft']
+    assert sorted(failures) == ['si_broken', 'si_broken_shear_0', 'si_broken_volume_0']
+    assert all('exit status' in reason for reason in failures.values())
+    rows = {row['quantity']: row for row in node.outputs.softening['softening']}
+    assert rows['stress']['n'] == 18 and rows['stress']['n_parents'] == 1  # the good parent's three cells
+    assert rows['forces']['n'] == 12 and rows['energy']['n'] == 2
+
+
+def test_bad_input_is_refused_before_anything_is_stored(dft_setup, runner_code, chgnet_model):
+    from aiida_mliap.workchains.softening import MliapSofteningWorkChain
+
+    large = orm.StructureData(ase=bulk('Si', 'diamond', a=5.43, cubic=True).repeat((2, 1, 1)))
+    large.label = 'si-16'
+    large.store()
+    before = orm.QueryBuilder().append(orm.Node).count()
+    builder = builder_for(dft_setup, runner_code, chgnet_model, {'large': large}, {'rattle': [0.05], 'seed': 0})
+    with pytest.raises(ValueError, match=r'larger than the DFT budget of 8 atoms: \{.large.: 16\}'):
+        run_get_node(builder)
+    mismatched = builder_for(dft_setup, runner_code, chgnet_model, {'si': silicon('si')}, {'rattle': [0.05], 'seed': 0})
+    mismatched.codes = {}
+    with pytest.raises(ValueError, match='one runner code per model'):
+        run_get_node(mismatched)
+    assert orm.QueryBuilder().append(orm.Node).count() == before + 1  # the one structure made above
+    assert MliapSofteningWorkChain.spec().inputs['max_atoms'].default().value == 8
+
+
+def test_the_command_refuses_what_it_cannot_do(dft_setup, runner_code, chgnet_model, li_o_group, aiida_localhost):
+    """`benchmark softening`: a missing pw.x, a parent beyond the DFT budget, an unknown parent: one line each,
+    nothing stored."""
+    from click.testing import CliRunner
+
+    from aiida_mliap.cli import cmd_root
+
+    group, _ = li_o_group(max_atoms=8, prefix='softening')
+    missing = orm.InstalledCode(computer=aiida_localhost, filepath_executable='/nonexistent/pw.x', label='gone-pw')
+    missing.store()
+    before = orm.QueryBuilder().append(orm.Node).count()
+    common = [
+        'benchmark',
+        'softening',
+        '-G',
+        group.label,
+        '--model',
+        chgnet_model.name,
+        '--code',
+        runner_code.full_label,
+    ]
+    cases = {
+        ('--pw', 'gone-pw@localhost'): '/nonexistent/pw.x, which does not exist on this computer',
+        ('--label', 'mp-1018134', '--max-atoms', '2'): "larger than the DFT budget of 2 atoms: {'mp_1018134': 3}",
+        ('--label', 'mp-0', '--max-parents', '1'): "not in the dataset: ['mp_0']",
+    }
+    for extra, message in cases.items():
+        result = CliRunner().invoke(cmd_root, [*common, *extra])
+        assert result.exit_code != 0 and message in result.output, result.output
+    assert orm.QueryBuilder().append(orm.Node).count() == before
