@@ -89,8 +89,8 @@ def main() -> None:
     mine = table[table['label'].isin(labels) & table['task'].eq('relax')]
     print(dft_check_table(mine).drop(columns='model').to_string(index=False))
     print('meV/atom. E error: CHGNet at its own minimum - DFT at the MP geometry; dE_geom: E_DFT(CHGNet geometry) - '
-          'E_DFT(MP geometry), +- its numerical uncertainty (the last level\'s change: docs/howto/dft-check.md); '
-          'DFT says: confirmed '
+          'E_DFT(MP geometry), +- its numerical uncertainty (the last change between comparable levels, '
+          'docs/howto/dft-check.md; none: unknown, and DFT says cannot tell); DFT says: confirmed '
           '(a lower structure exists) or contradicted (CHGNet\'s landscape is wrong there) only beyond the uncertainty '
           f'plus {1000 * CODE_ALLOWANCE:.0f} meV/atom for QE vs VASP, else cannot tell. MP F_max, MP P: QE\'s largest '
           'force and pressure at the MP geometry (is it a stationary point?).')  # fmt: skip
