@@ -9,9 +9,9 @@ import pandas as pd
 from aiida.engine import calcfunction
 
 from ..data.softening import MliapSofteningData
-from ..science.softening import pairs_frame, softening_table, voigt_to_tensor
+from ..science.softening import pairs_frame, sampling_error, softening_table, voigt_to_tensor
 
-DFT, MLIAP, MODEL = 'dft', 'mliap', 'model'
+DFT, DENSER_DFT, MLIAP, MODEL = 'dft', 'denser', 'mliap', 'model'
 
 
 def compared_values(nodes: dict[str, Any]) -> tuple[dict, dict, dict]:
@@ -23,10 +23,7 @@ def compared_values(nodes: dict[str, Any]) -> tuple[dict, dict, dict]:
     for key, node in nodes.items():
         parts = key.split('__')
         if parts[0] == DFT and parts[1] == 'trajectory':
-            forces, stress = node.get_array('forces')[-1], node.get_array('stress')[-1]
-            energy = nodes[f'{DFT}__parameters__{parts[2]}']['energy']
-            # QE's stress is positive under compression; ASE's (the models') the other way round.
-            dft[parts[2]] = {'forces': forces, 'stress': -np.asarray(stress), 'energy': energy}
+            dft[parts[2]] = _dft_values(nodes, DFT, parts[2])
         elif parts[0] == MLIAP and parts[2] == 'forces':
             result = nodes[f'{MLIAP}__{parts[1]}__results__{parts[3]}']
             mliap.setdefault(names[parts[1]], {})[parts[3]] = {
@@ -40,10 +37,13 @@ def compared_values(nodes: dict[str, Any]) -> tuple[dict, dict, dict]:
 def compare_forces(layout, failures, **nodes):
     """``layout``: per structure label ``{'parent', 'configuration', 'chemsys'}``; ``failures``: what has no value
     and why (a record, carried over); ``nodes``: ``model__<key>`` (the models), per label ``dft__trajectory__<label>``
-    (pw.x's forces and stress) and ``dft__parameters__<label>`` (its energy), and per model key and label
-    ``mliap__<key>__forces__<label>`` and ``mliap__<key>__results__<label>``."""
+    (pw.x's forces and stress) and ``dft__parameters__<label>`` (its energy), the same as ``denser__...`` for the
+    configurations also run on a denser mesh, and per model key and label ``mliap__<key>__forces__<label>`` and
+    ``mliap__<key>__results__<label>``."""
     dft, mliap, _ = compared_values(nodes)
     pairs = pairs_frame(dft, mliap, layout.get_dict())
+    denser = {key.split('__')[2]: _dft_values(nodes, DENSER_DFT, key.split('__')[2])
+              for key in nodes if key.startswith(f'{DENSER_DFT}__trajectory__')}  # fmt: skip
     models = {key: {'name': node.name, 'sha256': node.sha256}
               for key, node in nodes.items() if key.startswith(f'{MODEL}__')}  # fmt: skip
     record = {
@@ -53,8 +53,16 @@ def compare_forces(layout, failures, **nodes):
         'failures': failures.get_dict(),
         'n_configurations': int(pairs.loc[pairs['quantity'] == 'forces', 'configuration'].nunique()),
         'n_parents': int(pairs['parent'].nunique()),
+        'sampling_error': sampling_error(dft, denser),
     }
     return MliapSofteningData(record)
+
+
+def _dft_values(nodes: dict[str, Any], kind: str, label: str) -> dict:
+    """pw.x's forces (eV/Å), stress (GPa, ASE's sign: QE's is positive under compression) and energy (eV)."""
+    trajectory = nodes[f'{kind}__trajectory__{label}']
+    return {'forces': trajectory.get_array('forces')[-1], 'stress': -np.asarray(trajectory.get_array('stress')[-1]),
+            'energy': nodes[f'{kind}__parameters__{label}']['energy']}  # fmt: skip
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

@@ -181,3 +181,21 @@ def select_parents(
                 & ~rows['label'].isin(labels)].sort_values(['chemsys', 'n_atoms', 'label'])  # fmt: skip
     pool = pool.assign(turn=pool.groupby('chemsys').cumcount()).sort_values(['turn', 'chemsys', 'n_atoms', 'label'])
     return [*labels, *pool['label'].head(max(max_parents - len(labels), 0))]
+
+
+def sampling_error(dft: dict[str, dict], denser: dict[str, dict]) -> dict[str, Any]:
+    """How much the DFT values of the configurations run twice change on the denser mesh: per label the largest
+    force component change (eV/Å), stress component change (GPa) and energy change (eV/atom), and the largest of
+    each over all labels (None without any): the numerical error the compared DFT values carry from the sampling."""
+    per_label = {}
+    for label, dense in sorted(denser.items()):
+        if label not in dft:
+            continue
+        base = dft[label]
+        per_label[label] = {
+            'forces': float(np.abs(np.asarray(dense['forces']) - np.asarray(base['forces'])).max()),
+            'stress': float(np.abs(np.asarray(dense['stress']) - np.asarray(base['stress'])).max()),
+            'energy': abs(dense['energy'] - base['energy']) / len(base['forces']),
+        }
+    largest = {key: max((values[key] for values in per_label.values()), default=None) for key in QUANTITIES}
+    return {'per_configuration': per_label, 'largest': largest}

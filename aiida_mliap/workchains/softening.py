@@ -2,9 +2,11 @@
 
 Per parent structure: ``perturb_structure`` makes its configurations (seeded rattles, volume and shear strains);
 pw.x computes energy, forces and stress of the parent and of each configuration, all on the parent's k-point mesh
-with the DFT check's settings (``dft_settings``); each model evaluates the same structures statically with every
-force kept; ``compare_forces`` reads all of it and gives each model's softening scale. An SCF that fails leaves its
-configuration out, with the reason; so does a structure a model cannot evaluate.
+with the DFT check's settings (``dft_settings``), and of the parent's last configuration once more on a denser mesh
+(spacing x 0.75): that change is the sampling error of the DFT values, stored beside the slopes. Each model
+evaluates the same structures statically with every force kept; ``compare_forces`` reads all of it and gives each
+model's softening scale. An SCF that fails leaves its configuration out, with the reason; so does a structure a
+model cannot evaluate.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from aiida_quantumespresso.calculations.functions.create_kpoints_from_distance i
 
 from ..calculations.mliap import structure_link_label
 from ..calculations.perturb import perturb_structure
-from ..calculations.softening import DFT, MLIAP, MODEL, compare_forces
+from ..calculations.softening import DENSER_DFT, DFT, MLIAP, MODEL, compare_forces
 from ..data.model import MliapModelData
 from ..data.softening import MliapSofteningData
+from ..science.dft_check import DFT_DEFAULTS
 from ..science.softening import KPOINTS_DISTANCE, MAX_ATOMS, PERTURBATIONS, perturbation_problem
 from .base import MliapBaseWorkChain
 from .dft_pair import failure_reason
@@ -26,6 +29,9 @@ from .dft_scf import MliapPwBaseWorkChain
 from .dft_settings import scf_template, structure_settings
 
 SCF_EXCLUDED = ('pw.structure', 'pw.pseudos', 'kpoints', 'kpoints_distance', 'kpoints_force_parity', 'metal')
+# The sampling check: one configuration per parent again at this factor on the spacing (the DFT check's refinement).
+SAMPLING_CHECK = DFT_DEFAULTS['refinement']
+DENSER = '_denser'
 
 
 def validate_inputs(inputs: dict, _) -> str | None:
@@ -102,7 +108,8 @@ class MliapSofteningWorkChain(WorkChain):
 
     def perturb(self):
         """Each parent's configurations (a calcfunction per parent), and what each structure is."""
-        self.ctx.structures, self.ctx.layout, self.ctx.kpoints = {}, {}, {}
+        self.ctx.structures, self.ctx.layout, self.ctx.kpoints, self.ctx.denser = {}, {}, {}, {}
+        denser_distance = orm.Float(self.inputs.kpoints_distance.value * SAMPLING_CHECK)
         for key, parent in sorted(self.inputs.parents.items()):
             label = structure_link_label(parent)
             chemsys = '-'.join(sorted(parent.get_composition()))
@@ -111,14 +118,22 @@ class MliapSofteningWorkChain(WorkChain):
             self.ctx.kpoints[label] = create_kpoints_from_distance(
                 parent, self.inputs.kpoints_distance, orm.Bool(False), metadata={'call_link_label': f'kpoints_{key}'}
             )
+            self.ctx.kpoints[f'{label}{DENSER}'] = create_kpoints_from_distance(
+                parent, denser_distance, orm.Bool(False), metadata={'call_link_label': f'kpoints_denser_{key}'}
+            )
             self.ctx.structures[label] = parent
             self.ctx.layout[label] = {'parent': label, 'configuration': 'parent', 'chemsys': chemsys}
+            children = {}
             for name, structure in sorted(configurations.items()):
-                child = structure_link_label(structure)
-                self.ctx.structures[child] = structure
-                self.ctx.layout[child] = {'parent': label, 'configuration': name, 'chemsys': chemsys}
-        self.ctx.queue = sorted(self.ctx.structures)
-        self.ctx.scf, self.ctx.failures = {}, {'dft': {}, 'models': {}}
+                children[name] = structure_link_label(structure)
+                self.ctx.structures[children[name]] = structure
+                self.ctx.layout[children[name]] = {'parent': label, 'configuration': name, 'chemsys': chemsys}
+            # The sampling error of the DFT values: the largest rattle (else the last configuration) again, denser.
+            rattles = [name for name in children if name.startswith('rattle_')]
+            checked = children[rattles[-1] if rattles else sorted(children)[-1]]
+            self.ctx.denser[f'{checked}{DENSER}'] = checked
+        self.ctx.queue = sorted(self.ctx.structures) + sorted(self.ctx.denser)
+        self.ctx.scf, self.ctx.denser_scf, self.ctx.failures = {}, {}, {'dft': {}, 'models': {}}
         self.report(f'{len(self.inputs.parents)} parents, {len(self.ctx.structures)} structures for pw.x and '
                     f'{len(self.inputs.models)} models')  # fmt: skip
 
@@ -132,8 +147,8 @@ class MliapSofteningWorkChain(WorkChain):
         )
         futures = {}
         for label in step:
-            structure = self.ctx.structures[label]
-            parent = self.ctx.layout[label]['parent']
+            structure = self.ctx.structures[self.ctx.denser.get(label, label)]
+            parent = self.ctx.layout[self.ctx.denser.get(label, label)]['parent']
             pseudos, parameters = structure_settings(
                 self.ctx.structures[parent], self.inputs.pseudo_family.value, self.inputs.scf.pw.parameters.get_dict(),
                 self.inputs.conv_thr_per_atom.value, self.inputs.mp_settings.value,
@@ -143,7 +158,7 @@ class MliapSofteningWorkChain(WorkChain):
             inputs = AttributeDict(self.exposed_inputs(MliapPwBaseWorkChain, 'scf'))
             inputs.pw = AttributeDict(inputs.pw)
             inputs.pw.update(structure=structure, pseudos=pseudos, parameters=orm.Dict(values))
-            inputs.kpoints = self.ctx.kpoints[parent]
+            inputs.kpoints = self.ctx.kpoints[f'{parent}{DENSER}' if label in self.ctx.denser else parent]
             inputs.metadata = {'call_link_label': f'scf_{label}', 'label': label}
             futures[f'scf_{label}'] = self.submit(MliapPwBaseWorkChain, **inputs)
         self.ctx.step = step
@@ -153,12 +168,15 @@ class MliapSofteningWorkChain(WorkChain):
         for label in self.ctx.step:
             node = self.ctx[f'scf_{label}']
             if node.is_finished_ok and 'output_trajectory' in node.outputs:
-                self.ctx.scf[label] = node
+                if label in self.ctx.denser:
+                    self.ctx.denser_scf[self.ctx.denser[label]] = node
+                else:
+                    self.ctx.scf[label] = node
             else:
                 self.ctx.failures['dft'][label] = failure_reason(node)
                 self.report(f'{label}: no DFT forces: {self.ctx.failures["dft"][label]}')
-        done = len(self.ctx.structures) - len(self.ctx.queue)
-        self.report(f'pw.x: {done}/{len(self.ctx.structures)} structures, {len(self.ctx.failures["dft"])} failed')
+        total = len(self.ctx.structures) + len(self.ctx.denser)
+        self.report(f'pw.x: {total - len(self.ctx.queue)}/{total} SCFs, {len(self.ctx.failures["dft"])} failed')
 
     def run_models(self):
         if not self.ctx.scf:
@@ -181,6 +199,9 @@ class MliapSofteningWorkChain(WorkChain):
         for label, node in self.ctx.scf.items():
             nodes[f'{DFT}__trajectory__{label}'] = node.outputs.output_trajectory
             nodes[f'{DFT}__parameters__{label}'] = node.outputs.output_parameters
+        for label, node in self.ctx.denser_scf.items():
+            nodes[f'{DENSER_DFT}__trajectory__{label}'] = node.outputs.output_trajectory
+            nodes[f'{DENSER_DFT}__parameters__{label}'] = node.outputs.output_parameters
         reasons = {}
         for key in self.inputs.models:
             node = self.ctx[f'mliap_{key}']

@@ -48,8 +48,16 @@ def test_softening_of_rattled_silicon(dft_setup, runner_code, chgnet_model):
 
     # The DFT forces of each configuration sum to ~0; the same configurations went to the model, on one k mesh.
     scf = {call.label: call for call in node.called if call.process_label == 'MliapPwBaseWorkChain'}
+    denser = scf.pop('mp_149_rattle_1_denser')  # the largest rattle again on a denser mesh: the sampling error
     assert sorted(scf) == ['mp_149', 'mp_149_rattle_0', 'mp_149_rattle_1', 'mp_149_volume_0']
     assert len({call.inputs.kpoints.uuid for call in scf.values()}) == 1
+    meshes = [call.inputs.kpoints.get_kpoints_mesh()[0] for call in (scf['mp_149'], denser)]
+    assert all(dense > coarse for coarse, dense in zip(*meshes, strict=True))
+    change = np.abs(denser.outputs.output_trajectory.get_array('forces')[-1]
+                    - scf['mp_149_rattle_1'].outputs.output_trajectory.get_array('forces')[-1]).max()  # fmt: skip
+    error = record['sampling_error']
+    assert error['per_configuration']['mp_149_rattle_1']['forces'] == pytest.approx(change, abs=1e-12)
+    assert error['largest']['forces'] == pytest.approx(change, abs=1e-12) and 0 < change < 0.05  # eV/Å
     dft_forces = {label: call.outputs.output_trajectory.get_array('forces')[-1] for label, call in scf.items()}
     for label in ('mp_149_rattle_0', 'mp_149_rattle_1'):
         assert np.abs(dft_forces[label]).max() > 0.05 and np.abs(dft_forces[label].sum(axis=0)).max() < 1e-3
@@ -82,7 +90,7 @@ def test_a_failed_scf_leaves_the_other_configurations(dft_setup, runner_code, ch
     _, node = run_get_node(builder_for(dft_setup, runner_code, chgnet_model, parents, spec))
     assert node.is_finished_ok, node.exit_message
     failures = node.outputs.softening['failures']['dft']
-    assert sorted(failures) == ['si_broken', 'si_broken_shear_0', 'si_broken_volume_0']
+    assert sorted(failures) == ['si_broken', 'si_broken_shear_0', 'si_broken_volume_0', 'si_broken_volume_0_denser']
     assert all('exit status' in reason for reason in failures.values())
     rows = {row['quantity']: row for row in node.outputs.softening['softening']}
     assert rows['stress']['n'] == 18 and rows['stress']['n_parents'] == 1  # the good parent's three cells
