@@ -123,15 +123,12 @@ class MliapDftPairWorkChain(WorkChain):
         levels = levels_of(self.series_nodes(), self.ctx.steps)
         change = level_changes(levels)[-1] if level else None
         degauss = {g: o['degauss'] for g, o in self.ctx.occupations.items()}
-        comparison = (
-            ''
-            if not level
-            else (
-                f', changed by {1000 * change:.2f}'
-                if change is not None
-                else ', not comparable with the level before (metal/gapped or smearing changed)'
-            )
-        )
+        if not level:
+            comparison = ''
+        elif change is None:
+            comparison = ', not comparable with the level before (metal/gapped or smearing changed)'
+        else:
+            comparison = f', changed by {1000 * change:.2f}'
         self.report(f'level {level} ({self.ctx.steps[-1]}; spacing {self.ctx.spacing:.3f} 1/Å, degauss {degauss} Ry): '
                     f'ΔE_geom {1000 * levels[-1]["delta_e_geom"]:.2f} meV/atom{comparison}')  # fmt: skip
         settled = {geometry: occupations_of(last_calculation(node).inputs.parameters)  # what each SCF settled on
