@@ -11,6 +11,8 @@ model cannot evaluate.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
@@ -41,6 +43,9 @@ def validate_inputs(inputs: dict, _) -> str | None:
     too_large = {label: len(node.sites) for label, node in parents.items() if len(node.sites) > inputs['max_atoms']}
     if too_large:
         return f'structures larger than the DFT budget of {inputs["max_atoms"].value} atoms: {too_large}'
+    names = Counter(structure_link_label(node) for node in parents.values())
+    if max(names.values()) > 1:
+        return f'parents share a label (their configurations would too): {sorted(n for n, c in names.items() if c > 1)}'
     problem = perturbation_problem(inputs['perturbations'].get_dict())
     if problem:
         return problem

@@ -107,11 +107,15 @@ def test_bad_input_is_refused_before_anything_is_stored(dft_setup, runner_code, 
     builder = builder_for(dft_setup, runner_code, chgnet_model, {'large': large}, {'rattle': [0.05], 'seed': 0})
     with pytest.raises(ValueError, match=r'larger than the DFT budget of 8 atoms: \{.large.: 16\}'):
         run_get_node(builder)
+    twins = builder_for(dft_setup, runner_code, chgnet_model, {'a': silicon('si'), 'b': silicon('si')},
+                        {'rattle': [0.05], 'seed': 0})  # fmt: skip
+    with pytest.raises(ValueError, match=r"parents share a label .*\['si'\]"):
+        run_get_node(twins)
     mismatched = builder_for(dft_setup, runner_code, chgnet_model, {'si': silicon('si')}, {'rattle': [0.05], 'seed': 0})
     mismatched.codes = {}
     with pytest.raises(ValueError, match='one runner code per model'):
         run_get_node(mismatched)
-    assert orm.QueryBuilder().append(orm.Node).count() == before + 1  # the one structure made above
+    assert orm.QueryBuilder().append(orm.Node).count() == before + 3  # the three structures made above
     assert MliapSofteningWorkChain.spec().inputs['max_atoms'].default().value == 8
 
 
@@ -145,3 +149,15 @@ def test_the_command_refuses_what_it_cannot_do(dft_setup, runner_code, chgnet_mo
         result = CliRunner().invoke(cmd_root, [*common, *extra])
         assert result.exit_code != 0 and message in result.output, result.output
     assert orm.QueryBuilder().append(orm.Node).count() == before
+
+
+def test_the_dft_check_command_refuses_a_missing_pw(aiida_localhost):
+    from click.testing import CliRunner
+
+    from aiida_mliap.calculations.perturb import perturb_structure
+    from aiida_mliap.cli import cmd_root
+
+    _, process = perturb_structure.run_get_node(silicon('si-dft-check'), orm.Dict({'rattle': [0.05], 'seed': 0}))
+    orm.InstalledCode(computer=aiida_localhost, filepath_executable='/nonexistent/pw.x', label='gone-pw-2').store()
+    result = CliRunner().invoke(cmd_root, ['benchmark', 'dft-check', str(process.pk), '--pw', 'gone-pw-2@localhost'])
+    assert result.exit_code == 2 and '/nonexistent/pw.x, which does not exist on this computer' in result.output
