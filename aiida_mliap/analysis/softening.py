@@ -34,7 +34,7 @@ def load_force_pairs(node: orm.Node) -> pd.DataFrame:
     inputs = {link.link_label: link.node for link in incoming}
     layout = inputs.pop('layout').get_dict()
     inputs.pop('failures')
-    dft, mliap, _ = compared_values(inputs)
+    dft, _, mliap = compared_values(inputs)
     return pairs_frame(dft, mliap, layout)
 
 

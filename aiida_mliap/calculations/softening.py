@@ -15,22 +15,23 @@ DFT, DENSER_DFT, MLIAP, MODEL = 'dft', 'denser', 'mliap', 'model'
 
 
 def compared_values(nodes: dict[str, Any]) -> tuple[dict, dict, dict]:
-    """``science.softening.pairs_frame``'s ``dft`` and ``mliap`` from the nodes ``compare_forces`` reads (its
-    flat keyword names, see there), models by name."""
+    """From the nodes ``compare_forces`` reads (its flat keyword names, see there): pw.x's values per label, the
+    denser mesh's per label, and per model name its values per label (``science.softening.pairs_frame``'s input)."""
     dft: dict[str, dict] = {}
+    denser: dict[str, dict] = {}
     mliap: dict[str, dict[str, dict]] = {}
     names = {key.split('__')[1]: node.name for key, node in nodes.items() if key.startswith(f'{MODEL}__')}
     for key, node in nodes.items():
         parts = key.split('__')
-        if parts[0] == DFT and parts[1] == 'trajectory':
-            dft[parts[2]] = _dft_values(nodes, DFT, parts[2])
+        if parts[0] in (DFT, DENSER_DFT) and parts[1] == 'trajectory':
+            (dft if parts[0] == DFT else denser)[parts[2]] = _dft_values(nodes, parts[0], parts[2])
         elif parts[0] == MLIAP and parts[2] == 'forces':
             result = nodes[f'{MLIAP}__{parts[1]}__results__{parts[3]}']
             mliap.setdefault(names[parts[1]], {})[parts[3]] = {
                 'forces': node.get_array('forces'), 'stress': voigt_to_tensor(result['stress']),
                 'energy': result['energy'],
             }  # fmt: skip
-    return dft, mliap, names
+    return dft, denser, mliap
 
 
 @calcfunction
@@ -40,14 +41,12 @@ def compare_forces(layout, failures, **nodes):
     (pw.x's forces and stress) and ``dft__parameters__<label>`` (its energy), the same as ``denser__...`` for the
     configurations also run on a denser mesh, and per model key and label ``mliap__<key>__forces__<label>`` and
     ``mliap__<key>__results__<label>``."""
-    dft, mliap, _ = compared_values(nodes)
+    dft, denser, mliap = compared_values(nodes)
     pairs = pairs_frame(dft, mliap, layout.get_dict())
-    denser = {key.split('__')[2]: _dft_values(nodes, DENSER_DFT, key.split('__')[2])
-              for key in nodes if key.startswith(f'{DENSER_DFT}__trajectory__')}  # fmt: skip
-    models = {key: {'name': node.name, 'sha256': node.sha256}
+    models = {key.split('__')[1]: {'name': node.name, 'sha256': node.sha256}
               for key, node in nodes.items() if key.startswith(f'{MODEL}__')}  # fmt: skip
     record = {
-        'models': {key.split('__')[1]: value for key, value in models.items()},
+        'models': models,
         'softening': _records(softening_table(pairs)),
         'softening_by_chemsys': _records(softening_table(pairs, by_chemsys=True)),
         'failures': failures.get_dict(),
