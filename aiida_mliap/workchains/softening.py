@@ -114,6 +114,7 @@ class MliapSofteningWorkChain(WorkChain):
     def perturb(self):
         """Each parent's configurations (a calcfunction per parent), and what each structure is."""
         self.ctx.structures, self.ctx.layout, self.ctx.kpoints, self.ctx.denser = {}, {}, {}, {}
+        self.ctx.settings = {}  # per parent, for it and its configurations: pseudopotentials and pw.x parameters
         denser_distance = orm.Float(self.inputs.kpoints_distance.value * SAMPLING_CHECK)
         for key, parent in sorted(self.inputs.parents.items()):
             label = structure_link_label(parent)
@@ -126,6 +127,13 @@ class MliapSofteningWorkChain(WorkChain):
             self.ctx.kpoints[f'{label}{DENSER}'] = create_kpoints_from_distance(
                 parent, denser_distance, orm.Bool(False), metadata={'call_link_label': f'kpoints_denser_{key}'}
             )
+            pseudos, parameters = structure_settings(
+                parent, self.inputs.pseudo_family.value, self.inputs.scf.pw.parameters.get_dict(),
+                self.inputs.conv_thr_per_atom.value, self.inputs.mp_settings.value,
+            )  # fmt: skip
+            values = parameters.get_dict()
+            values.setdefault('CONTROL', {}).update(tprnfor=True, tstress=True)
+            self.ctx.settings[label] = (pseudos, orm.Dict(values).store())  # one node, the input of all its SCFs
             self.ctx.structures[label] = parent
             self.ctx.layout[label] = {'parent': label, 'configuration': 'parent', 'chemsys': chemsys}
             children = {}
@@ -154,15 +162,10 @@ class MliapSofteningWorkChain(WorkChain):
         for label in step:
             structure = self.ctx.structures[self.ctx.denser.get(label, label)]
             parent = self.ctx.layout[self.ctx.denser.get(label, label)]['parent']
-            pseudos, parameters = structure_settings(
-                self.ctx.structures[parent], self.inputs.pseudo_family.value, self.inputs.scf.pw.parameters.get_dict(),
-                self.inputs.conv_thr_per_atom.value, self.inputs.mp_settings.value,
-            )  # fmt: skip
-            values = parameters.get_dict()
-            values.setdefault('CONTROL', {}).update(tprnfor=True, tstress=True)
+            pseudos, parameters = self.ctx.settings[parent]
             inputs = AttributeDict(self.exposed_inputs(MliapPwBaseWorkChain, 'scf'))
             inputs.pw = AttributeDict(inputs.pw)
-            inputs.pw.update(structure=structure, pseudos=pseudos, parameters=orm.Dict(values))
+            inputs.pw.update(structure=structure, pseudos=pseudos, parameters=parameters)
             inputs.kpoints = self.ctx.kpoints[f'{parent}{DENSER}' if label in self.ctx.denser else parent]
             inputs.metadata = {'call_link_label': f'scf_{label}', 'label': label}
             futures[f'scf_{label}'] = self.submit(MliapPwBaseWorkChain, **inputs)
