@@ -194,13 +194,15 @@ def benchmark_dft_check(process, model_id, rules, labels, max_structures, max_at
               help="aiida-quantumespresso's PwBaseWorkChain protocol.")  # fmt: skip
 @click.option('--kpoints-distance', type=click.FloatRange(min=0, min_open=True), default=SOFTENING_KPOINTS,
               show_default=True, help="k-point spacing (1/Å) of each parent's mesh.")  # fmt: skip
+@click.option('--spin/--no-spin', default=True, show_default=True,
+              help="Spin-polarised SCFs from MP's initial moments; --no-spin for parents MP found non-magnetic.")
 @click.option('--max-concurrent', type=POSITIVE, default=2, show_default=True, help='SCFs in flight at once.')
 @click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
 @DAEMON
 @decorators.with_dbenv()
 def benchmark_softening(group_label, model_ids, code_values, labels, max_parents, max_atoms, max_e_above_hull,
-                        rattle, volume, shear, seed, pw_label, family, protocol, kpoints_distance, max_concurrent,
-                        device, daemon):  # fmt: skip
+                        rattle, volume, shear, seed, pw_label, family, protocol, kpoints_distance, spin,
+                        max_concurrent, device, daemon):  # fmt: skip
     """Softening measured: pw.x and each model on seeded perturbations (rattles, strains) of parents from GROUP;
     per model the slope of its forces (and stresses, energy differences) on DFT's, with a bootstrap interval over
     parents."""
@@ -227,6 +229,7 @@ def benchmark_softening(group_label, model_ids, code_values, labels, max_parents
     spec = {'rattle': list(rattle), 'volume': list(volume), 'shear': list(shear)}
     builder.perturbations = orm.Dict({**(spec if any(spec.values()) else PERTURBATIONS), 'seed': seed})
     builder.kpoints_distance = orm.Float(kpoints_distance)
+    builder.spin = orm.Bool(spin)
     builder.max_concurrent = orm.Int(max_concurrent)
     builder.device = orm.Str(device)
     echo.echo_report(f'softening of {", ".join(models)}: parents {", ".join(sorted(builder.parents))}')

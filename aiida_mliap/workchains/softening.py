@@ -78,6 +78,8 @@ class MliapSofteningWorkChain(WorkChain):
                    help="k-point spacing (Å⁻¹) of each parent's mesh, used for all its configurations.")  # fmt: skip
         spec.input('mp_settings', valid_type=orm.Bool, default=lambda: orm.Bool(True),
                    help="MP's initial moments and U; False: no spin, no U.")  # fmt: skip
+        spec.input('spin', valid_type=orm.Bool, default=lambda: orm.Bool(True),
+                   help='False: unpolarised SCFs, U kept (parents MP found non-magnetic: half the cost).')  # fmt: skip
         spec.input('conv_thr_per_atom', valid_type=orm.Float, default=lambda: orm.Float(2e-10))
         spec.input('max_atoms', valid_type=orm.Int, default=lambda: orm.Int(MAX_ATOMS),
                    help='The DFT budget: a larger parent is refused before anything runs.')  # fmt: skip
@@ -129,7 +131,7 @@ class MliapSofteningWorkChain(WorkChain):
             )
             pseudos, parameters = structure_settings(
                 parent, self.inputs.pseudo_family.value, self.inputs.scf.pw.parameters.get_dict(),
-                self.inputs.conv_thr_per_atom.value, self.inputs.mp_settings.value,
+                self.inputs.conv_thr_per_atom.value, self.inputs.mp_settings.value, self.inputs.spin.value,
             )  # fmt: skip
             values = parameters.get_dict()
             values.setdefault('CONTROL', {}).update(tprnfor=True, tstress=True)
