@@ -194,8 +194,12 @@ def benchmark_dft_check(process, model_id, rules, labels, max_structures, max_at
               help="aiida-quantumespresso's PwBaseWorkChain protocol.")  # fmt: skip
 @click.option('--kpoints-distance', type=click.FloatRange(min=0, min_open=True), default=SOFTENING_KPOINTS,
               show_default=True, help="k-point spacing (1/Å) of each parent's mesh.")  # fmt: skip
-@click.option('--spin/--no-spin', default=True, show_default=True,
-              help="Spin-polarised SCFs from MP's initial moments; --no-spin for parents MP found non-magnetic.")
+@click.option(
+    '--spin/--no-spin',
+    default=True,
+    show_default=True,
+    help="Spin-polarised SCFs from MP's initial moments; --no-spin for parents MP found non-magnetic.",
+)
 @click.option('--max-concurrent', type=POSITIVE, default=2, show_default=True, help='SCFs in flight at once.')
 @click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
 @DAEMON
