@@ -16,6 +16,8 @@ from ..science.dft_check import DFT_CHECK_NOTE, dft_check_split
 from ..science.metrics import json_safe, summary_metrics
 from ..science.pathologies import SUSPECT_BELOW_DFT, worst_structures
 from .plots import make_plots
+from .softening_report import CAPTIONS as SOFTENING_CAPTIONS
+from .softening_report import add_softening, softening_sections
 
 CAPTIONS = {
     'hull_distance': 'Ehull error (model hull) against the DFT Ehull: points, signed errors; lines, the MAE in a '
@@ -40,6 +42,7 @@ CAPTIONS = {
     'error_by_crystal_system': 'Ehull error (model hull) by crystal system of the DFT structure, n under each box; '
     'outliers shown; boxes of fewer than 5 structures are grey.',
     'fixsym_gap': 'Energy of the fixed-symmetry relaxation minus the free one, against DOF.',
+    **SOFTENING_CAPTIONS,
 }
 
 
@@ -75,15 +78,21 @@ def metrics_document(table: pd.DataFrame) -> dict[str, Any]:
     )
 
 
-def write_report(table: pd.DataFrame, directory: Path, title: str) -> tuple[dict[str, Path], dict[str, Any]]:
+def write_report(
+    table: pd.DataFrame, directory: Path, title: str, softening: tuple[dict, pd.DataFrame] | None = None
+) -> tuple[dict[str, Path], dict[str, Any]]:
     """Write the three files (and the figures, PNG and SVG, under ``figures/``); returns their paths and what
-    metrics.json holds."""
+    metrics.json holds. ``softening``: a softening measurement's record and compared pairs
+    (``analysis.softening``), for its section, ``softening_forces`` and softening_pairs.csv."""
     directory.mkdir(parents=True, exist_ok=True)
     document = metrics_document(table)
     paths = {'csv': directory / 'results.csv', 'json': directory / 'metrics.json', 'html': directory / 'report.html'}
     table.to_csv(paths['csv'], index=False)
-    paths['json'].write_text(json.dumps(document, indent=1, sort_keys=True) + '\n')
     figures = make_plots(table, directory / 'figures', document)
+    if softening is not None:
+        figures |= add_softening(document, *softening, directory)
+        document = json_safe(document)
+    paths['json'].write_text(json.dumps(document, indent=1, sort_keys=True) + '\n')
     paths['html'].write_text(render_html(table, document, figures, title))
     return paths, document
 
@@ -179,6 +188,7 @@ def render_html(table: pd.DataFrame, document: dict[str, Any], figures: dict[str
         _figure('softening_slopes', figures),
         _figure('error_distribution', figures),
         _figure('element_errors', figures),
+        *softening_sections(document, lambda name: _figure(name, figures)),
         *pathology_sections(document),
         *dft_check_sections(document),
         _figure('error_by_crystal_system', figures),
@@ -341,6 +351,9 @@ def science_sections(document: dict[str, Any]) -> list[str]:
             'softening': 'model Ehull vs DFT Ehull',
         }
     )
+    measured = {row['model']: row['verdict'] for row in document.get('softening_forces', {}).get('models', [])}
+    if measured and not verdicts.empty:
+        verdicts['model forces vs DFT forces (softening measured)'] = verdicts['model'].map(measured).fillna('-')
     claims = pd.DataFrame(
         [
             {

@@ -9,39 +9,40 @@ import pandas as pd
 from aiida.engine import calcfunction
 
 from ..data.softening import MliapSofteningData
-from ..science.softening import pairs_frame, sampling_error, softening_table, voigt_to_tensor
+from ..science.softening import NUMERICAL_CHECKS, numerical_change, pairs_frame, softening_table, voigt_to_tensor
 
-DFT, DENSER_DFT, MLIAP, MODEL = 'dft', 'denser', 'mliap', 'model'
+DFT, MLIAP, MODEL = 'dft', 'mliap', 'model'
 
 
 def compared_values(nodes: dict[str, Any]) -> tuple[dict, dict, dict]:
-    """From the nodes ``compare_forces`` reads (its flat keyword names, see there): pw.x's values per label, the
-    denser mesh's per label, and per model name its values per label (``science.softening.pairs_frame``'s input)."""
+    """From the nodes ``compare_forces`` reads (its flat keyword names, see there): pw.x's values per label, per
+    numerical check its values per label, and per model name its values per label (``pairs_frame``'s input)."""
     dft: dict[str, dict] = {}
-    denser: dict[str, dict] = {}
+    checks: dict[str, dict[str, dict]] = {check: {} for check in NUMERICAL_CHECKS}
     mliap: dict[str, dict[str, dict]] = {}
     names = {key.split('__')[1]: node.name for key, node in nodes.items() if key.startswith(f'{MODEL}__')}
     for key, node in nodes.items():
         parts = key.split('__')
-        if parts[0] in (DFT, DENSER_DFT) and parts[1] == 'trajectory':
-            (dft if parts[0] == DFT else denser)[parts[2]] = _dft_values(nodes, parts[0], parts[2])
+        if parts[0] in (DFT, *NUMERICAL_CHECKS) and parts[1] == 'trajectory':
+            (dft if parts[0] == DFT else checks[parts[0]])[parts[2]] = _dft_values(nodes, parts[0], parts[2])
         elif parts[0] == MLIAP and parts[2] == 'forces':
             result = nodes[f'{MLIAP}__{parts[1]}__results__{parts[3]}']
             mliap.setdefault(names[parts[1]], {})[parts[3]] = {
                 'forces': node.get_array('forces'), 'stress': voigt_to_tensor(result['stress']),
                 'energy': result['energy'],
             }  # fmt: skip
-    return dft, denser, mliap
+    return dft, checks, mliap
 
 
 @calcfunction
 def compare_forces(layout, failures, **nodes):
     """``layout``: per structure label ``{'parent', 'configuration', 'chemsys'}``; ``failures``: what has no value
     and why (a record, carried over); ``nodes``: ``model__<key>`` (the models), per label ``dft__trajectory__<label>``
-    (pw.x's forces and stress) and ``dft__parameters__<label>`` (its energy), the same as ``denser__...`` for the
-    configurations also run on a denser mesh, and per model key and label ``mliap__<key>__forces__<label>`` and
+    (pw.x's forces and stress) and ``dft__parameters__<label>`` (its energy), the same under ``kpoints__``,
+    ``smearing__`` and ``cutoff__`` for the configurations run again with that setting tightened
+    (``science.softening.NUMERICAL_CHECKS``), and per model key and label ``mliap__<key>__forces__<label>`` and
     ``mliap__<key>__results__<label>``."""
-    dft, denser, mliap = compared_values(nodes)
+    dft, checks, mliap = compared_values(nodes)
     pairs = pairs_frame(dft, mliap, layout.get_dict())
     models = {key.split('__')[1]: {'name': node.name, 'sha256': node.sha256}
               for key, node in nodes.items() if key.startswith(f'{MODEL}__')}  # fmt: skip
@@ -52,7 +53,7 @@ def compare_forces(layout, failures, **nodes):
         'failures': failures.get_dict(),
         'n_configurations': int(pairs.loc[pairs['quantity'] == 'forces', 'configuration'].nunique()),
         'n_parents': int(pairs['parent'].nunique()),
-        'sampling_error': sampling_error(dft, denser),
+        'numerical_error': {check: numerical_change(dft, values) for check, values in checks.items()},
     }
     return MliapSofteningData(record)
 

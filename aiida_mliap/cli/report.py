@@ -15,8 +15,11 @@ from .utils import headline_text
 @click.argument('source')
 @click.option('-o', '--output', 'directory', type=click.Path(file_okay=False, path_type=Path), default='report',
               show_default=True, help='Folder for report.html, results.csv, metrics.json and figures/.')  # fmt: skip
+@click.option('--softening', 'softening_pk', type=int,
+              help='pk of a softening work chain (`benchmark softening`) of the same models: its section, '
+                   'metrics.json `softening_forces`, softening_pairs.csv.')  # fmt: skip
 @decorators.with_dbenv()
-def cmd_report(source, directory):
+def cmd_report(source, directory, softening_pk):
     """Report on SOURCE: a dataset group, a results group (label or pk) or a benchmark work chain (pk)."""
     from aiida import orm
 
@@ -30,12 +33,27 @@ def cmd_report(source, directory):
         raise click.BadParameter(str(exception), param_hint='SOURCE') from None
     name = f'group {resolved.label}' if isinstance(resolved, orm.Group) else f'{resolved.process_label}<{resolved.pk}>'
     echo.echo_report(f'reporting on {name} (pk {resolved.pk})')
+    softening = None if softening_pk is None else _softening(softening_pk)
     table = load_results(resolved)
     if table.empty:
         raise click.ClickException(f'{name}: no results yet (no finished compute_thermodynamics behind it)')
-    paths, document = write_report(table, directory, title=f'aiida-mliap report: {name}')
+    paths, document = write_report(table, directory, title=f'aiida-mliap report: {name}', softening=softening)
     echo.echo(headline_text(headline_table(table, document['metrics'])))
     echo.echo_success(f'{len(table)} rows: ' + ', '.join(str(path) for path in paths.values()))
+
+
+def _softening(pk: int):
+    """(record, compared pairs) of a softening measurement, or a one-line error."""
+    from aiida import orm
+
+    from ..analysis.softening import comparison_of, load_force_pairs
+
+    try:
+        node = orm.load_node(pk)
+        record = comparison_of(node).outputs.result.get_dict()
+    except Exception as exception:
+        raise click.BadParameter(str(exception), param_hint='--softening') from None
+    return record, load_force_pairs(node)
 
 
 @cmd_root.command('export')

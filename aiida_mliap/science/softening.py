@@ -121,7 +121,8 @@ EV_PER_A3_TO_GPA = 160.21766208
 
 
 def pairs_frame(dft: dict[str, dict], mliap: dict[str, dict[str, dict]], layout: dict[str, dict]) -> pd.DataFrame:
-    """One row per compared value: ``model``, ``parent``, ``configuration``, ``chemsys``, ``quantity`` (``forces``:
+    """One row per compared value: ``model``, ``parent``, ``configuration`` (its label), ``perturbation`` (its
+    kind and index: ``rattle_0``; ``parent``), ``chemsys``, ``quantity`` (``forces``:
     eV/Å per atom and Cartesian component; ``stress``: GPa per Voigt component, ASE's sign, tension positive;
     ``energy``: E(configuration) - E(parent), eV/atom), ``component``, ``dft`` and ``mliap``.
 
@@ -134,7 +135,8 @@ def pairs_frame(dft: dict[str, dict], mliap: dict[str, dict[str, dict]], layout:
             ours, theirs = dft.get(label), values.get(label)
             if ours is None or theirs is None:
                 continue
-            base = {'model': model, 'parent': place['parent'], 'configuration': label, 'chemsys': place['chemsys']}
+            base = {'model': model, 'parent': place['parent'], 'configuration': label,
+                    'perturbation': place['configuration'], 'chemsys': place['chemsys']}  # fmt: skip
             if place['configuration'] != 'parent':
                 model_forces = np.asarray(theirs['forces'], dtype=float)
                 for (atom, axis), value in np.ndenumerate(np.asarray(ours['forces'], dtype=float)):
@@ -149,7 +151,7 @@ def pairs_frame(dft: dict[str, dict], mliap: dict[str, dict[str, dict]], layout:
             for name, (i, j) in zip(VOIGT, VOIGT_INDICES, strict=True):
                 rows.append({**base, 'quantity': 'stress', 'component': name,
                              'dft': ours['stress'][i][j], 'mliap': theirs['stress'][i][j]})  # fmt: skip
-    columns = ['model', 'parent', 'configuration', 'chemsys', 'quantity', 'component', 'dft', 'mliap']
+    columns = ['model', 'parent', 'configuration', 'perturbation', 'chemsys', 'quantity', 'component', 'dft', 'mliap']
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -183,19 +185,26 @@ def select_parents(
     return [*labels, *pool['label'].head(max(max_parents - len(labels), 0))]
 
 
-def sampling_error(dft: dict[str, dict], denser: dict[str, dict]) -> dict[str, Any]:
-    """How much the DFT values of the configurations run twice change on the denser mesh: per label the largest
-    force component change (eV/Å), stress component change (GPa) and energy change (eV/atom), and the largest of
-    each over all labels (None without any): the numerical error the compared DFT values carry from the sampling."""
+# The DFT values' numerical error: one configuration per parent (its largest rattle) run again with one setting
+# tightened at a time; the change is the error that setting leaves. k-points: the spacing times the DFT check's
+# refinement; smearing: degauss halved on the same mesh; cutoff: both plane-wave cutoffs raised by this factor.
+NUMERICAL_CHECKS = ('kpoints', 'smearing', 'cutoff')
+CUTOFF_CHECK = 1.3
+
+
+def numerical_change(dft: dict[str, dict], tightened: dict[str, dict]) -> dict[str, Any]:
+    """How much the DFT values of the configurations run twice change when one setting is tightened: per label the
+    largest force component change (eV/Å), stress component change (GPa) and energy change (eV/atom), and the
+    largest of each over all labels (None without any): the numerical error the compared DFT values carry from it."""
     per_label = {}
-    for label, dense in sorted(denser.items()):
+    for label, other in sorted(tightened.items()):
         if label not in dft:
             continue
         base = dft[label]
         per_label[label] = {
-            'forces': float(np.abs(np.asarray(dense['forces']) - np.asarray(base['forces'])).max()),
-            'stress': float(np.abs(np.asarray(dense['stress']) - np.asarray(base['stress'])).max()),
-            'energy': abs(dense['energy'] - base['energy']) / len(base['forces']),
+            'forces': float(np.abs(np.asarray(other['forces']) - np.asarray(base['forces'])).max()),
+            'stress': float(np.abs(np.asarray(other['stress']) - np.asarray(base['stress'])).max()),
+            'energy': abs(other['energy'] - base['energy']) / len(base['forces']),
         }
     largest = {key: max((values[key] for values in per_label.values()), default=None) for key in QUANTITIES}
     return {'per_configuration': per_label, 'largest': largest}

@@ -2,8 +2,9 @@
 
 Per parent structure: ``perturb_structure`` makes its configurations (seeded rattles, volume and shear strains);
 pw.x computes energy, forces and stress of the parent and of each configuration, all on the parent's k-point mesh
-with the DFT check's settings (``dft_settings``), and of the parent's last configuration once more on a denser mesh
-(spacing x 0.75): that change is the sampling error of the DFT values, stored beside the slopes. Each model
+with the DFT check's settings (``dft_settings``), and of the parent's largest rattle three times more, each with one
+setting tightened (a denser mesh, half the smearing, higher cutoffs): those changes are the numerical error of the
+DFT values, stored beside the slopes. Each model
 evaluates the same structures statically with every force kept; ``compare_forces`` reads all of it and gives each
 model's softening scale. An SCF that fails leaves its configuration out, with the reason; so does a structure a
 model cannot evaluate.
@@ -20,20 +21,39 @@ from aiida_quantumespresso.calculations.functions.create_kpoints_from_distance i
 
 from ..calculations.mliap import structure_link_label
 from ..calculations.perturb import perturb_structure
-from ..calculations.softening import DENSER_DFT, DFT, MLIAP, MODEL, compare_forces
+from ..calculations.softening import DFT, MLIAP, MODEL, compare_forces
 from ..data.model import MliapModelData
 from ..data.softening import MliapSofteningData
 from ..science.dft_check import DFT_DEFAULTS
-from ..science.softening import KPOINTS_DISTANCE, MAX_ATOMS, PERTURBATIONS, perturbation_problem
+from ..science.softening import (
+    CUTOFF_CHECK,
+    KPOINTS_DISTANCE,
+    MAX_ATOMS,
+    NUMERICAL_CHECKS,
+    PERTURBATIONS,
+    perturbation_problem,
+)
 from .base import MliapBaseWorkChain
 from .dft_pair import failure_reason
 from .dft_scf import MliapPwBaseWorkChain
 from .dft_settings import scf_template, structure_settings
 
 SCF_EXCLUDED = ('pw.structure', 'pw.pseudos', 'kpoints', 'kpoints_distance', 'kpoints_force_parity', 'metal')
-# The sampling check: one configuration per parent again at this factor on the spacing (the DFT check's refinement).
+# The k-point check: one configuration per parent again at this factor on the spacing (the DFT check's refinement).
 SAMPLING_CHECK = DFT_DEFAULTS['refinement']
-DENSER = '_denser'
+
+
+CHECK_COST = {'smearing': 2, 'cutoff': 3, 'kpoints': 4}  # about 1, 1.5 and 2.4 times a rattle's SCF
+
+
+def tightened(parameters: dict, check: str) -> dict:
+    """pw.x parameters with one setting tightened for a numerical check (the k-point check changes the mesh)."""
+    system = dict(parameters['SYSTEM'])
+    if check == 'smearing' and 'degauss' in system:
+        system['degauss'] = system['degauss'] / 2
+    elif check == 'cutoff':
+        system['ecutwfc'], system['ecutrho'] = CUTOFF_CHECK * system['ecutwfc'], CUTOFF_CHECK * system['ecutrho']
+    return {**parameters, 'SYSTEM': system}
 
 
 def validate_inputs(inputs: dict, _) -> str | None:
@@ -115,18 +135,19 @@ class MliapSofteningWorkChain(WorkChain):
 
     def perturb(self):
         """Each parent's configurations (a calcfunction per parent), and what each structure is."""
-        self.ctx.structures, self.ctx.layout, self.ctx.kpoints, self.ctx.denser = {}, {}, {}, {}
-        self.ctx.settings = {}  # per parent, for it and its configurations: pseudopotentials and pw.x parameters
+        self.ctx.structures, self.ctx.layout, self.ctx.checks = {}, {}, {}
+        # Per parent and check (`compared`: the SCFs compared with the models): pseudopotentials, parameters, mesh.
+        self.ctx.settings = {}
         denser_distance = orm.Float(self.inputs.kpoints_distance.value * SAMPLING_CHECK)
         for key, parent in sorted(self.inputs.parents.items()):
             label = structure_link_label(parent)
             chemsys = '-'.join(sorted(parent.get_composition()))
             configurations = perturb_structure(parent, self.inputs.perturbations,
                                                metadata={'call_link_label': f'perturb_{key}'})  # fmt: skip
-            self.ctx.kpoints[label] = create_kpoints_from_distance(
+            mesh = create_kpoints_from_distance(
                 parent, self.inputs.kpoints_distance, orm.Bool(False), metadata={'call_link_label': f'kpoints_{key}'}
             )
-            self.ctx.kpoints[f'{label}{DENSER}'] = create_kpoints_from_distance(
+            denser = create_kpoints_from_distance(
                 parent, denser_distance, orm.Bool(False), metadata={'call_link_label': f'kpoints_denser_{key}'}
             )
             pseudos, parameters = structure_settings(
@@ -135,7 +156,11 @@ class MliapSofteningWorkChain(WorkChain):
             )  # fmt: skip
             values = parameters.get_dict()
             values.setdefault('CONTROL', {}).update(tprnfor=True, tstress=True)
-            self.ctx.settings[label] = (pseudos, orm.Dict(values).store())  # one node, the input of all its SCFs
+            compared = orm.Dict(values).store()  # one node, the input of all its compared SCFs
+            self.ctx.settings[f'{label}/compared'] = (pseudos, compared, mesh)
+            self.ctx.settings[f'{label}/kpoints'] = (pseudos, compared, denser)
+            for check in ('smearing', 'cutoff'):
+                self.ctx.settings[f'{label}/{check}'] = (pseudos, orm.Dict(tightened(values, check)).store(), mesh)
             self.ctx.structures[label] = parent
             self.ctx.layout[label] = {'parent': label, 'configuration': 'parent', 'chemsys': chemsys}
             children = {}
@@ -143,14 +168,24 @@ class MliapSofteningWorkChain(WorkChain):
                 children[name] = structure_link_label(structure)
                 self.ctx.structures[children[name]] = structure
                 self.ctx.layout[children[name]] = {'parent': label, 'configuration': name, 'chemsys': chemsys}
-            # The sampling error of the DFT values: the largest rattle (else the last configuration) again, denser.
+            # The numerical error of the DFT values: the largest rattle (else the last configuration) again, once per
+            # check with that setting tightened.
             rattles = [name for name in children if name.startswith('rattle_')]
             checked = children[rattles[-1] if rattles else sorted(children)[-1]]
-            self.ctx.denser[f'{checked}{DENSER}'] = checked
-        self.ctx.queue = sorted(self.ctx.structures) + sorted(self.ctx.denser)
-        self.ctx.scf, self.ctx.denser_scf, self.ctx.failures = {}, {}, {'dft': {}, 'models': {}}
+            for check in NUMERICAL_CHECKS:
+                self.ctx.checks[f'{checked}_{check}'] = (checked, check)
+        self.ctx.queue = sorted([*self.ctx.structures, *self.ctx.checks], key=self.cost_order)
+        self.ctx.scf, self.ctx.check_scf, self.ctx.failures = {}, {}, {'dft': {}, 'models': {}}
         self.report(f'{len(self.inputs.parents)} parents, {len(self.ctx.structures)} structures for pw.x and '
                     f'{len(self.inputs.models)} models')  # fmt: skip
+
+    def cost_order(self, label: str) -> tuple:
+        """Queue order: each parent's SCFs of like cost side by side (a step waits for its slowest SCF): the parent
+        and its strains keep symmetry, rattles lose it, the checks of a rattle cost more again."""
+        structure, check = self.ctx.checks.get(label, (label, None))
+        place = self.ctx.layout[structure]
+        rank = CHECK_COST[check] if check else int(place['configuration'].startswith('rattle_'))
+        return place['parent'], rank, label
 
     def has_scf(self) -> bool:
         return bool(self.ctx.queue)
@@ -162,13 +197,13 @@ class MliapSofteningWorkChain(WorkChain):
         )
         futures = {}
         for label in step:
-            structure = self.ctx.structures[self.ctx.denser.get(label, label)]
-            parent = self.ctx.layout[self.ctx.denser.get(label, label)]['parent']
-            pseudos, parameters = self.ctx.settings[parent]
+            structure_label, check = self.ctx.checks.get(label, (label, None))
+            parent = self.ctx.layout[structure_label]['parent']
+            pseudos, parameters, kpoints = self.ctx.settings[f'{parent}/{check or "compared"}']
             inputs = AttributeDict(self.exposed_inputs(MliapPwBaseWorkChain, 'scf'))
             inputs.pw = AttributeDict(inputs.pw)
-            inputs.pw.update(structure=structure, pseudos=pseudos, parameters=parameters)
-            inputs.kpoints = self.ctx.kpoints[f'{parent}{DENSER}' if label in self.ctx.denser else parent]
+            inputs.pw.update(structure=self.ctx.structures[structure_label], pseudos=pseudos, parameters=parameters)
+            inputs.kpoints = kpoints
             inputs.metadata = {'call_link_label': f'scf_{label}', 'label': label}
             futures[f'scf_{label}'] = self.submit(MliapPwBaseWorkChain, **inputs)
         self.ctx.step = step
@@ -178,14 +213,14 @@ class MliapSofteningWorkChain(WorkChain):
         for label in self.ctx.step:
             node = self.ctx[f'scf_{label}']
             if node.is_finished_ok and 'output_trajectory' in node.outputs:
-                if label in self.ctx.denser:
-                    self.ctx.denser_scf[self.ctx.denser[label]] = node
+                if label in self.ctx.checks:
+                    self.ctx.check_scf[label] = node
                 else:
                     self.ctx.scf[label] = node
             else:
                 self.ctx.failures['dft'][label] = failure_reason(node)
                 self.report(f'{label}: no DFT forces: {self.ctx.failures["dft"][label]}')
-        total = len(self.ctx.structures) + len(self.ctx.denser)
+        total = len(self.ctx.structures) + len(self.ctx.checks)
         self.report(f'pw.x: {total - len(self.ctx.queue)}/{total} SCFs, {len(self.ctx.failures["dft"])} failed')
 
     def run_models(self):
@@ -209,9 +244,10 @@ class MliapSofteningWorkChain(WorkChain):
         for label, node in self.ctx.scf.items():
             nodes[f'{DFT}__trajectory__{label}'] = node.outputs.output_trajectory
             nodes[f'{DFT}__parameters__{label}'] = node.outputs.output_parameters
-        for label, node in self.ctx.denser_scf.items():
-            nodes[f'{DENSER_DFT}__trajectory__{label}'] = node.outputs.output_trajectory
-            nodes[f'{DENSER_DFT}__parameters__{label}'] = node.outputs.output_parameters
+        for label, node in self.ctx.check_scf.items():
+            checked, check = self.ctx.checks[label]
+            nodes[f'{check}__trajectory__{checked}'] = node.outputs.output_trajectory
+            nodes[f'{check}__parameters__{checked}'] = node.outputs.output_parameters
         reasons = {}
         for key in self.inputs.models:
             node = self.ctx[f'mliap_{key}']

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 from ase.build import bulk
+from click.testing import CliRunner
 
 pytestmark = pytest.mark.skipif(shutil.which('pw.x') is None, reason='no pw.x: `make test` installs it as root')
 
@@ -36,7 +39,7 @@ def builder_for(dft_setup, runner_code, chgnet_model, parents, perturbations):
     return builder
 
 
-def test_softening_of_rattled_silicon(dft_setup, runner_code, chgnet_model):
+def test_softening_of_rattled_silicon(dft_setup, runner_code, chgnet_model, li_o_group, tmp_path):
     from aiida_mliap.analysis.softening import load_force_pairs, softening_frame
 
     parent = silicon('mp-149')
@@ -48,16 +51,27 @@ def test_softening_of_rattled_silicon(dft_setup, runner_code, chgnet_model):
 
     # The DFT forces of each configuration sum to ~0; the same configurations went to the model, on one k mesh.
     scf = {call.label: call for call in node.called if call.process_label == 'MliapPwBaseWorkChain'}
-    denser = scf.pop('mp_149_rattle_1_denser')  # the largest rattle again on a denser mesh: the sampling error
+    # The largest rattle again with one setting tightened at a time: the DFT values' numerical error.
+    checks = {check: scf.pop(f'mp_149_rattle_1_{check}') for check in ('kpoints', 'smearing', 'cutoff')}
     assert sorted(scf) == ['mp_149', 'mp_149_rattle_0', 'mp_149_rattle_1', 'mp_149_volume_0']
     assert len({call.inputs.kpoints.uuid for call in scf.values()}) == 1
-    meshes = [call.inputs.kpoints.get_kpoints_mesh()[0] for call in (scf['mp_149'], denser)]
+    meshes = [call.inputs.kpoints.get_kpoints_mesh()[0] for call in (scf['mp_149'], checks['kpoints'])]
     assert all(dense > coarse for coarse, dense in zip(*meshes, strict=True))
-    change = np.abs(denser.outputs.output_trajectory.get_array('forces')[-1]
-                    - scf['mp_149_rattle_1'].outputs.output_trajectory.get_array('forces')[-1]).max()  # fmt: skip
-    error = record['sampling_error']
-    assert error['per_configuration']['mp_149_rattle_1']['forces'] == pytest.approx(change, abs=1e-12)
-    assert error['largest']['forces'] == pytest.approx(change, abs=1e-12) and 0 < change < 0.05  # eV/Å
+    base = scf['mp_149_rattle_1'].inputs.pw.parameters['SYSTEM']
+    smearing, cutoff = (checks[check].inputs.pw.parameters['SYSTEM'] for check in ('smearing', 'cutoff'))
+    assert smearing['degauss'] == base['degauss'] / 2 and smearing['ecutwfc'] == base['ecutwfc']
+    assert cutoff['ecutwfc'] == pytest.approx(1.3 * base['ecutwfc']) and cutoff['degauss'] == base['degauss']
+    assert (
+        checks['smearing'].inputs.kpoints.uuid
+        == checks['cutoff'].inputs.kpoints.uuid
+        == scf['mp_149'].inputs.kpoints.uuid
+    )
+    compared = scf['mp_149_rattle_1'].outputs.output_trajectory.get_array('forces')[-1]
+    for check, call in checks.items():
+        change = np.abs(call.outputs.output_trajectory.get_array('forces')[-1] - compared).max()
+        error = record['numerical_error'][check]
+        assert error['per_configuration']['mp_149_rattle_1']['forces'] == pytest.approx(change, abs=1e-12)
+        assert error['largest']['forces'] == pytest.approx(change, abs=1e-12) and change < 0.05  # eV/Å
     dft_forces = {label: call.outputs.output_trajectory.get_array('forces')[-1] for label, call in scf.items()}
     for label in ('mp_149_rattle_0', 'mp_149_rattle_1'):
         assert np.abs(dft_forces[label]).max() > 0.05 and np.abs(dft_forces[label].sum(axis=0)).max() < 1e-3
@@ -82,6 +96,43 @@ def test_softening_of_rattled_silicon(dft_setup, runner_code, chgnet_model):
     assert (normal['dft'] < -0.5).all() and (normal['mliap'] < -0.5).all()  # GPa, tension positive
     energy = pairs[pairs['quantity'] == 'energy']
     assert len(energy) == 3 and (energy['dft'] > 0).all()  # every perturbation costs DFT energy
+    check_the_report_carries_the_softening(node, x @ y / (x @ x), runner_code, chgnet_model, li_o_group, tmp_path)
+
+
+def check_the_report_carries_the_softening(node, slope, runner_code, chgnet_model, li_o_group, tmp_path):
+    """`report --softening`: the measured slope beside the benchmark's Ehull slope of the same model, in
+    metrics.json, the page, two figures and the pairs as CSV; a node that is no softening is refused."""
+    from aiida_mliap.analysis.softening import load_force_pairs
+    from aiida_mliap.cli import cmd_root
+    from aiida_mliap.workchains.benchmark import MliapBenchmarkWorkChain
+
+    group, _ = li_o_group(4, prefix='softening')
+    builder = MliapBenchmarkWorkChain.get_builder_from_protocol(
+        runner_code, {'chgnet': chgnet_model}, group, protocol='fast', tasks=['static'],
+        overrides={'parameters': {'device': 'cpu'}},
+    )  # fmt: skip
+    _, benchmark = run_get_node(builder)
+    assert benchmark.is_finished_ok, benchmark.exit_message
+    refused = CliRunner().invoke(cmd_root, ['report', str(benchmark.pk), '-o', str(tmp_path / 'no'),
+                                            '--softening', str(benchmark.pk)])  # fmt: skip
+    assert refused.exit_code == 2 and 'no softening' in refused.output and not (tmp_path / 'no').exists()
+    out = tmp_path / 'report'
+    result = CliRunner().invoke(cmd_root, ['report', str(benchmark.pk), '-o', str(out), '--softening', str(node.pk)],
+                                catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / 'metrics.json').read_text())
+    (row,) = document['softening_forces']['models']
+    (compression,) = document['softening']  # the benchmark's Ehull slope, the same model
+    assert row['model'] == chgnet_model.name and row['sha256'] == chgnet_model.sha256
+    assert row['slope'] == pytest.approx(slope, abs=1e-10) and row['ehull_slope'] == compression['slope']
+    assert row['ehull_task'] == 'static' and row['verdict'].endswith('(no interval: 1 parents, fewer than 5)')
+    assert document['softening_forces']['association']['words'].startswith('cannot tell: 1 model(s)')
+    written = pd.read_csv(out / 'softening_pairs.csv')
+    expected = load_force_pairs(node)
+    assert len(written) == len(expected) and np.allclose(written['mliap'], expected['mliap'], atol=1e-12)
+    assert {'force_parity.png', 'softening_vs_compression.png'} <= {path.name for path in (out / 'figures').iterdir()}
+    page = (out / 'report.html').read_text()
+    assert 'Softening, measured' in page and 'model forces vs DFT forces (softening measured)' in page
 
 
 def test_a_failed_scf_leaves_the_other_configurations(dft_setup, runner_code, chgnet_model):
@@ -90,7 +141,8 @@ def test_a_failed_scf_leaves_the_other_configurations(dft_setup, runner_code, ch
     _, node = run_get_node(builder_for(dft_setup, runner_code, chgnet_model, parents, spec))
     assert node.is_finished_ok, node.exit_message
     failures = node.outputs.softening['failures']['dft']
-    assert sorted(failures) == ['si_broken', 'si_broken_shear_0', 'si_broken_volume_0', 'si_broken_volume_0_denser']
+    checks = [f'si_broken_volume_0_{check}' for check in ('cutoff', 'kpoints', 'smearing')]
+    assert sorted(failures) == ['si_broken', 'si_broken_shear_0', 'si_broken_volume_0', *checks]
     assert all('exit status' in reason for reason in failures.values())
     rows = {row['quantity']: row for row in node.outputs.softening['softening']}
     assert rows['stress']['n'] == 18 and rows['stress']['n_parents'] == 1  # the good parent's three cells
