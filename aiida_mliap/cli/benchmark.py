@@ -230,6 +230,11 @@ def benchmark_softening(group_label, model_ids, code_values, labels, max_parents
                                     max_e_above_hull, protocol)  # fmt: skip
     except ValueError as exception:
         raise click.ClickException(str(exception)) from None
+    from ..workchains.softening import lacking_elements
+
+    lacking = lacking_elements(models, dict(builder.parents))
+    if lacking:
+        raise click.ClickException(lacking)
     spec = {'rattle': list(rattle), 'volume': list(volume), 'shear': list(shear)}
     builder.perturbations = orm.Dict({**(spec if any(spec.values()) else PERTURBATIONS), 'seed': seed})
     builder.kpoints_distance = orm.Float(kpoints_distance)

@@ -189,6 +189,13 @@ class MliapModelData(FindBySha256, Data):
         return self.base.attributes.get('checkpoint_facts', {})
 
     @property
+    def elements(self) -> set[str] | None:
+        """The elements the model covers, as its framework read them at registration (None: registered before
+        this was recorded, or a framework that does not say; the runner still refuses per structure)."""
+        elements = self.checkpoint_facts.get('elements')
+        return None if elements is None else set(elements)
+
+    @property
     def filenames(self) -> list[str]:
         return self.base.attributes.get('filenames')
 

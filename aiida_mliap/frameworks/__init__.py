@@ -63,7 +63,11 @@ def describe(source: str, framework: str | None = None, options: dict[str, Any] 
         facts.update(adapter.vet_options(options, facts))
     except RuntimeError as exception:
         raise ValueError(str(exception)) from exception
-    load_on_cpu(adapter, path, options)
+    numbers = load_on_cpu(adapter, path, options).supported_numbers
+    if numbers is not None:  # the elements it covers: a job that needs another is refused before it runs
+        from ase.data import chemical_symbols
+
+        facts['elements'] = sorted(chemical_symbols[number] for number in numbers)
     return {
         'framework': framework,
         'name': name,
@@ -75,14 +79,14 @@ def describe(source: str, framework: str | None = None, options: dict[str, Any] 
     }
 
 
-def load_on_cpu(adapter: MliapFramework, path: Path, options: dict[str, Any]) -> None:
+def load_on_cpu(adapter: MliapFramework, path: Path, options: dict[str, Any]) -> LoadedModel:
     """Load the checkpoint as the runner will (same files, same options; on the CPU), so that a file the framework
     cannot load is refused at registration with the framework's own error, not at run time (``ValueError``)."""
     from ..contract.hashing import model_layout
 
     root, names = model_layout(path)
     try:
-        adapter.load(root, names, 'cpu', adapter.resolve_dtype(None), options)
+        return adapter.load(root, names, 'cpu', adapter.resolve_dtype(None), options)
     except Exception as exception:  # whatever the framework raises is the reason to give
         reason = str(exception).strip().splitlines()[0] if str(exception).strip() else 'no message'
         raise ValueError(f'{adapter.name} cannot load {path}: {type(exception).__name__}: {reason}') from exception

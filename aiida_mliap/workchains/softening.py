@@ -72,6 +72,22 @@ def validate_inputs(inputs: dict, _) -> str | None:
     models, codes = set(inputs.get('models', {})), set(inputs.get('codes', {}))
     if not models or models != codes:
         return f'give one runner code per model (same keys): models {sorted(models)}, codes {sorted(codes)}'
+    return lacking_elements(inputs['models'], parents)
+
+
+def lacking_elements(models: dict, parents: dict) -> str | None:
+    """Which model lacks an element of which parent (the softening compares every model on every structure), or
+    None; models that do not say which elements they cover are left to the runner."""
+    lacking = {}
+    for _, model in sorted(models.items()):
+        if model.elements is None:
+            continue
+        for label, parent in sorted(parents.items()):
+            missing = sorted(set(parent.get_symbols_set()) - model.elements)
+            if missing:
+                lacking.setdefault(model.name, {})[label] = missing
+    if lacking:
+        return f'models lack elements of these parents (leave them out or choose other parents): {lacking}'
     return None
 
 

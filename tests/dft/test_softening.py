@@ -149,9 +149,10 @@ def test_a_failed_scf_leaves_the_other_configurations(dft_setup, runner_code, ch
     assert rows['forces']['n'] == 12 and rows['energy']['n'] == 2
 
 
-def test_bad_input_is_refused_before_anything_is_stored(dft_setup, runner_code, chgnet_model):
+def test_bad_input_is_refused_before_anything_is_stored(dft_setup, runner_code, chgnet_model, mace_model):
     from aiida_mliap.workchains.softening import MliapSofteningWorkChain
 
+    assert mace_model.elements == {'H', 'Li', 'O', 'P', 'Fe'} and len(chgnet_model.elements) == 94  # at registration
     large = orm.StructureData(ase=bulk('Si', 'diamond', a=5.43, cubic=True).repeat((2, 1, 1)))
     large.label = 'si-16'
     large.store()
@@ -167,18 +168,33 @@ def test_bad_input_is_refused_before_anything_is_stored(dft_setup, runner_code, 
     mismatched.codes = {}
     with pytest.raises(ValueError, match='one runner code per model'):
         run_get_node(mismatched)
-    assert orm.QueryBuilder().append(orm.Node).count() == before + 3  # the three structures made above
+    lacking = builder_for(dft_setup, runner_code, chgnet_model, {'si': silicon('si-2')}, {'rattle': [0.05], 'seed': 0})
+    lacking.models, lacking.codes = (
+        {'chgnet': chgnet_model, 'mace': mace_model},
+        {'chgnet': runner_code, 'mace': runner_code},
+    )
+    with pytest.raises(
+        ValueError, match=r"models lack elements of these parents .*\{'tiny-mace': \{'si': \['Si'\]\}\}"
+    ):
+        run_get_node(lacking)
+    assert orm.QueryBuilder().append(orm.Node).count() == before + 4  # the four structures made above
     assert MliapSofteningWorkChain.spec().inputs['max_atoms'].default().value == 8
 
 
-def test_the_command_refuses_what_it_cannot_do(dft_setup, runner_code, chgnet_model, li_o_group, aiida_localhost):
-    """`benchmark softening`: a missing pw.x, a parent beyond the DFT budget, an unknown parent: one line each,
-    nothing stored."""
+def test_the_command_refuses_what_it_cannot_do(
+    dft_setup, runner_code, chgnet_model, li_o_group, aiida_localhost, tmp_path
+):  # fmt: skip
+    """`benchmark softening`: a missing pw.x, a parent beyond the DFT budget, an unknown parent, a model that lacks
+    an element of a parent: one line each, nothing stored."""
     from click.testing import CliRunner
 
     from aiida_mliap.cli import cmd_root
+    from aiida_mliap.data.model import MliapModelData
+    from aiida_mliap.testing import build_tiny_mace
 
     group, _ = li_o_group(max_atoms=8, prefix='softening')
+    no_lithium = build_tiny_mace(tmp_path / 'h-o.model', [1, 8])  # a real MACE over H and O only
+    MliapModelData.get_or_create(no_lithium, framework='mace', name='tiny-h-o', energy_scale='raw_dft')
     missing = orm.InstalledCode(computer=aiida_localhost, filepath_executable='/nonexistent/pw.x', label='gone-pw')
     missing.store()
     before = orm.QueryBuilder().append(orm.Node).count()
@@ -196,6 +212,10 @@ def test_the_command_refuses_what_it_cannot_do(dft_setup, runner_code, chgnet_mo
         ('--pw', 'gone-pw@localhost'): '/nonexistent/pw.x, which does not exist on this computer',
         ('--label', 'mp-1018134', '--max-atoms', '2'): "larger than the DFT budget of 2 atoms: {'mp_1018134': 3}",
         ('--label', 'mp-0', '--max-parents', '1'): "not in the dataset: ['mp_0']",
+        ('--model', 'tiny-h-o', '--label', 'mp-1960', '--max-parents', '1'): (
+            'models lack elements of these parents (leave them out or choose other parents): '
+            "{'tiny-h-o': {'mp_1960': ['Li']}}"
+        ),
     }
     for extra, message in cases.items():
         result = CliRunner().invoke(cmd_root, [*common, *extra])
