@@ -44,6 +44,18 @@ def softening_frame(node: orm.Node, by_chemsys: bool = False) -> pd.DataFrame:
     return pd.DataFrame(record['softening_by_chemsys' if by_chemsys else 'softening'])
 
 
+def candidate_dof(datasets: list, rows: pd.DataFrame, max_atoms: int, max_e_above_hull: float) -> pd.Series:
+    """Symmetry DOF (``science.symmetry`` at its default tolerance) of the entries a selection could pick: small
+    cells near the hull, so this costs milliseconds each; NaN for the rest."""
+    from ..science.symmetry import SYMPRECS, analyse_atoms, symprec_key
+
+    pool = rows[rows['n_atoms'].between(2, max_atoms) & (rows['e_above_hull'] <= max_e_above_hull)]
+    structures = union_of_datasets(datasets, 'structures', labels=list(pool['label']))
+    dof = {label: analyse_atoms(node.get_ase(), SYMPRECS[:1])[symprec_key(SYMPRECS[0])]['dof']
+           for label, node in structures.items()}  # fmt: skip
+    return rows['label'].map(dof)
+
+
 def softening_builder(
     group: orm.Group,
     models: dict,
@@ -68,6 +80,7 @@ def softening_builder(
     references = union_of_datasets(datasets, 'references', project=keys)
     rows = pd.DataFrame(list(references.values()), columns=list(keys))
     rows['e_above_hull'] = pd.to_numeric(rows['e_above_hull']).fillna(float('inf'))
+    rows['dof'] = candidate_dof(datasets, rows, max_atoms, max_e_above_hull)
     chosen = select_parents(rows, tuple(map(link_label, labels)), max_atoms, max_parents, max_e_above_hull)
     if not chosen:
         raise ValueError(f'no entry of `{group.label}` of 2 to {max_atoms} atoms within {max_e_above_hull} eV/atom '

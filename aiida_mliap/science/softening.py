@@ -9,11 +9,13 @@ perturbations are far from independent.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .breakdowns import DOF_BIN_LABELS, DOF_BINS
 from .claims import N_BOOTSTRAP, SEED, bootstrap_ols, cluster_codes, cluster_weights, interval95, ols
 
 QUANTITIES = ('forces', 'stress', 'energy')  # force and stress components; E(perturbed) - E(parent)
@@ -167,11 +169,12 @@ def select_parents(
     rows: pd.DataFrame, labels: tuple[str, ...] = (), max_atoms: int = MAX_ATOMS, max_parents: int = 10,
     max_e_above_hull: float = 0.0,
 ) -> list[str]:  # fmt: skip
-    """Parent structures from reference rows (``label``, ``chemsys``, ``n_atoms``, ``e_above_hull``): the given
-    ``labels`` first, then structures on the hull (or within ``max_e_above_hull``, eV/atom) of 2 to ``max_atoms``
-    atoms, one chemical system after another, the smallest cell of each first, so that a few parents spread over many
-    systems. A 1-atom cell is left out: a rattle only translates it, and its forces stay zero. A given label that is
-    unknown or too large is a ValueError."""
+    """Parent structures from reference rows (``label``, ``chemsys``, ``n_atoms``, ``e_above_hull``, optional
+    ``dof``): the given ``labels`` first, then structures on the hull (or within ``max_e_above_hull``, eV/atom) of 2
+    to ``max_atoms`` atoms, one per chemical system per round, within a system the DOF bin chosen least so far, then
+    the smallest cell: a few parents spread over many systems and over symmetry DOF. A 1-atom cell is left out: a
+    rattle only translates it, and its forces stay zero. A given label that is unknown or too large is a
+    ValueError."""
     known = rows.set_index('label')
     unknown = sorted(set(labels) - set(known.index))
     if unknown:
@@ -179,10 +182,22 @@ def select_parents(
     too_large = {label: int(known.loc[label, 'n_atoms']) for label in labels if known.loc[label, 'n_atoms'] > max_atoms}
     if too_large:
         raise ValueError(f'larger than the DFT budget of {max_atoms} atoms: {too_large}')
+    rows = rows.assign(dof=pd.to_numeric(rows['dof']) if 'dof' in rows else np.nan)
+    rows['dof_bin'] = pd.cut(rows['dof'], DOF_BINS, labels=DOF_BIN_LABELS).astype(str)
     pool = rows[rows['n_atoms'].between(2, max_atoms) & (rows['e_above_hull'] <= max_e_above_hull)
-                & ~rows['label'].isin(labels)].sort_values(['chemsys', 'n_atoms', 'label'])  # fmt: skip
-    pool = pool.assign(turn=pool.groupby('chemsys').cumcount()).sort_values(['turn', 'chemsys', 'n_atoms', 'label'])
-    return [*labels, *pool['label'].head(max(max_parents - len(labels), 0))]
+                & ~rows['label'].isin(labels)].sort_values(['n_atoms', 'label'])  # fmt: skip
+    chosen = list(labels)
+    seen = Counter(rows.set_index('label').loc[list(labels), 'dof_bin'])
+    waiting = {chemsys: list(group.itertuples()) for chemsys, group in pool.groupby('chemsys', sort=True)}
+    while len(chosen) < max_parents and any(waiting.values()):
+        for candidates in waiting.values():
+            if not candidates or len(chosen) >= max_parents:
+                continue
+            pick = min(candidates, key=lambda row: (seen[row.dof_bin], row.n_atoms, row.label))
+            candidates.remove(pick)
+            chosen.append(pick.label)
+            seen[pick.dof_bin] += 1
+    return chosen
 
 
 # The DFT values' numerical error: one configuration per parent (its largest rattle) run again with one setting

@@ -67,6 +67,19 @@ def test_parents_spread_over_chemical_systems():
         select_parents(rows, labels=('mp-0',))
 
 
+def test_parents_spread_over_dof_bins_within_a_system():
+    from aiida_mliap.science.softening import select_parents
+
+    rows = pd.DataFrame({
+        'label': ['a', 'b', 'c', 'd', 'e'], 'chemsys': ['Li', 'Li', 'Li-P', 'Li-P', 'Li-P'],
+        'n_atoms': [2, 3, 4, 8, 6], 'e_above_hull': 0.0, 'dof': [0, 2, 0, 7, 0],
+    })  # fmt: skip
+    # Li-P's first pick is its 7-DOF cell (bin '0' is taken by Li), not its smallest; the next round takes the rest.
+    assert select_parents(rows, max_parents=4) == ['a', 'd', 'b', 'c']
+    assert select_parents(rows.drop(columns='dof'), max_parents=4) == ['a', 'c', 'b', 'e']  # smallest cells
+    assert select_parents(rows, labels=('c',), max_parents=2) == ['c', 'b']  # a given 0-DOF parent counts too
+
+
 @pytest.mark.parametrize(
     'spec, fragment',
     [
