@@ -50,6 +50,8 @@ def candidate_dof(datasets: list, rows: pd.DataFrame, max_atoms: int, max_e_abov
     from ..science.symmetry import SYMPRECS, analyse_atoms, symprec_key
 
     pool = rows[rows['n_atoms'].between(2, max_atoms) & (rows['e_above_hull'] <= max_e_above_hull)]
+    if pool.empty:
+        return pd.Series(float('nan'), index=rows.index)
     structures = union_of_datasets(datasets, 'structures', labels=list(pool['label']))
     dof = {label: analyse_atoms(node.get_ase(), SYMPRECS[:1])[symprec_key(SYMPRECS[0])]['dof']
            for label, node in structures.items()}  # fmt: skip
