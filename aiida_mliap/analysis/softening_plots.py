@@ -38,8 +38,8 @@ def force_parity(pairs: pd.DataFrame, summary: dict[str, Any], plt):
             axis.plot([-limit, limit], [-limit * row['slope'], limit * row['slope']], color='black', linewidth=1)
         interval = row.get('slope_ci95')
         spread = f' [{interval[0]:.2f}, {interval[1]:.2f}]' if interval else ''
-        axis.set_title(f'{model}\ns = {row.get("slope", float("nan")):.3f}{spread}, MAE {row.get("mae", 0):.3f}',
-                       fontsize=8)  # fmt: skip
+        scale = '-' if row.get('slope') is None else f'{row["slope"]:.3f}{spread}, MAE {row["mae"]:.3f} eV/Å'
+        axis.set_title(f'{model}\ns = {scale}', fontsize=8)
         axis.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect='equal')
         axis.tick_params(labelsize=7)
     for axis in axes.ravel()[len(models) :]:
