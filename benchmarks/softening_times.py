@@ -54,7 +54,7 @@ def main() -> None:
         check = re.search(r'_(kpoints|smearing|cutoff)$', call.label)
         seconds = sum(c.outputs.output_parameters.get('wall_time_seconds', 0.0) for c in calcs
                       if 'output_parameters' in c.outputs)  # fmt: skip
-        cached = all(c.base.extras.get('_aiida_cached_from') for c in calcs)
+        cached = all(c.base.caching.is_created_from_cache for c in calcs)
         kind = check.group(1) if check else ('compared, from cache' if cached else 'compared')
         rows.append({'kind': kind, 'label': call.label, 'pw.x s': seconds})
     scf = pd.DataFrame(rows)

@@ -4,10 +4,9 @@ Per parent structure: ``perturb_structure`` makes its configurations (seeded rat
 pw.x computes energy, forces and stress of the parent and of each configuration, all on the parent's k-point mesh
 with the DFT check's settings (``dft_settings``), and of the parent's largest rattle three times more, each with one
 setting tightened (a denser mesh, half the smearing, higher cutoffs): those changes are the numerical error of the
-DFT values, stored beside the slopes. Each model
-evaluates the same structures statically with every force kept; ``compare_forces`` reads all of it and gives each
-model's softening scale. An SCF that fails leaves its configuration out, with the reason; so does a structure a
-model cannot evaluate.
+DFT values, stored beside the slopes. Each model evaluates the same structures statically with every force kept;
+``compare_forces`` reads all of it and gives each model's softening scale. An SCF that fails leaves its
+configuration out, with the reason; so does a structure a model cannot evaluate.
 """
 
 from __future__ import annotations
@@ -186,8 +185,9 @@ class MliapSofteningWorkChain(WorkChain):
                 self.ctx.layout[children[name]] = {'parent': label, 'configuration': name, 'chemsys': chemsys}
             # The numerical error of the DFT values: the largest rattle (else the last configuration) again, once per
             # check with that setting tightened.
-            rattles = [name for name in children if name.startswith('rattle_')]
-            checked = children[rattles[-1] if rattles else sorted(children)[-1]]
+            sigmas = self.inputs.perturbations.get_dict().get('rattle', [])
+            largest = f'rattle_{max(range(len(sigmas)), key=sigmas.__getitem__)}' if sigmas else sorted(children)[-1]
+            checked = children[largest]
             for check in NUMERICAL_CHECKS:
                 self.ctx.checks[f'{checked}_{check}'] = (checked, check)
         self.ctx.queue = sorted([*self.ctx.structures, *self.ctx.checks], key=self.cost_order)
