@@ -132,7 +132,7 @@ def setup_model(source, framework, name, energy_scale, dtype, factory, modal, de
     echo.echo_success(f'{verb}: {node.name} ({node.framework}, {node.energy_scale}) pk {node.pk} sha256 {node.sha256}')
     for key, value in node.checkpoint_facts.items():
         if key == 'elements' and len(value) > 12:  # a universal model: the count, not 90 symbols
-            value = f'{len(value)} ({", ".join(value[:6])}, ...; all in the node\'s checkpoint_facts)'
+            value = f"{len(value)} ({', '.join(value[:6])}, ...; all in the node's checkpoint_facts)"
         echo.echo_report(f'{key}: {value}')
 
 
