@@ -393,10 +393,14 @@ def make_plots(table: pd.DataFrame, directory: Path, found: dict | None = None) 
             figure = softening_slopes(found if found is not None else science(table), plt)
         else:
             figure = draw(data, plt)
-        if figure is None:
-            continue
-        for suffix in ('png', 'svg'):
-            figure.savefig(directory / f'{name}.{suffix}', dpi=110, bbox_inches='tight')
-        plt.close(figure)
-        made[name] = directory / f'{name}.png'
+        if figure is not None:
+            made[name] = save_figure(figure, directory / name, plt)
     return made
+
+
+def save_figure(figure, stem: Path, plt) -> Path:
+    """``figure`` as ``<stem>.png`` and ``<stem>.svg`` (the report's two formats), closed; returns the PNG."""
+    for suffix in ('png', 'svg'):
+        figure.savefig(stem.parent / f'{stem.name}.{suffix}', dpi=110, bbox_inches='tight')
+    plt.close(figure)
+    return stem.parent / f'{stem.name}.png'

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .plots import _pyplot
+from .plots import _pyplot, save_figure
 
 
 def force_parity(pairs: pd.DataFrame, summary: dict[str, Any], plt):
@@ -84,10 +84,6 @@ def make_softening_plots(pairs: pd.DataFrame, summary: dict[str, Any], directory
     made = {}
     for name, figure in (('force_parity', force_parity(pairs, summary, plt)),
                          ('softening_vs_compression', softening_vs_compression(summary, plt))):  # fmt: skip
-        if figure is None:
-            continue
-        for suffix in ('png', 'svg'):
-            figure.savefig(directory / f'{name}.{suffix}', dpi=110, bbox_inches='tight')
-        plt.close(figure)
-        made[name] = directory / f'{name}.png'
+        if figure is not None:
+            made[name] = save_figure(figure, directory / name, plt)
     return made
